@@ -1,0 +1,94 @@
+"""One chat turn, the same for the app and for `assistant ask`.
+
+What a reply sees (the conversation's system prompt and its thread), how a finished reply is
+recorded (model identity, settings, timings), and the whole turn for callers without a UI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from assistant.engine.base import Backend, ChatMessage, GenerationParams, ModelIdentity, Reply
+from assistant.errors import InputError
+from assistant.settings import Settings
+from assistant.store import Conversation, Message, ReplyRecord, Store
+
+
+def generation_params(settings: Settings) -> GenerationParams:
+    return GenerationParams(
+        max_new_tokens=settings.max_new_tokens,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        repetition_penalty=settings.repetition_penalty,
+    )
+
+
+def context(conversation: Conversation, thread: Sequence[Message]) -> list[ChatMessage]:
+    """The messages a model answers: the system prompt, then the thread."""
+    messages = [ChatMessage("system", conversation.system_prompt)] if conversation.system_prompt.strip() else []
+    messages += [ChatMessage(m.role, m.content) for m in thread]
+    return messages
+
+
+def reply_record(reply: Reply, identity: ModelIdentity, params: GenerationParams) -> ReplyRecord:
+    stats = reply.stats
+    assert stats is not None, "record a reply only after it has finished"
+    return ReplyRecord(
+        content=reply.text,
+        model=identity.model,
+        adapter=identity.adapter,
+        params=params.as_dict(),
+        ttft_ms=stats.ttft_ms,
+        token_count=stats.token_count,
+        tokens_per_s=stats.tokens_per_s,
+        finish_reason=stats.finish_reason,
+    )
+
+
+def check_message(text: str) -> str:
+    if not text.strip():
+        raise InputError("a message cannot be empty")
+    return text
+
+
+def run_turn(
+    store: Store,
+    backend: Backend,
+    settings: Settings,
+    text: str,
+    *,
+    conversation_id: int | None = None,
+    on_text: Callable[[str], None] | None = None,
+) -> tuple[Conversation, Message, Message]:
+    """Store the user's message, stream the reply, store it. Ctrl+C keeps the partial reply."""
+    check_message(text)
+    if conversation_id is None:
+        conversation = store.create_conversation(settings.user, settings.system_prompt)
+    else:
+        conversation = store.conversation(conversation_id)
+    thread = store.thread(conversation.id)
+    question = store.add_message(
+        conversation.id, "user", text, parent_id=thread[-1].id if thread else None
+    )
+    params = generation_params(settings)
+    reply = backend.stream(context(conversation, [*thread, question]), params)
+    chunks = iter(reply)
+    interrupted = False
+    try:
+        for chunk in chunks:
+            if on_text is not None:
+                on_text(chunk)
+    except KeyboardInterrupt:
+        interrupted = True
+        reply.cancel()
+        chunks.close()  # settles the stats as cancelled
+    answer = store.add_message(
+        conversation.id,
+        "assistant",
+        reply.text,
+        parent_id=question.id,
+        reply=reply_record(reply, backend.identity, params),
+    )
+    if interrupted:
+        raise KeyboardInterrupt
+    return store.conversation(conversation.id), question, answer

@@ -1,0 +1,158 @@
+"""The `assistant` command: thin dispatch. Heavy imports (torch, textual) happen inside commands.
+
+Errors: an AssistantError becomes `error: <message>` on stderr and its exit code (see
+assistant/errors.py and the README); anything unexpected is logged with its traceback to the
+data dir's log file and reported in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from assistant import __version__
+from assistant.commands.common import Context, load_backend, settings_options
+from assistant.commands.demo import demo
+from assistant.commands.doctor import doctor
+from assistant.commands.history import history
+from assistant.errors import AssistantError
+from assistant.logs import quiet_libraries
+from assistant.text import one_line, terminal_safe
+
+log = logging.getLogger("assistant")
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="assistant")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """A local support chatbot that learns from its users' feedback.
+
+    Without a command, opens the chat.
+    """
+    ctx.ensure_object(Context)
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(chat)
+
+
+@cli.command()
+@settings_options
+def chat(state: Context) -> None:
+    """Open the chat app (Textual)."""
+    from assistant.tui.app import AssistantApp
+    from assistant.tui.loader import backend_loader
+
+    settings = state.settings
+    store = state.store()
+    app = AssistantApp(settings, store, backend_loader(settings))
+    app.run()
+    if app.return_code:
+        sys.exit(app.return_code)
+
+
+@cli.command()
+@click.argument("question")
+@click.option("--conversation", "conversation_id", type=int, help="Continue this conversation.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of streaming text.")
+@settings_options
+def ask(state: Context, question: str, conversation_id: int | None, as_json: bool) -> None:
+    """Ask one question without the UI; logged like a chat turn."""
+    from assistant.chat import check_message, run_turn
+
+    check_message(question)
+    settings = state.settings
+    store = state.store()
+    if conversation_id is not None:
+        store.conversation(conversation_id)  # fail before loading a model
+    backend = load_backend(settings, quiet=as_json)
+    stream_to = None if as_json else _echo_chunk
+    conversation, _question, answer = run_turn(
+        store, backend, settings, question, conversation_id=conversation_id, on_text=stream_to
+    )
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "conversation_id": conversation.id,
+                    "message_id": answer.id,
+                    "reply": answer.content,
+                    "model": answer.model,
+                    "adapter": answer.adapter,
+                    "ttft_ms": answer.ttft_ms,
+                    "token_count": answer.token_count,
+                    "tokens_per_s": answer.tokens_per_s,
+                    "finish_reason": answer.finish_reason,
+                },
+                ensure_ascii=False,
+            )
+        )
+    else:
+        click.echo()
+        click.echo(
+            f"[conversation {conversation.id}, message {answer.id}, {answer.token_count} tokens"
+            + (f", {answer.tokens_per_s:.1f} tokens/s" if answer.tokens_per_s else "")
+            + "]",
+            err=True,
+        )
+
+
+def _echo_chunk(text: str) -> None:
+    click.echo(terminal_safe(text), nl=False)
+
+
+@cli.command(name="import")
+@click.argument("file", type=click.Path(path_type=Path))
+@settings_options
+def import_(state: Context, file: Path) -> None:
+    """Import conversations from an OpenAI chat-format JSONL file (all or nothing)."""
+    from assistant.formats import parse_import_file
+
+    conversations = parse_import_file(file)
+    settings = state.settings
+    ids = state.store().import_conversations(
+        conversations, user=settings.user, default_system_prompt=settings.system_prompt
+    )
+    rated = sum(1 for _, messages in conversations for m in messages if m.feedback)
+    click.echo(f"imported {len(ids)} conversations ({rated} rated replies) from {file}")
+
+
+cli.add_command(history)
+cli.add_command(doctor)
+cli.add_command(demo)
+
+
+def main(argv: list[str] | None = None) -> None:
+    quiet_libraries()
+    try:
+        cli.main(args=argv, prog_name="assistant", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except AssistantError as exc:
+        click.echo(f"error: {one_line(str(exc))}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # the one place an unexpected error becomes a line, not a traceback
+        log.exception("unexpected error")
+        where = _log_hint()
+        click.echo(f"error: unexpected {type(exc).__name__}: {one_line(str(exc), 200)}{where}", err=True)
+        sys.exit(1)
+
+
+def _log_hint() -> str:
+    for handler in logging.getLogger().handlers:
+        filename = getattr(handler, "baseFilename", None)
+        if filename:
+            return f" (details in {filename})"
+    return ""

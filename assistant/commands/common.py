@@ -1,0 +1,96 @@
+"""What every command shares: the context (settings, store), the common options, model loading."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from assistant.logs import setup_logging
+from assistant.settings import Resolved, Settings, load_settings
+from assistant.text import one_line
+
+
+@dataclass
+class Context:
+    """What every command gets: the resolved settings and, on first use, the store."""
+
+    data_dir: str | None = None
+    config_file: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    verbose: bool = False
+    _resolved: Resolved | None = None
+    _store: Any = None
+
+    @property
+    def resolved(self) -> Resolved:
+        if self._resolved is None:
+            self._resolved = load_settings(
+                data_dir=self.data_dir, config_file=self.config_file, overrides=self.overrides
+            )
+            setup_logging(self._resolved.settings.log_path, verbose=self.verbose)
+        return self._resolved
+
+    @property
+    def settings(self) -> Settings:
+        return self.resolved.settings
+
+    def store(self):
+        if self._store is None:
+            from assistant.store import Store
+
+            self._store = Store.open(self.settings.db_path)
+        return self._store
+
+
+def settings_options(command: Callable) -> Callable:
+    """Options every command takes; they override config files and ASSISTANT_* variables."""
+
+    @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Data dir.")
+    @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="Config file.")
+    @click.option("--model", help="Hugging Face id or local directory of the base model.")
+    @click.option("--adapter", help="LoRA adapter directory to apply.")
+    @click.option("--user", help="Who is chatting (default: the OS login name).")
+    @click.option("-v", "--verbose", is_flag=True, help="Log to stderr too.")
+    @click.pass_context
+    @wraps(command)
+    def wrapper(ctx: click.Context, data_dir, config_file, model, adapter, user, verbose, **kwargs):  # noqa: ANN001
+        state = ctx.ensure_object(Context)
+        state.data_dir = str(data_dir) if data_dir else state.data_dir
+        state.config_file = str(config_file) if config_file else state.config_file
+        state.overrides.update({k: v for k, v in {"model": model, "adapter": adapter, "user": user}.items() if v})
+        state.verbose = state.verbose or verbose
+        return command(state, **kwargs)
+
+    return wrapper
+
+
+def load_backend(settings: Settings, *, quiet: bool = False):
+    """Resolve and load the model for a command, with progress on stderr."""
+    from rich.console import Console
+
+    from assistant.engine.local import load_local_backend
+    from assistant.engine.resolve import resolve_model
+
+    console = Console(stderr=True, quiet=quiet, highlight=False)
+    with console.status("Resolving the model…") as status:
+
+        def progress(message: str, fraction: float | None) -> None:
+            suffix = f" {fraction:.0%}" if fraction is not None else ""
+            status.update(f"{one_line(message)}{suffix}")
+
+        choice = resolve_model(settings, progress)
+        if choice.notice:
+            console.print(f"[dim]{choice.notice}[/dim]", markup=True, highlight=False)
+        backend = load_local_backend(
+            choice,
+            device=settings.device,
+            cpu_load_in_4bit=settings.cpu_load_in_4bit,
+            adapter=settings.adapter,
+            progress=progress,
+        )
+    return backend

@@ -1,0 +1,177 @@
+"""`assistant doctor`: what is configured, what was found, and what to do about anything missing."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import sys
+from pathlib import Path
+
+import click
+
+from assistant import __version__
+from assistant.commands.common import Context, settings_options
+from assistant.errors import AssistantError
+from assistant.settings import Settings, field_help
+from assistant.text import one_line
+
+
+@click.command()
+@settings_options
+def doctor(state: Context) -> None:
+    """Print the configuration, data dir, database, model resolution and hardware."""
+    resolved = state.resolved
+    settings = resolved.settings
+    advice: list[str] = []
+
+    click.echo(f"assistant {__version__} (Python {platform.python_version()}, {sys.platform})")
+    _section("Data")
+    _row("data dir", f"{settings.data_dir}  ({resolved.sources['data_dir']})")
+    writable = _writable(settings.data_dir)
+    if not writable:
+        advice.append(f"The data dir {settings.data_dir} is not writable: pass --data-dir or set ASSISTANT_DATA_DIR.")
+    files = ", ".join(str(p) for p in resolved.config_files) or "none (defaults; see README 'Configuration')"
+    _row("config files", files)
+    _database(state, settings, advice)
+
+    _section("Settings")
+    helps = field_help()
+    for name, source in resolved.sources.items():
+        if name == "data_dir":
+            continue
+        value = getattr(settings, name)
+        shown = one_line(repr(value), 70)
+        click.echo(f"  {name:<19} = {shown}  [{source}]")
+        if state.verbose:
+            click.echo(f"  {'':<21}{helps[name]}")
+
+    _section("Model")
+    _model(settings, advice)
+
+    _section("Hardware and libraries")
+    _hardware(settings, advice)
+
+    _section("Advice")
+    if not advice:
+        click.echo("  Nothing to fix.")
+    for line in advice:
+        click.echo(f"  - {line}")
+
+
+def _section(title: str) -> None:
+    click.echo(f"\n{title}")
+
+
+def _row(label: str, value: str) -> None:
+    click.echo(f"  {label:<19} {value}")
+
+
+def _writable(directory: Path) -> bool:
+    probe = directory
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
+
+
+def _database(state: Context, settings: Settings, advice: list[str]) -> None:
+    import sqlite3
+
+    _row("database", str(settings.db_path) + ("" if settings.db_path.exists() else "  (created on first use)"))
+    _row("SQLite", sqlite3.sqlite_version)
+    if not settings.db_path.exists():
+        return
+    try:
+        store = state.store()
+    except AssistantError as exc:
+        _row("status", f"unusable: {exc}")
+        advice.append(f"Database: {exc}")
+        return
+    counts = store.counts()
+    mode = store.db.execute("PRAGMA journal_mode").fetchone()[0]
+    _row("schema", ", ".join(store.applied_migrations()))
+    _row("journal mode", mode)
+    _row("contents", ", ".join(f"{n} {name}" for name, n in counts.items()))
+
+
+def _model(settings: Settings, advice: list[str]) -> None:
+    from assistant.engine.resolve import (
+        cached_snapshot,
+        demo_choice,
+        hub_reachable,
+        is_offline,
+        looks_like_path,
+    )
+    from assistant.demo.build import is_built
+
+    if settings.model:
+        if looks_like_path(settings.model):
+            path = Path(settings.model).expanduser()
+            ok = (path / "config.json").is_file()
+            _row("configured", f"{path} ({'a model directory' if ok else 'NOT a model directory'})")
+            if not ok:
+                advice.append(f"model {path} has no config.json: point `model` at a saved model directory.")
+            return
+        cached = cached_snapshot(settings.model)
+        _row("configured", f"{settings.model} (Hugging Face id)")
+        if cached:
+            _row("found", f"in the local cache: {cached}")
+            return
+        reachable = hub_reachable(settings.hub_timeout)
+        _row("found", "not cached; " + ("will be downloaded on first use" if reachable else "hub unreachable"))
+        if not reachable:
+            advice.append(f"{settings.model} is not cached and the hub cannot be reached: copy it here or use a local path.")
+        return
+
+    _row("configured", "nothing (model is empty): default hub model, else the demo model")
+    if settings.hub_model:
+        cached = cached_snapshot(settings.hub_model)
+        if cached:
+            _row("will use", f"{settings.hub_model} from the local cache ({cached})")
+            return
+        offline = is_offline()
+        reachable = hub_reachable(settings.hub_timeout)
+        if reachable:
+            _row("will use", f"{settings.hub_model}, downloaded on first use")
+            return
+        _row("hub", f"{settings.hub_model} not cached; " + ("HF_HUB_OFFLINE is set" if offline else "hub unreachable"))
+    choice = demo_choice(settings, build=False)
+    built = is_built(choice.path)
+    _row("will use", f"the built-in demo model ({settings.demo_recipe} recipe)")
+    _row("demo model", f"{choice.path}" + ("" if built else "  (built on first use, about 3 minutes)"))
+    advice.append(
+        "Chat uses the demo model, which only knows the sample conversations: set `model` (config.toml or "
+        "ASSISTANT_MODEL) to a Hugging Face id or a local model directory for a real one."
+    )
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _hardware(settings: Settings, advice: list[str]) -> None:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    _row("device setting", settings.device)
+    if cuda:
+        name = torch.cuda.get_device_name(0)
+        memory = torch.cuda.get_device_properties(0).total_memory / 2**30
+        _row("CUDA", f"available: {name}, {memory:.0f} GiB (CUDA {torch.version.cuda})")
+    else:
+        _row("CUDA", "not available: models run on the CPU")
+        if settings.device == "cuda":
+            advice.append("device = cuda but no CUDA GPU is visible: set device = \"auto\" or \"cpu\".")
+    _row("CPU threads", str(torch.get_num_threads()))
+    bnb = _version("bitsandbytes")
+    if bnb == "not installed":
+        _row("bitsandbytes", "not installed: 4-bit loading unavailable")
+        advice.append("Install bitsandbytes (pip install bitsandbytes) for 4-bit models and QLoRA training.")
+    else:
+        where = "CUDA and CPU" if cuda else "CPU (set cpu_load_in_4bit = true to use it)"
+        _row("bitsandbytes", f"{bnb}: 4-bit NF4 available on {where}")
+    for package in ("torch", "transformers", "peft", "trl", "datasets", "textual", "sqlite-utils"):
+        _row(package, _version(package))

@@ -1,0 +1,104 @@
+"""`assistant history`: list, show, search and export the conversation log."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from assistant.commands.common import Context, settings_options
+from assistant.formats import export_records, to_jsonl, to_markdown
+from assistant.text import one_line, terminal_safe
+
+
+@click.group()
+def history() -> None:
+    """Browse and export the conversation log."""
+
+
+def _user_filter(state: Context, all_users: bool) -> str | None:
+    return None if all_users else state.settings.user
+
+
+@history.command(name="list")
+@click.option("--all-users", is_flag=True, help="Everyone's conversations, not only yours.")
+@click.option("--archived", is_flag=True, help="Include archived conversations.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@settings_options
+def list_(state: Context, all_users: bool, archived: bool, limit: int, as_json: bool) -> None:
+    """Recent conversations, newest first."""
+    conversations = state.store().conversations(
+        user=_user_filter(state, all_users), include_archived=archived, limit=limit
+    )
+    for c in conversations:
+        if as_json:
+            click.echo(json.dumps({"id": c.id, "title": c.title, "user": c.user, "created_at": c.created_at,
+                                   "updated_at": c.updated_at, "archived": c.archived}, ensure_ascii=False))
+        else:
+            flag = " [archived]" if c.archived else ""
+            click.echo(f"{c.id:>6}  {c.updated_at[:16].replace('T', ' ')}  {c.user:<12} {one_line(c.title, 60)}{flag}")
+    if not conversations and not as_json:
+        click.echo("no conversations yet", err=True)
+
+
+@history.command()
+@click.argument("conversation_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="The conversation as one JSON object.")
+@settings_options
+def show(state: Context, conversation_id: int, as_json: bool) -> None:
+    """One conversation with its ratings."""
+    store = state.store()
+    record = next(export_records(store, [store.conversation(conversation_id)]))
+    if as_json:
+        click.echo(json.dumps(record, ensure_ascii=False, indent=2))
+    else:
+        click.echo(terminal_safe(to_markdown(record)), nl=False)
+
+
+@history.command()
+@click.argument("text")
+@click.option("--all-users", is_flag=True, help="Search everyone's conversations.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@settings_options
+def search(state: Context, text: str, all_users: bool, limit: int, as_json: bool) -> None:
+    """Full-text search over message contents."""
+    hits = state.store().search(text, user=_user_filter(state, all_users), limit=limit)
+    for hit in hits:
+        c = hit.conversation
+        if as_json:
+            click.echo(json.dumps({"conversation_id": c.id, "title": c.title, "message_id": hit.message_id,
+                                   "snippet": hit.snippet}, ensure_ascii=False))
+        else:
+            click.echo(f"{c.id:>6}  {one_line(c.title, 40):<40}  {one_line(hit.snippet, 80)}")
+    if not hits and not as_json:
+        click.echo(f"nothing found for {one_line(text)!r}", err=True)
+
+
+@history.command()
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "markdown"]), default="jsonl", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File to write (default: stdout).")
+@click.option("--all-users", is_flag=True, help="Export everyone's conversations.")
+@click.option("--archived", is_flag=True, help="Include archived conversations.")
+@settings_options
+def export(state: Context, fmt: str, output: Path | None, all_users: bool, archived: bool) -> None:
+    """Export conversations as JSONL (readable by `assistant import`) or Markdown."""
+    from assistant.errors import InputError
+
+    store = state.store()
+    conversations = list(reversed(store.conversations(user=_user_filter(state, all_users), include_archived=archived)))
+    render = to_jsonl if fmt == "jsonl" else to_markdown
+    separator = "\n" if fmt == "jsonl" else "\n---\n\n"
+    chunks = [render(record) for record in export_records(store, conversations)]
+    text = separator.join(chunks) + ("\n" if chunks and fmt == "jsonl" else "")
+    if output is None:
+        sys.stdout.write(text if fmt == "jsonl" else terminal_safe(text))
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write {output}: {exc.strerror}") from None
+    click.echo(f"exported {len(chunks)} conversations to {output}", err=True)

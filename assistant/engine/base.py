@@ -1,0 +1,127 @@
+"""The chat backend interface: stream a reply to a list of chat messages, cancel it, say who answers.
+
+The UI and the commands only see this interface, so a remote OpenAI-compatible backend can be
+added beside the in-process one without touching them. No torch here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_new_tokens: int = 384
+    temperature: float = 0.3
+    top_p: float = 0.9
+    repetition_penalty: float = 1.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Who produced a reply: recorded on every assistant message and shown in the status bar."""
+
+    model: str
+    adapter: str | None
+    device: str
+    precision: str
+    is_demo: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} + {self.adapter}" if self.adapter else self.model
+
+
+@dataclass(frozen=True)
+class ReplyStats:
+    ttft_ms: float | None
+    token_count: int
+    tokens_per_s: float | None
+    finish_reason: str  # "stop" (end of turn), "length" (max_new_tokens), "cancelled", "error"
+
+
+class Reply:
+    """A reply being generated: iterate for text chunks; `cancel()` from any thread.
+
+    `stats` is set once the iteration has finished, whatever ended it.
+    """
+
+    def __init__(self, chunks: Iterator[tuple[str, int]], cancel_event: threading.Event, max_new_tokens: int):
+        self._chunks = chunks
+        self._cancel = cancel_event
+        self._max_new_tokens = max_new_tokens
+        self.stats: ReplyStats | None = None
+        self.text = ""
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def __iter__(self) -> Iterator[str]:
+        started = time.perf_counter()
+        first: float | None = None
+        tokens = 0
+        reason: str | None = None
+        try:
+            for text, new_tokens in self._chunks:
+                tokens += new_tokens
+                if text:
+                    if first is None:
+                        first = time.perf_counter()
+                    self.text += text
+                    yield text
+                if self._cancel.is_set():
+                    break
+        except (GeneratorExit, KeyboardInterrupt):
+            # The reader walked away: stop the generation too.
+            self._cancel.set()
+            raise
+        except BaseException:
+            reason = "error"
+            raise
+        finally:
+            ended = time.perf_counter()
+            if reason is None:
+                if self._cancel.is_set():
+                    reason = "cancelled"
+                elif tokens >= self._max_new_tokens:
+                    reason = "length"
+                else:
+                    reason = "stop"
+            decode_s = ended - first if first is not None else 0.0
+            self.stats = ReplyStats(
+                ttft_ms=round((first - started) * 1000, 1) if first is not None else None,
+                token_count=tokens,
+                tokens_per_s=round((tokens - 1) / decode_s, 1) if tokens > 1 and decode_s > 0 else None,
+                finish_reason=reason,
+            )
+
+
+LoadProgress = Callable[[str, float | None], None]
+"""progress(message, fraction or None when unknown): reported while a backend loads."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the chat needs from a model, wherever it runs."""
+
+    @property
+    def identity(self) -> ModelIdentity: ...
+
+    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Reply: ...

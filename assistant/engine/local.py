@@ -1,0 +1,256 @@
+"""The in-process backend: a transformers causal LM, optionally 4-bit, with an unmerged LoRA adapter.
+
+On CUDA the base model is loaded in 4-bit NF4 with double quantisation and bf16 compute, the way
+it is trained. On CPU it is full precision unless `cpu_load_in_4bit` asks for bitsandbytes'
+CPU 4-bit. Weights are read from safetensors only. Generation runs in its own thread and
+streams token by token; cancelling stops it at the next token.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    BitsAndBytesConfig,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
+from transformers.generation.streamers import BaseStreamer
+
+from assistant.engine.base import ChatMessage, GenerationParams, LoadProgress, ModelIdentity, Reply
+from assistant.engine.prompt import encode_chat
+from assistant.engine.resolve import ModelChoice
+from assistant.errors import InputError, ModelError
+
+log = logging.getLogger(__name__)
+
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>")
+
+
+def pick_device(requested: str) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ModelError("device is set to cuda but no CUDA GPU is available", hint="set device = \"auto\"")
+    return requested
+
+
+def check_adapter_dir(path: Path) -> None:
+    """Only safetensors adapters are loaded; a directory with pickled weights is refused."""
+    if not path.is_dir():
+        raise ModelError(f"adapter directory not found: {path}")
+    pickled = sorted(p.name for p in path.iterdir() if p.suffix in {".bin", ".pt", ".pth", ".pkl"})
+    if pickled:
+        raise ModelError(f"adapter {path} contains pickle files ({pickled[0]}); only safetensors are loaded")
+    for required in ("adapter_model.safetensors", "adapter_config.json"):
+        if not (path / required).is_file():
+            raise ModelError(f"adapter {path} has no {required}")
+
+
+class LocalBackend:
+    """A loaded model and tokenizer. `stream()` may be called from any thread; one reply at a time."""
+
+    def __init__(self, model, tokenizer, identity: ModelIdentity) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self._identity = identity
+        self._lock = threading.Lock()
+        self._device = next(model.parameters()).device
+        vocab = tokenizer.get_vocab()
+        eos = {t for t in [tokenizer.eos_token_id, model.generation_config.eos_token_id] if t is not None}
+        flat: set[int] = set()
+        for token in eos:
+            flat.update(token if isinstance(token, list) else [token])
+        flat.update(vocab[t] for t in END_OF_TURN_TOKENS if t in vocab)
+        self._stop_ids = sorted(flat)
+        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self._stop_ids[0]
+        self._context = getattr(model.config, "max_position_embeddings", None) or 4096
+
+    @property
+    def identity(self) -> ModelIdentity:
+        return self._identity
+
+    def encode(self, messages: Sequence[ChatMessage], max_new_tokens: int) -> list[int]:
+        """Token ids of the prompt; the oldest turns give way when it would not fit the context.
+
+        The prompt may use the context but for room for the reply (at most half the context).
+        """
+        budget = self._context - min(max_new_tokens, self._context // 2)
+        system = [m for m in messages[:1] if m.role == "system"]
+        turns = list(messages[len(system) :])
+        while True:
+            ids = encode_chat(self.tokenizer, [*system, *turns])
+            if len(ids) <= budget:
+                return ids
+            if len(turns) <= 1:
+                raise InputError(
+                    f"the message is too long for the model ({len(ids)} tokens; at most {budget} fit)"
+                )
+            turns = turns[2:] if len(turns) > 2 else turns[1:]
+
+    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Reply:
+        ids = self.encode(messages, params.max_new_tokens)
+        max_new_tokens = min(params.max_new_tokens, self._context - len(ids))
+        cancel = threading.Event()
+        chunks = _Chunks(self.tokenizer)
+        input_ids = torch.tensor([ids], device=self._device)
+        kwargs = dict(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=max_new_tokens,
+            streamer=chunks,
+            stopping_criteria=StoppingCriteriaList([_Cancelled(cancel)]),
+            eos_token_id=self._stop_ids,
+            pad_token_id=self._pad_id,
+            repetition_penalty=params.repetition_penalty,
+        )
+        if params.temperature > 0:
+            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+
+        def generate() -> None:
+            try:
+                with self._lock, torch.inference_mode():
+                    self.model.generate(**kwargs)
+            except BaseException as exc:  # reported to the reader of the stream
+                log.exception("generation failed")
+                chunks.fail(exc)
+            finally:
+                chunks.end()
+
+        threading.Thread(target=generate, name="generate", daemon=True).start()
+        return Reply(chunks.iterate(), cancel, max_new_tokens)
+
+
+class _Cancelled(StoppingCriteria):
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs):  # noqa: ANN001
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class _Chunks(BaseStreamer):
+    """Receives token ids from `generate` and hands out (new text, new token count) pairs."""
+
+    _END = object()
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.queue: queue.Queue = queue.Queue()
+        self.ids: list[int] = []
+        self.emitted = 0
+        self.prompt_seen = False
+        self.error: BaseException | None = None
+
+    def put(self, value) -> None:  # noqa: ANN001
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        new = value.reshape(-1).tolist()
+        self.ids += new
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        if text.endswith("\ufffd"):
+            # Part of a multi-byte character: wait for the rest.
+            self.queue.put(("", len(new)))
+            return
+        self.queue.put((text[self.emitted :], len(new)))
+        self.emitted = len(text)
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+
+    def end(self) -> None:
+        if self.ids:
+            text = self.tokenizer.decode(self.ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            if len(text) > self.emitted:
+                self.queue.put((text[self.emitted :], 0))
+        self.queue.put(self._END)
+
+    def iterate(self) -> Iterator[tuple[str, int]]:
+        while (item := self.queue.get()) is not self._END:
+            yield item
+        if self.error is not None:
+            raise ModelError(f"generation failed: {self.error}") from self.error
+
+
+def load_local_backend(
+    choice: ModelChoice,
+    *,
+    device: str = "auto",
+    cpu_load_in_4bit: bool = False,
+    adapter: str = "",
+    progress: LoadProgress | None = None,
+) -> LocalBackend:
+    report = progress or (lambda message, fraction: None)
+    target = pick_device(device)
+    report(f"Loading tokenizer of {choice.name}", None)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(choice.path)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load the tokenizer of {choice.name}: {_first_line(exc)}") from None
+
+    kwargs: dict = {"use_safetensors": True}
+    if target == "cuda":
+        kwargs.update(quantization_config=_nf4(torch.bfloat16), device_map={"": 0}, dtype=torch.bfloat16)
+        precision = "4-bit NF4, bf16 compute"
+    elif cpu_load_in_4bit:
+        kwargs.update(quantization_config=_nf4(torch.float32), device_map="cpu", dtype=torch.float32)
+        precision = "4-bit NF4 (CPU)"
+    else:
+        kwargs.update(dtype=torch.float32)
+        precision = "fp32"
+    report(f"Loading {choice.name} ({precision}) on {target}", None)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(choice.path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load model {choice.name}: {_first_line(exc)}") from None
+
+    adapter_name = None
+    if adapter:
+        from peft import PeftModel
+
+        adapter_dir = Path(adapter).expanduser()
+        check_adapter_dir(adapter_dir)
+        adapter_name = adapter_dir.name
+        report(f"Applying adapter {adapter_name}", None)
+        try:
+            model = PeftModel.from_pretrained(model, adapter_dir, adapter_name=adapter_name, is_trainable=False)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ModelError(f"cannot apply adapter {adapter_dir}: {_first_line(exc)}") from None
+    model.eval()
+
+    device_label = "cpu"
+    if target == "cuda":
+        device_label = f"cuda ({torch.cuda.get_device_name(0)})"
+    identity = ModelIdentity(
+        model=choice.name,
+        adapter=adapter_name,
+        device=device_label,
+        precision=precision,
+        is_demo=choice.is_demo,
+    )
+    report(f"Ready: {identity.label}", 1.0)
+    return LocalBackend(model, tokenizer, identity)
+
+
+def _nf4(compute_dtype) -> BitsAndBytesConfig:  # noqa: ANN001
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,173 @@
+"""Which model to serve: the configured one, else the default hub model, else the built-in demo.
+
+1. `--model` / ASSISTANT_MODEL / config: a local directory or a Hugging Face id. It must work;
+   there is no silent fallback from a model the user asked for.
+2. Otherwise the default small instruct model (`hub_model`) when it is in the local Hugging Face
+   cache, or when the hub answers within `hub_timeout` seconds (then it is downloaded, with progress).
+3. Otherwise the demo model built from the sample conversations, with a banner saying so.
+
+No torch here: resolving must be cheap; loading is the backend's job.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from assistant.errors import ModelError
+from assistant.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.tiktoken"]
+
+DEMO_NOTICE = (
+    "Demo model: a tiny model trained on this machine from the sample Nimbus Home conversations. "
+    "It only knows those. Set `model` in config.toml or ASSISTANT_MODEL to a Hugging Face id or a "
+    "local model directory to use a real model."
+)
+
+Progress = Callable[[str, float | None], None]
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    path: Path
+    name: str
+    source: str  # "local path", "hub cache", "hub download", "demo"
+    is_demo: bool = False
+    notice: str | None = None
+
+
+def is_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+
+
+def hub_reachable(timeout: float) -> bool:
+    """A quick TCP connect to the hub: offline machines must not wait long."""
+    if is_offline() or timeout <= 0:
+        return False
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def cached_snapshot(repo_id: str) -> Path | None:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        path = Path(snapshot_download(repo_id, local_files_only=True, allow_patterns=DOWNLOAD_PATTERNS))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        return None
+    return path if (path / "config.json").is_file() else None
+
+
+def download(repo_id: str, progress: Progress | None) -> Path:
+    from huggingface_hub import snapshot_download
+
+    report = progress or (lambda message, fraction: None)
+    report(f"Downloading {repo_id}", None)
+    try:
+        path = snapshot_download(
+            repo_id, allow_patterns=DOWNLOAD_PATTERNS, tqdm_class=_tqdm_reporting(report, repo_id)
+        )
+    except Exception as exc:  # the hub client raises many kinds; all mean the same here
+        raise ModelError(f"cannot download {repo_id}: {str(exc).splitlines()[0]}") from None
+    return Path(path)
+
+
+def _tqdm_reporting(report: Progress, repo_id: str):
+    from tqdm.auto import tqdm
+
+    class Reporting(tqdm):
+        def __init__(self, *args, **kwargs):  # noqa: ANN002, ANN003
+            kwargs["disable"] = False
+            kwargs["file"] = open(os.devnull, "w")  # noqa: SIM115 - closed with the bar
+            super().__init__(*args, **kwargs)
+
+        def update(self, n=1):  # noqa: ANN001
+            result = super().update(n)
+            if self.total:
+                report(f"Downloading {repo_id}", min(1.0, self.n / self.total))
+            return result
+
+        def close(self):
+            super().close()
+            self.fp.close()
+
+    return Reporting
+
+
+def looks_like_path(value: str) -> bool:
+    return value.startswith(("/", "./", "../", "~", ".\\")) or Path(value).expanduser().exists()
+
+
+def resolve_model(settings: Settings, progress: Progress | None = None, *, build_demo: bool = True) -> ModelChoice:
+    """Decide which model to serve, downloading or building it when needed."""
+    if settings.model:
+        return _explicit(settings.model, settings.hub_timeout, progress)
+    if settings.hub_model:
+        cached = cached_snapshot(settings.hub_model)
+        if cached is not None:
+            return ModelChoice(cached, settings.hub_model, "hub cache")
+        if hub_reachable(settings.hub_timeout):
+            try:
+                return ModelChoice(download(settings.hub_model, progress), settings.hub_model, "hub download")
+            except ModelError as exc:
+                log.warning("falling back to the demo model: %s", exc)
+    return demo_choice(settings, progress, build=build_demo)
+
+
+def _explicit(value: str, timeout: float, progress: Progress | None) -> ModelChoice:
+    if looks_like_path(value):
+        path = Path(value).expanduser()
+        if not path.is_dir():
+            raise ModelError(f"model path not found: {path}")
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{path} is not a model directory (no config.json)")
+        return ModelChoice(path.resolve(), path.name, "local path")
+    if not HUB_ID.match(value):
+        raise ModelError(f"model {value!r} is neither a directory nor a Hugging Face id")
+    cached = cached_snapshot(value)
+    if cached is not None:
+        return ModelChoice(cached, value, "hub cache")
+    if not hub_reachable(timeout):
+        raise ModelError(
+            f"model {value} is not in the local Hugging Face cache and the hub cannot be reached",
+            hint="download it on a connected machine, or point `model` at a local directory",
+        )
+    return ModelChoice(download(value, progress), value, "hub download")
+
+
+def demo_choice(settings: Settings, progress: Progress | None = None, *, build: bool = True) -> ModelChoice:
+    from assistant.demo.build import DEMO_MODEL_ID, RECIPES, demo_model_dir, ensure_demo_model
+    from assistant.demo.samples import load_samples
+
+    if settings.demo_recipe not in RECIPES:
+        raise ModelError(f"unknown demo recipe {settings.demo_recipe!r}; known: {', '.join(RECIPES)}")
+    if build:
+        report = progress or (lambda message, fraction: None)
+
+        def on_build(stage: str, done: int, total: int) -> None:
+            report(f"Building the demo model: {stage}", done / total if total else None)
+
+        path = ensure_demo_model(
+            settings.models_dir, recipe=settings.demo_recipe, seed=settings.demo_seed, progress=on_build
+        )
+    else:
+        path = demo_model_dir(settings.models_dir, RECIPES[settings.demo_recipe], settings.demo_seed, load_samples())
+    return ModelChoice(path, DEMO_MODEL_ID, "demo", is_demo=True, notice=DEMO_NOTICE)

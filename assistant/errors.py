@@ -1,0 +1,64 @@
+"""Domain errors: each carries a one-line message for users and a documented exit code.
+
+The CLI turns them into `error: <message>` on stderr and the exit code; the TUI into a
+notification. Nothing here knows about either.
+"""
+
+from __future__ import annotations
+
+
+class AssistantError(Exception):
+    """An expected failure with a message a user can act on."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ConfigError(AssistantError):
+    """A setting, config file or environment variable is invalid."""
+
+    exit_code = 3
+
+
+class InputError(AssistantError):
+    """Something the user passed in is malformed: an import file, an empty message."""
+
+    exit_code = 4
+
+
+class ModelError(AssistantError):
+    """The model or adapter cannot be resolved or loaded."""
+
+    exit_code = 5
+
+
+class StoreError(AssistantError):
+    """The data dir or database cannot be used: unwritable, unreadable, corrupt, busy."""
+
+    exit_code = 6
+
+
+class NotFoundError(AssistantError):
+    """A conversation or message id that does not exist."""
+
+    exit_code = 7
+
+
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "other error (the message says what)",
+    2: "usage error: unknown command or option, missing argument",
+    ConfigError.exit_code: "invalid configuration (config file, ASSISTANT_* variable, flag)",
+    InputError.exit_code: "invalid input (malformed import file, empty message)",
+    ModelError.exit_code: "model or adapter cannot be found or loaded",
+    StoreError.exit_code: "data dir or database unusable (unwritable, corrupt, locked)",
+    NotFoundError.exit_code: "no such conversation or message",
+    130: "interrupted (ctrl+c)",
+}

@@ -1,0 +1,248 @@
+"""One settings object, resolved once and passed in: defaults < config TOML < ASSISTANT_* env < flags.
+
+The data dir is resolved first (flag, ASSISTANT_DATA_DIR, ./conversations when it exists, else
+the user data dir), because one of the config files lives in it. Config files, lowest first:
+the user config dir's `config.toml`, then the data dir's `config.toml`; ASSISTANT_CONFIG (or
+`--config`) names one file that replaces both.
+
+This module must not import torch, transformers or textual.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import platformdirs
+
+from assistant.errors import ConfigError
+
+APP_NAME = "assistant"
+ENV_PREFIX = "ASSISTANT_"
+CONFIG_FILENAME = "config.toml"
+DEFAULT_HUB_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
+DEFAULT_SYSTEM_PROMPT = (
+    "You are the support assistant of Nimbus Home, a shop for smart-home devices "
+    "(thermostat, cameras, hub, smart plugs, doorbell) and the Nimbus Plus subscription. "
+    "Answer customers' questions about accounts, billing, shipping, returns and "
+    "troubleshooting accurately, briefly and kindly."
+)
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the commands and the app need to know. Field names are the config keys."""
+
+    data_dir: Path = field(metadata=_help("Where the database, models, adapters and datasets live."))
+    model: str = field(
+        default="",
+        metadata=_help(
+            "Base model: a Hugging Face id or a local directory. Empty: the default hub model "
+            "when cached or downloadable, else the built-in demo model."
+        ),
+    )
+    hub_model: str = field(
+        default=DEFAULT_HUB_MODEL,
+        metadata=_help("The default small instruct model tried when `model` is empty; empty disables it."),
+    )
+    adapter: str = field(
+        default="",
+        metadata=_help("A LoRA adapter directory (adapter_model.safetensors) applied unmerged; empty: none."),
+    )
+    device: str = field(default="auto", metadata=_help("auto, cpu or cuda."))
+    cpu_load_in_4bit: bool = field(
+        default=False,
+        metadata=_help("On CPU, load the base model in 4-bit NF4 (bitsandbytes) instead of full precision."),
+    )
+    system_prompt: str = field(
+        default=DEFAULT_SYSTEM_PROMPT,
+        metadata=_help("The assistant's domain profile, sent as the system message of new conversations."),
+    )
+    max_new_tokens: int = field(default=384, metadata=_help("Longest reply, in tokens."))
+    temperature: float = field(default=0.3, metadata=_help("Sampling temperature; 0 means greedy."))
+    top_p: float = field(default=0.9, metadata=_help("Nucleus sampling threshold."))
+    repetition_penalty: float = field(default=1.0, metadata=_help("1.0 disables it."))
+    user: str = field(default="", metadata=_help("Who is chatting; default: the OS login name."))
+    hub_timeout: float = field(
+        default=3.0, metadata=_help("Seconds to wait for the model hub before falling back to the demo model.")
+    )
+    demo_seed: int = field(default=0, metadata=_help("Seed of the built-in demo model's build."))
+    demo_recipe: str = field(
+        default="demo", metadata=_help("Size of the built-in demo model: demo, or tiny (seconds to build; for tests).")
+    )
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "assistant.db"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "logs" / "assistant.log"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The settings and, for `assistant doctor`, where each value came from."""
+
+    settings: Settings
+    sources: dict[str, str]
+    config_files: tuple[Path, ...]
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_TYPES = get_type_hints(Settings)
+_CONFIGURABLE = [name for name in _FIELDS if name != "data_dir"]
+
+
+def field_help() -> dict[str, str]:
+    return {name: f.metadata["help"] for name, f in _FIELDS.items()}
+
+
+def default_data_dir(cwd: Path | None = None) -> Path:
+    local = (cwd or Path.cwd()) / "conversations"
+    if local.is_dir():
+        return local
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def user_config_file() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / CONFIG_FILENAME
+
+
+def _coerce(name: str, value: Any, origin: str) -> Any:
+    kind = _TYPES[name]
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(value)
+        if kind is int:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(value)
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if kind is str:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError(value)
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{origin}: {name} must be {kind.__name__}, got {value!r}") from None
+    raise AssertionError(f"unhandled settings type {kind}")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - set(_CONFIGURABLE))
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown setting {unknown[0]!r}",
+            hint="see `assistant doctor` for the valid names",
+        )
+    return data
+
+
+def _validate(settings: Settings) -> None:
+    if settings.device not in {"auto", "cpu", "cuda"}:
+        raise ConfigError(f"device must be auto, cpu or cuda, got {settings.device!r}")
+    if settings.max_new_tokens < 1:
+        raise ConfigError("max_new_tokens must be at least 1")
+    if settings.temperature < 0:
+        raise ConfigError("temperature must be 0 or more")
+    if not 0 < settings.top_p <= 1:
+        raise ConfigError("top_p must be in (0, 1]")
+    if settings.repetition_penalty <= 0:
+        raise ConfigError("repetition_penalty must be positive")
+    if not settings.user.strip():
+        raise ConfigError("user must not be empty")
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "user"
+
+
+def load_settings(
+    *,
+    data_dir: Path | str | None = None,
+    config_file: Path | str | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Resolved:
+    """Resolve the settings. `overrides` are command-line flags (None values are ignored)."""
+    env = os.environ if environ is None else environ
+    sources: dict[str, str] = {}
+
+    if data_dir is not None:
+        resolved_dir, sources["data_dir"] = Path(data_dir), "flag --data-dir"
+    elif env.get(ENV_PREFIX + "DATA_DIR"):
+        resolved_dir, sources["data_dir"] = Path(env[ENV_PREFIX + "DATA_DIR"]), "env ASSISTANT_DATA_DIR"
+    else:
+        resolved_dir = default_data_dir(cwd)
+        sources["data_dir"] = "./conversations" if resolved_dir.name == "conversations" else "user data dir"
+    resolved_dir = resolved_dir.expanduser().resolve()
+
+    values: dict[str, Any] = {"user": _login_name()}
+    sources.update({name: "default" for name in _CONFIGURABLE})
+    sources["user"] = "OS login name"
+
+    explicit = config_file or env.get(ENV_PREFIX + "CONFIG")
+    if explicit:
+        files = [Path(explicit).expanduser()]
+        if not files[0].is_file():
+            raise ConfigError(f"config file not found: {files[0]}")
+    else:
+        files = [p for p in (user_config_file(), resolved_dir / CONFIG_FILENAME) if p.is_file()]
+    for path in files:
+        for name, value in _read_toml(path).items():
+            values[name] = _coerce(name, value, str(path))
+            sources[name] = f"file {path}"
+
+    for name in _CONFIGURABLE:
+        key = ENV_PREFIX + name.upper()
+        if key in env:
+            values[name] = _coerce(name, env[key], f"env {key}")
+            sources[name] = f"env {key}"
+
+    for name, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if name not in _CONFIGURABLE:
+            raise ConfigError(f"unknown setting {name!r}")
+        values[name] = _coerce(name, value, f"flag --{name.replace('_', '-')}")
+        sources[name] = f"flag --{name.replace('_', '-')}"
+
+    settings = Settings(data_dir=resolved_dir, **values)
+    _validate(settings)
+    return Resolved(settings=settings, sources=sources, config_files=tuple(files))

@@ -1,0 +1,565 @@
+"""Store: the only code that speaks SQL. It owns `assistant.db` and hands out plain records.
+
+Several apps (several staff on one server) share one database, so:
+- WAL mode, so readers never wait for the writer;
+- a busy timeout, so a writer waits for another instead of failing;
+- every write is one short transaction that begins IMMEDIATE, taking the write lock up front
+  (a DEFERRED transaction that upgrades to a writer fails at once under contention).
+
+Must not import torch, transformers or textual.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from assistant.errors import InputError, NotFoundError, StoreError
+from assistant.store.migrations import migrations
+from assistant.store.records import (
+    REASON_TAGS,
+    ROLES,
+    Conversation,
+    Feedback,
+    ImportedMessage,
+    Message,
+    ReplyRecord,
+    SearchHit,
+)
+
+BUSY_TIMEOUT_S = 15.0
+TITLE_LENGTH = 60
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def title_from(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
+
+
+def _fts_query(text: str) -> str:
+    """Every word must match, the last as a prefix; FTS syntax in the user's text stays inert."""
+    words = re.findall(r"\w+", text)
+    if not words:
+        return ""
+    quoted = [f'"{word}"' for word in words]
+    quoted[-1] += "*"
+    return " ".join(quoted)
+
+
+class Store:
+    """The conversation log. Create with `Store.open(path)`; one per thread."""
+
+    def __init__(self, db: Database, path: Path, clock: Clock) -> None:
+        self.db = db
+        self.path = path
+        self._clock = clock
+
+    # -- opening -----------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path | str, *, clock: Clock = utc_now, migrate: bool = True) -> Store:
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create data dir {path.parent}: {exc.strerror}") from None
+        if path.exists() and not path.is_file():
+            raise StoreError(f"database path {path} is not a file")
+        try:
+            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {path}: {exc}") from None
+        store = cls(Database(conn), path, clock)
+        try:
+            store._configure()
+            if migrate:
+                store.migrate()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise _explain(exc, path) from None
+        return store
+
+    def _configure(self) -> None:
+        conn = self.db.conn
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+
+    def migrate(self) -> None:
+        known = {m.name for m in migrations._migrations}
+        applied = {m.name for m in migrations.applied(self.db)}
+        if applied - known:
+            raise StoreError(
+                f"database {self.path} was written by a newer version of assistant",
+                hint="upgrade assistant to use it",
+            )
+        if migrations.pending(self.db):
+            with self._write():
+                # Another process may have migrated while this one waited for the lock.
+                migrations.apply(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def applied_migrations(self) -> list[str]:
+        return [m.name for m in migrations.applied(self.db)]
+
+    def sqlite_version(self) -> str:
+        return self.db.execute("SELECT sqlite_version()").fetchone()[0]
+
+    # -- transactions ------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Database]:
+        """One short write transaction that takes the write lock at BEGIN."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            with self.db.atomic():
+                yield self.db
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise _explain(exc, self.path) from None
+        try:
+            yield self.db
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise _explain(exc, self.path) from None
+
+    def _now(self) -> str:
+        return format_time(self._clock())
+
+    # -- conversations -----------------------------------------------------------------------
+
+    def create_conversation(self, user: str, system_prompt: str, title: str = "") -> Conversation:
+        now = self._now()
+        with self._write() as db:
+            cid = db["conversations"].insert(
+                {
+                    "title": title_from(title),
+                    "user": user,
+                    "created_at": now,
+                    "updated_at": now,
+                    "system_prompt": system_prompt,
+                    "archived": 0,
+                }
+            ).last_pk
+        return self.conversation(cid)
+
+    def conversation(self, conversation_id: int) -> Conversation:
+        rows = list(self.db.query("SELECT * FROM conversations WHERE id = ?", [conversation_id]))
+        if not rows:
+            raise NotFoundError(f"no conversation with id {conversation_id}")
+        return _conversation(rows[0])
+
+    def conversations(
+        self, *, user: str | None = None, include_archived: bool = False, limit: int | None = None
+    ) -> list[Conversation]:
+        where, args = [], []
+        if user is not None:
+            where.append("user = ?")
+            args.append(user)
+        if not include_archived:
+            where.append("archived = 0")
+        sql = "SELECT * FROM conversations"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY updated_at DESC, id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [_conversation(row) for row in self.db.query(sql, args)]
+
+    def rename_conversation(self, conversation_id: int, title: str) -> Conversation:
+        title = title_from(title)
+        if not title:
+            raise InputError("a conversation title cannot be empty")
+        self._update_conversation(conversation_id, title=title)
+        return self.conversation(conversation_id)
+
+    def set_archived(self, conversation_id: int, archived: bool) -> Conversation:
+        self._update_conversation(conversation_id, archived=int(archived))
+        return self.conversation(conversation_id)
+
+    def _update_conversation(self, conversation_id: int, **values: Any) -> None:
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE conversations SET "
+                + ", ".join(f"{name} = ?" for name in values)
+                + ", updated_at = ? WHERE id = ?",
+                [*values.values(), self._now(), conversation_id],
+            )
+            if cursor.rowcount == 0:
+                raise NotFoundError(f"no conversation with id {conversation_id}")
+
+    def delete_conversation(self, conversation_id: int) -> None:
+        """Delete a conversation with its messages, feedback and search-index rows."""
+        with self._write() as db:
+            cursor = db.execute("DELETE FROM conversations WHERE id = ?", [conversation_id])
+            if cursor.rowcount == 0:
+                raise NotFoundError(f"no conversation with id {conversation_id}")
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def add_message(
+        self,
+        conversation_id: int,
+        role: str,
+        content: str,
+        *,
+        parent_id: int | None = None,
+        reply: ReplyRecord | None = None,
+    ) -> Message:
+        """Append a message. A user message's text also names an untitled conversation."""
+        if role not in ROLES:
+            raise InputError(f"unknown role {role!r}")
+        if role == "user" and not content.strip():
+            raise InputError("a message cannot be empty")
+        now = self._now()
+        row: dict[str, Any] = {
+            "conversation_id": conversation_id,
+            "parent_id": parent_id,
+            "role": role,
+            "content": content,
+            "created_at": now,
+        }
+        if reply is not None:
+            row.update(
+                model=reply.model,
+                adapter=reply.adapter,
+                params=json.dumps(reply.params, sort_keys=True),
+                ttft_ms=reply.ttft_ms,
+                token_count=reply.token_count,
+                tokens_per_s=reply.tokens_per_s,
+                finish_reason=reply.finish_reason,
+            )
+        with self._write() as db:
+            conversation = self._conversation_row(conversation_id)
+            if parent_id is not None:
+                parent = db.execute(
+                    "SELECT conversation_id FROM messages WHERE id = ?", [parent_id]
+                ).fetchone()
+                if parent is None or parent[0] != conversation_id:
+                    raise NotFoundError(f"no message {parent_id} in conversation {conversation_id}")
+            message_id = db["messages"].insert(row).last_pk
+            title = conversation["title"] or (title_from(content) if role == "user" else "")
+            db.execute(
+                "UPDATE conversations SET updated_at = ?, title = ? WHERE id = ?",
+                [now, title, conversation_id],
+            )
+        return self.message(message_id)
+
+    def _conversation_row(self, conversation_id: int) -> dict[str, Any]:
+        rows = list(self.db.query("SELECT * FROM conversations WHERE id = ?", [conversation_id]))
+        if not rows:
+            raise NotFoundError(f"no conversation with id {conversation_id}")
+        return rows[0]
+
+    def message(self, message_id: int) -> Message:
+        rows = list(self.db.query("SELECT * FROM messages WHERE id = ?", [message_id]))
+        if not rows:
+            raise NotFoundError(f"no message with id {message_id}")
+        return _message(rows[0])
+
+    def thread(self, conversation_id: int, leaf_id: int | None = None) -> list[Message]:
+        """The messages from the first one down to `leaf_id` (default: the newest message)."""
+        if leaf_id is None:
+            row = self.db.execute(
+                "SELECT max(id) FROM messages WHERE conversation_id = ?", [conversation_id]
+            ).fetchone()
+            if row[0] is None:
+                self._conversation_row(conversation_id)
+                return []
+            leaf_id = row[0]
+        rows = self.db.query(
+            """
+            WITH RECURSIVE path(id) AS (
+                SELECT id FROM messages WHERE id = :leaf AND conversation_id = :conversation
+                UNION ALL
+                SELECT m.parent_id FROM messages m JOIN path ON m.id = path.id
+                WHERE m.parent_id IS NOT NULL
+            )
+            SELECT messages.* FROM messages JOIN path USING (id) ORDER BY messages.id
+            """,
+            {"leaf": leaf_id, "conversation": conversation_id},
+        )
+        return [_message(row) for row in rows]
+
+    def siblings(self, message_id: int) -> list[Message]:
+        """The message and its alternatives (regenerated replies), oldest first."""
+        message = self.message(message_id)
+        if message.parent_id is None:
+            rows = self.db.query(
+                "SELECT * FROM messages WHERE conversation_id = ? AND parent_id IS NULL AND role = ?"
+                " ORDER BY id",
+                [message.conversation_id, message.role],
+            )
+        else:
+            rows = self.db.query(
+                "SELECT * FROM messages WHERE parent_id = ? AND role = ? ORDER BY id",
+                [message.parent_id, message.role],
+            )
+        return [_message(row) for row in rows]
+
+    def latest_descendant(self, message_id: int) -> int:
+        """The newest message in the branch below `message_id` (itself when it has none)."""
+        row = self.db.execute(
+            """
+            WITH RECURSIVE below(id) AS (
+                SELECT :start
+                UNION ALL
+                SELECT m.id FROM messages m JOIN below ON m.parent_id = below.id
+            )
+            SELECT max(id) FROM below
+            """,
+            {"start": message_id},
+        ).fetchone()
+        return row[0]
+
+    # -- feedback ----------------------------------------------------------------------------
+
+    def rate(
+        self,
+        message_id: int,
+        user: str,
+        rating: int,
+        *,
+        reasons: Iterable[str] = (),
+        comment: str = "",
+        correction: str = "",
+    ) -> Feedback:
+        """Record `user`'s rating of an assistant message; an earlier rating is kept, not current."""
+        if rating not in (1, -1):
+            raise InputError("a rating is +1 (thumbs up) or -1 (thumbs down)")
+        reasons = tuple(dict.fromkeys(reasons))
+        unknown = [tag for tag in reasons if tag not in REASON_TAGS]
+        if unknown:
+            raise InputError(f"unknown reason tag {unknown[0]!r}; known: {', '.join(REASON_TAGS)}")
+        message = self.message(message_id)
+        if message.role != "assistant":
+            raise InputError("only assistant replies can be rated")
+        now = self._now()
+        with self._write() as db:
+            previous = db.execute(
+                "SELECT id, created_at FROM feedback WHERE message_id = ? AND user = ? AND current = 1",
+                [message_id, user],
+            ).fetchone()
+            if previous is not None:
+                db.execute("UPDATE feedback SET current = 0 WHERE id = ?", [previous[0]])
+            feedback_id = db["feedback"].insert(
+                {
+                    "message_id": message_id,
+                    "user": user,
+                    "rating": rating,
+                    "reasons": json.dumps(list(reasons)),
+                    "comment": comment.strip(),
+                    "correction": correction.strip(),
+                    "created_at": previous[1] if previous else now,
+                    "updated_at": now,
+                    "current": 1,
+                }
+            ).last_pk
+        return self._feedback_where("id = ?", [feedback_id])[0]
+
+    def feedback_for(self, message_id: int, *, user: str | None = None) -> list[Feedback]:
+        """The current ratings of a message (one per user), or only `user`'s."""
+        if user is None:
+            return self._feedback_where("message_id = ? AND current = 1", [message_id])
+        return self._feedback_where("message_id = ? AND current = 1 AND user = ?", [message_id, user])
+
+    def feedback_history(self, message_id: int) -> list[Feedback]:
+        return self._feedback_where("message_id = ?", [message_id])
+
+    def current_ratings(self, message_ids: Sequence[int], user: str) -> dict[int, Feedback]:
+        if not message_ids:
+            return {}
+        marks = ", ".join("?" for _ in message_ids)
+        rows = self._feedback_where(
+            f"current = 1 AND user = ? AND message_id IN ({marks})", [user, *message_ids]
+        )
+        return {row.message_id: row for row in rows}
+
+    def _feedback_where(self, where: str, args: Sequence[Any]) -> list[Feedback]:
+        rows = self.db.query(f"SELECT * FROM feedback WHERE {where} ORDER BY id", list(args))
+        return [_feedback(row) for row in rows]
+
+    # -- search ------------------------------------------------------------------------------
+
+    def search(self, text: str, *, user: str | None = None, limit: int = 50) -> list[SearchHit]:
+        """Conversations whose messages contain every word of `text` (the last one as a prefix)."""
+        query = _fts_query(text)
+        if not query:
+            return []
+        sql = """
+            SELECT m.id AS message_id, m.conversation_id,
+                   snippet(messages_fts, 0, '', '', '…', 12) AS snippet
+            FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid
+            JOIN conversations c ON c.id = m.conversation_id
+            WHERE messages_fts MATCH :query {user_filter}
+            ORDER BY rank
+            LIMIT :limit
+        """.format(user_filter="AND c.user = :user" if user is not None else "")
+        hits: dict[int, SearchHit] = {}
+        for row in self.db.query(sql, {"query": query, "user": user, "limit": limit * 4}):
+            if row["conversation_id"] in hits:
+                continue
+            hits[row["conversation_id"]] = SearchHit(
+                conversation=self.conversation(row["conversation_id"]),
+                message_id=row["message_id"],
+                snippet=" ".join(row["snippet"].split()),
+            )
+            if len(hits) == limit:
+                break
+        return list(hits.values())
+
+    # -- import / export ---------------------------------------------------------------------
+
+    def import_conversations(
+        self,
+        conversations: Sequence[tuple[str, Sequence[ImportedMessage]]],
+        *,
+        user: str,
+        default_system_prompt: str,
+    ) -> list[int]:
+        """Store parsed conversations (title, messages) in one transaction: all or nothing."""
+        now = self._now()
+        created: list[int] = []
+        with self._write() as db:
+            for title, messages in conversations:
+                system = [m.content for m in messages if m.role == "system"]
+                turns = [m for m in messages if m.role != "system"]
+                first_user = next((m.content for m in turns if m.role == "user"), "")
+                cid = db["conversations"].insert(
+                    {
+                        "title": title_from(title or first_user),
+                        "user": user,
+                        "created_at": now,
+                        "updated_at": now,
+                        "system_prompt": "\n\n".join(system) if system else default_system_prompt,
+                        "archived": 0,
+                    }
+                ).last_pk
+                parent: int | None = None
+                for message in turns:
+                    parent = db["messages"].insert(
+                        {
+                            "conversation_id": cid,
+                            "parent_id": parent,
+                            "role": message.role,
+                            "content": message.content,
+                            "created_at": now,
+                            "model": "imported" if message.role == "assistant" else None,
+                        }
+                    ).last_pk
+                    if message.feedback:
+                        fb = message.feedback
+                        db["feedback"].insert(
+                            {
+                                "message_id": parent,
+                                "user": fb.get("user") or user,
+                                "rating": fb["rating"],
+                                "reasons": json.dumps(list(fb.get("reasons") or [])),
+                                "comment": (fb.get("comment") or "").strip(),
+                                "correction": (fb.get("correction") or "").strip(),
+                                "created_at": now,
+                                "updated_at": now,
+                                "current": 1,
+                            }
+                        )
+                created.append(cid)
+        return created
+
+    # -- statistics --------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        return {
+            table: self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("conversations", "messages", "feedback")
+        }
+
+
+def _explain(exc: sqlite3.Error, path: Path) -> StoreError:
+    text = str(exc)
+    if "not a database" in text or "malformed" in text:
+        return StoreError(
+            f"database {path} is corrupt or not an SQLite database",
+            hint="move it aside to start a fresh one; it was left untouched",
+        )
+    if "locked" in text or "busy" in text:
+        return StoreError(f"database {path} stayed busy for {BUSY_TIMEOUT_S:.0f} s; try again")
+    if "readonly" in text or "unable to open" in text or "disk I/O" in text:
+        return StoreError(f"cannot write database {path}: {text}", hint="check the data dir's permissions")
+    return StoreError(f"database {path}: {text}")
+
+
+def _conversation(row: dict[str, Any]) -> Conversation:
+    return Conversation(
+        id=row["id"],
+        title=row["title"],
+        user=row["user"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        system_prompt=row["system_prompt"],
+        archived=bool(row["archived"]),
+    )
+
+
+def _message(row: dict[str, Any]) -> Message:
+    return Message(
+        id=row["id"],
+        conversation_id=row["conversation_id"],
+        parent_id=row["parent_id"],
+        role=row["role"],
+        content=row["content"],
+        created_at=row["created_at"],
+        model=row["model"],
+        adapter=row["adapter"],
+        params=json.loads(row["params"]) if row["params"] else {},
+        ttft_ms=row["ttft_ms"],
+        token_count=row["token_count"],
+        tokens_per_s=row["tokens_per_s"],
+        finish_reason=row["finish_reason"],
+    )
+
+
+def _feedback(row: dict[str, Any]) -> Feedback:
+    return Feedback(
+        id=row["id"],
+        message_id=row["message_id"],
+        user=row["user"],
+        rating=row["rating"],
+        reasons=tuple(json.loads(row["reasons"])),
+        comment=row["comment"],
+        correction=row["correction"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        current=bool(row["current"]),
+    )

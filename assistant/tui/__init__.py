@@ -1,0 +1,1 @@
+"""The Textual chat app. Never imports torch at module level: models load in worker threads."""

@@ -1,0 +1,446 @@
+"""The main screen: conversation list, message list, input. Chat logic lives here, models do not.
+
+Replies are consumed in a thread worker that posts chunks; the handlers on the event loop update
+the widgets and write to the store, so the UI never waits on a model.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from textual import work
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Static
+from textual.widgets.markdown import MarkdownStream
+
+from assistant.chat import check_message, context, generation_params, reply_record
+from assistant.engine.base import GenerationParams, ModelIdentity, Reply
+from assistant.errors import AssistantError
+from assistant.store import Conversation, Message
+from assistant.text import one_line
+from assistant.tui.messages import ReplyChunk, ReplyFailed, ReplyFinished
+from assistant.tui.screens.dialogs import Confirm, TextPrompt
+from assistant.tui.screens.feedback import FeedbackDraft, FeedbackScreen
+from assistant.tui.widgets.chatlog import MessageList, MessageView
+from assistant.tui.widgets.composer import Composer
+from assistant.tui.widgets.sidebar import Sidebar
+from assistant.tui.widgets.status import StatusBar
+
+SEARCH_DELAY_S = 0.15
+
+
+@dataclass
+class ActiveReply:
+    """A reply being streamed: where it goes and what it answers."""
+
+    key: int
+    reply: Reply
+    identity: ModelIdentity
+    params: GenerationParams
+    conversation_id: int
+    question: Message
+    view: MessageView | None
+    stream: MarkdownStream | None
+
+
+class ChatScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "escape", "Stop / to replies"),
+        Binding("ctrl+f", "focus_search", "Search", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conversation: Conversation | None = None
+        self.thread: list[Message] = []
+        self.active: ActiveReply | None = None
+        self.waiting: Message | None = None  # a question sent before the model was ready
+        self._keys = itertools.count(1)
+        self._search_timer: Timer | None = None
+        self._search_text = ""
+
+    # -- layout ------------------------------------------------------------------------------
+
+    def compose(self):  # noqa: ANN201
+        yield Static("", id="title-bar", markup=False)
+        yield Static("", id="demo-banner", markup=False)
+        with Horizontal(id="main"):
+            yield Sidebar(id="sidebar")
+            with Vertical(id="chat"):
+                yield MessageList(id="messages")
+                yield Composer(id="composer")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    @property
+    def store(self):  # noqa: ANN201
+        return self.app.store
+
+    @property
+    def settings(self):  # noqa: ANN201
+        return self.app.settings
+
+    @property
+    def messages(self) -> MessageList:
+        return self.query_one(MessageList)
+
+    @property
+    def composer(self) -> Composer:
+        return self.query_one(Composer)
+
+    @property
+    def sidebar(self) -> Sidebar:
+        return self.query_one(Sidebar)
+
+    @property
+    def status(self) -> StatusBar:
+        return self.query_one(StatusBar)
+
+    async def on_mount(self) -> None:
+        self.refresh_sidebar()
+        recent = self.store.conversations(user=self.settings.user, limit=1)
+        if recent:
+            await self.open_conversation(recent[0].id)
+        else:
+            await self.new_conversation()
+        self.composer.focus()
+
+    def update_title(self) -> None:
+        title = self.conversation.title if self.conversation and self.conversation.title else "New conversation"
+        self.query_one("#title-bar", Static).update(f" {one_line(title, 100)}  ·  {one_line(self.settings.user, 30)}")
+
+    # -- conversations -----------------------------------------------------------------------
+
+    def refresh_sidebar(self) -> None:
+        current = self.conversation.id if self.conversation else None
+        if self._search_text.strip():
+            hits = self.store.search(self._search_text, user=self.settings.user)
+            self.sidebar.show_hits(hits, self._search_text, current)
+        else:
+            conversations = self.store.conversations(
+                user=self.settings.user, include_archived=self.sidebar.show_archived, limit=500
+            )
+            self.sidebar.show_conversations(conversations, current)
+
+    async def new_conversation(self) -> None:
+        await self._detach_active_view()
+        self.conversation = None
+        self.thread = []
+        await self.messages.show([])
+        self.update_title()
+        self.composer.focus()
+
+    async def open_conversation(self, conversation_id: int, leaf_id: int | None = None) -> None:
+        await self._detach_active_view()
+        self.conversation = self.store.conversation(conversation_id)
+        self.thread = self.store.thread(conversation_id, leaf_id)
+        await self.messages.show(self._views(self.thread))
+        self.update_title()
+        replies = [m for m in self.thread if m.role == "assistant"]
+        self.status.reply_speed(replies[-1].tokens_per_s if replies else None)
+        if self.active and self.active.conversation_id == conversation_id and self.active.view is None:
+            # Back to the conversation whose reply is still streaming: show it again.
+            view = await self.messages.append(MessageView("assistant", text=self.active.reply.text))
+            self.active.view, self.active.stream = view, view.stream()
+
+    def _views(self, thread: list[Message]) -> list[MessageView]:
+        ratings = self.store.current_ratings([m.id for m in thread if m.role == "assistant"], self.settings.user)
+        views = []
+        for message in thread:
+            view = MessageView(message.role, message)
+            if message.role == "assistant":
+                view.rating = ratings.get(message.id)
+                view.alternatives = self._sibling_position(message)
+                view.refresh_header()
+            views.append(view)
+        return views
+
+    def _sibling_position(self, message: Message) -> tuple[int, int]:
+        siblings = [m.id for m in self.store.siblings(message.id)]
+        return siblings.index(message.id) + 1, len(siblings)
+
+    async def _detach_active_view(self) -> None:
+        """The list is about to be rebuilt: a streaming reply keeps going, but stops drawing."""
+        if self.active and self.active.stream is not None:
+            stream, self.active.stream, self.active.view = self.active.stream, None, None
+            await stream.stop()
+
+    def on_sidebar_opened(self, event: Sidebar.Opened) -> None:
+        self.run_worker(self.open_conversation(event.conversation_id), exclusive=True, group="open")
+
+    def on_sidebar_search_changed(self, event: Sidebar.SearchChanged) -> None:
+        self._search_text = event.text
+        if self._search_timer is not None:
+            self._search_timer.stop()
+        self._search_timer = self.set_timer(SEARCH_DELAY_S, self.refresh_sidebar)
+
+    def action_focus_search(self) -> None:
+        self.query_one("#search").focus()
+
+    def action_rename_conversation(self) -> None:
+        conversation_id = self.sidebar.highlighted_id
+        if conversation_id is None:
+            return
+        conversation = self.store.conversation(conversation_id)
+
+        def renamed(title: str | None) -> None:
+            if title is None:
+                return
+            try:
+                self.store.rename_conversation(conversation_id, title)
+            except AssistantError as exc:
+                self.notify(str(exc), severity="error", markup=False)
+                return
+            if self.conversation and self.conversation.id == conversation_id:
+                self.conversation = self.store.conversation(conversation_id)
+                self.update_title()
+            self.refresh_sidebar()
+
+        self.app.push_screen(TextPrompt("Rename conversation", conversation.title), renamed)
+
+    def action_toggle_archive(self) -> None:
+        conversation_id = self.sidebar.highlighted_id
+        if conversation_id is None:
+            return
+        conversation = self.store.conversation(conversation_id)
+        self.store.set_archived(conversation_id, not conversation.archived)
+        self.notify("Unarchived" if conversation.archived else "Archived", markup=False)
+        self.refresh_sidebar()
+
+    def action_toggle_show_archived(self) -> None:
+        self.sidebar.show_archived = not self.sidebar.show_archived
+        self.refresh_sidebar()
+
+    def action_delete_conversation(self) -> None:
+        conversation_id = self.sidebar.highlighted_id
+        if conversation_id is None:
+            return
+        conversation = self.store.conversation(conversation_id)
+
+        async def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            if self.active and self.active.conversation_id == conversation_id:
+                self.active.reply.cancel()
+            self.store.delete_conversation(conversation_id)
+            if self.conversation and self.conversation.id == conversation_id:
+                await self.new_conversation()
+            self.refresh_sidebar()
+            self.notify("Deleted", markup=False)
+
+        question = f"Delete “{one_line(conversation.title, 50) or 'Untitled'}” with all its messages and ratings?"
+        self.app.push_screen(Confirm(question), answered)
+
+    # -- sending and streaming ---------------------------------------------------------------
+
+    async def on_composer_submitted(self, event: Composer.Submitted) -> None:
+        text = event.text
+        try:
+            check_message(text)
+        except AssistantError as exc:
+            self.notify(str(exc), severity="warning", markup=False)
+            return
+        if self.active is not None or self.waiting is not None:
+            self.notify("A reply is still being written: wait, or press Esc to stop it.", markup=False)
+            return
+        if self.conversation is None:
+            self.conversation = self.store.create_conversation(self.settings.user, self.settings.system_prompt)
+        parent = self.thread[-1].id if self.thread else None
+        question = self.store.add_message(self.conversation.id, "user", text, parent_id=parent)
+        self.composer.clear()
+        self.conversation = self.store.conversation(self.conversation.id)
+        self.thread.append(question)
+        await self.messages.append(MessageView("user", question))
+        self.update_title()
+        self.refresh_sidebar()
+        await self.start_reply(question)
+
+    async def start_reply(self, question: Message) -> None:
+        """Stream a reply to `question` (the last message of the shown thread)."""
+        backend = self.app.backend
+        if backend is None:
+            if self.app.load_error is not None:
+                self.notify(f"No model to answer: {one_line(self.app.load_error, 160)}", severity="error", markup=False)
+                return
+            self.waiting = question
+            self.notify("The model is still loading; the reply starts when it is ready.", markup=False)
+            return
+        assert self.conversation is not None
+        params = generation_params(self.settings)
+        try:
+            reply = backend.stream(context(self.conversation, self.thread), params)
+        except AssistantError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            return
+        view = await self.messages.append(MessageView("assistant"))
+        self.active = ActiveReply(
+            key=next(self._keys),
+            reply=reply,
+            identity=backend.identity,
+            params=params,
+            conversation_id=self.conversation.id,
+            question=question,
+            view=view,
+            stream=view.stream(),
+        )
+        self.status.set_streaming(True)
+        self._consume(self.active.key, reply)
+
+    async def model_ready(self) -> None:
+        if self.waiting is not None:
+            question, self.waiting = self.waiting, None
+            if self.conversation and self.thread and self.thread[-1].id == question.id:
+                await self.start_reply(question)
+
+    @work(thread=True, group="reply", exit_on_error=False)
+    def _consume(self, key: int, reply: Reply) -> None:
+        try:
+            for chunk in reply:
+                self.post_message(ReplyChunk(key, chunk))
+        except Exception as exc:  # reported in the UI; the app keeps running
+            self.post_message(ReplyFailed(key, reply, str(exc)))
+            return
+        self.post_message(ReplyFinished(key, reply))
+
+    async def on_reply_chunk(self, event: ReplyChunk) -> None:
+        active = self.active
+        if active is None or active.key != event.key or active.stream is None:
+            return
+        await active.stream.write(event.text)
+
+    async def on_reply_finished(self, event: ReplyFinished) -> None:
+        active = self.active
+        if active is None or active.key != event.key:
+            return
+        self.active = None
+        if active.stream is not None:
+            await active.stream.stop()
+        answer = self.store.add_message(
+            active.conversation_id,
+            "assistant",
+            event.reply.text,
+            parent_id=active.question.id,
+            reply=reply_record(event.reply, active.identity, active.params),
+        )
+        self.status.set_streaming(False)
+        self.status.reply_speed(answer.tokens_per_s)
+        if self.conversation and self.conversation.id == active.conversation_id:
+            self.thread.append(answer)
+            if active.view is not None:
+                active.view.alternatives = self._sibling_position(answer)
+                active.view.set_message(answer)
+            for view in self.messages.views:
+                if view.message is not None and view.message.parent_id == active.question.id:
+                    view.alternatives = self._sibling_position(view.message)
+                    view.refresh_header()
+        self.refresh_sidebar()
+
+    async def on_reply_failed(self, event: ReplyFailed) -> None:
+        active = self.active
+        if active is None or active.key != event.key:
+            return
+        self.active = None
+        if active.stream is not None:
+            await active.stream.stop()
+        if active.view is not None:
+            await active.view.remove()
+        self.status.set_streaming(False)
+        self.notify(f"The reply failed: {one_line(event.error, 200)}", severity="error", markup=False)
+
+    def action_escape(self) -> None:
+        if self.active is not None:
+            self.active.reply.cancel()
+            return
+        if self.focused is self.composer or self.focused is None:
+            self.messages.focus()
+            self.messages.highlight_latest_reply()
+
+    def action_focus_composer(self) -> None:
+        self.composer.focus()
+
+    # -- acting on the highlighted reply -----------------------------------------------------
+
+    def _highlighted_reply(self) -> MessageView | None:
+        view = self.messages.highlighted_view
+        if view is None or view.role != "assistant" or view.message is None:
+            self.notify("Highlight a finished reply first (Up/Down).", markup=False)
+            return None
+        return view
+
+    def action_rate(self, rating: int) -> None:
+        view = self._highlighted_reply()
+        if view is None:
+            return
+        assert view.message is not None
+        view.rating = self.store.rate(view.message.id, self.settings.user, rating)
+        view.refresh_header()
+        self.notify("Rated helpful" if rating > 0 else "Rated not helpful", markup=False)
+
+    def action_feedback(self) -> None:
+        view = self._highlighted_reply()
+        if view is None:
+            return
+        message = view.message
+        assert message is not None
+        current = view.rating
+
+        def saved(draft: FeedbackDraft | None) -> None:
+            if draft is None:
+                return
+            view.rating = self.store.rate(
+                message.id,
+                self.settings.user,
+                draft.rating,
+                reasons=draft.reasons,
+                comment=draft.comment,
+                correction=draft.correction,
+            )
+            view.refresh_header()
+            self.notify("Feedback saved", markup=False)
+
+        self.app.push_screen(FeedbackScreen(view.body_text, current), saved)
+
+    def action_copy(self) -> None:
+        view = self._highlighted_reply()
+        if view is None:
+            return
+        assert view.message is not None
+        self.app.copy_to_clipboard(view.message.content)
+        self.notify("Copied the reply", markup=False)
+
+    async def action_regenerate(self) -> None:
+        view = self._highlighted_reply()
+        if view is None:
+            return
+        if self.active is not None or self.app.backend is None:
+            self.notify("Wait for the current reply (or the model) first.", markup=False)
+            return
+        assert view.message is not None and self.conversation is not None
+        question_id = view.message.parent_id
+        if question_id is None:
+            return
+        self.thread = self.store.thread(self.conversation.id, question_id)
+        await self.messages.show(self._views(self.thread))
+        await self.start_reply(self.store.message(question_id))
+        self.messages.highlight_latest_reply()
+
+    async def action_sibling(self, step: int) -> None:
+        view = self._highlighted_reply()
+        if view is None or self.conversation is None:
+            return
+        if self.active is not None:
+            self.notify("Wait for the current reply first.", markup=False)
+            return
+        assert view.message is not None
+        siblings = self.store.siblings(view.message.id)
+        index = [m.id for m in siblings].index(view.message.id) + step
+        if not 0 <= index < len(siblings):
+            return
+        position = self.messages.highlighted
+        leaf = self.store.latest_descendant(siblings[index].id)
+        await self.open_conversation(self.conversation.id, leaf)
+        self.messages.highlighted = position

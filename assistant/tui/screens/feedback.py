@@ -1,0 +1,80 @@
+"""The feedback dialog: rating, reason tags, a comment and an optional better answer, saved together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, RadioButton, RadioSet, SelectionList, Static, TextArea
+
+from assistant.store import REASON_TAGS, Feedback
+from assistant.text import one_line
+
+
+@dataclass(frozen=True)
+class FeedbackDraft:
+    rating: int
+    reasons: tuple[str, ...]
+    comment: str
+    correction: str
+
+
+class FeedbackScreen(ModalScreen[FeedbackDraft | None]):
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Save", priority=True),
+        Binding("escape", "cancel", "Cancel"),
+    ]
+
+    def __init__(self, reply_text: str, current: Feedback | None, default_rating: int = -1) -> None:
+        super().__init__(classes="dialog-screen")
+        self.reply_text = reply_text
+        self.current = current
+        self.rating = current.rating if current else default_rating
+
+    def compose(self):  # noqa: ANN201
+        current = self.current
+        with VerticalScroll(classes="dialog", id="feedback"):
+            yield Label("Feedback on this reply", classes="dialog-title")
+            yield Static(one_line(self.reply_text, 240), id="feedback-reply", markup=False)
+            with RadioSet(id="feedback-rating"):
+                yield RadioButton("▲ Helpful", value=self.rating > 0, id="rating-up")
+                yield RadioButton("▼ Not helpful", value=self.rating < 0, id="rating-down")
+            yield Label("What was wrong?")
+            yield SelectionList[str](
+                *[(tag, tag, bool(current and tag in current.reasons)) for tag in REASON_TAGS],
+                id="feedback-reasons",
+            )
+            yield Label("Comment")
+            yield Input(value=current.comment if current else "", placeholder="optional", id="feedback-comment")
+            yield Label("Better answer (the correction; optional)")
+            yield TextArea(current.correction if current else "", id="feedback-correction", soft_wrap=True)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Save (ctrl+s)", variant="primary", id="save")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one(RadioSet).focus()
+
+    def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
+        self.rating = 1 if event.pressed.id == "rating-up" else -1
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "save":
+            self.action_save()
+        else:
+            self.action_cancel()
+
+    def action_save(self) -> None:
+        self.dismiss(
+            FeedbackDraft(
+                rating=self.rating,
+                reasons=tuple(self.query_one(SelectionList).selected),
+                comment=self.query_one("#feedback-comment", Input).value.strip(),
+                correction=self.query_one("#feedback-correction", TextArea).text.strip(),
+            )
+        )
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,88 @@
+"""The help screen (? or F1): every key binding, by where it works."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+KEYS: list[tuple[str, list[tuple[str, str]]]] = [
+    (
+        "Anywhere",
+        [
+            ("ctrl+n", "new conversation"),
+            ("ctrl+q", "quit"),
+            ("? / F1", "this help"),
+            ("tab / shift+tab", "move between the list, the replies and the input"),
+            ("ctrl+f", "search conversations"),
+        ],
+    ),
+    (
+        "Input",
+        [
+            ("enter", "send"),
+            ("shift+enter / ctrl+j / alt+enter", "new line"),
+            ("esc", "stop a streaming reply; otherwise go to the replies, latest highlighted"),
+        ],
+    ),
+    (
+        "Replies",
+        [
+            ("up / down (k / j)", "move the highlight"),
+            ("+", "thumbs up"),
+            ("-", "thumbs down"),
+            ("c", "feedback: reasons, comment, better answer"),
+            ("r", "regenerate (the earlier answer is kept)"),
+            ("left / right (h / l)", "earlier / later answers to the same question"),
+            ("y", "copy the reply"),
+            ("enter / i", "back to the input"),
+            ("esc", "stop a streaming reply"),
+        ],
+    ),
+    (
+        "Conversation list",
+        [
+            ("enter", "open"),
+            ("r / F2", "rename"),
+            ("a", "archive or unarchive"),
+            ("d / delete", "delete (asks first)"),
+            ("A", "show or hide archived conversations"),
+        ],
+    ),
+    (
+        "Feedback dialog",
+        [
+            ("ctrl+s", "save"),
+            ("esc", "cancel"),
+        ],
+    ),
+]
+
+
+def key_table() -> Table:
+    table = Table(box=None, show_header=False, padding=(0, 2), expand=True)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    for group, rows in KEYS:
+        table.add_row(f"[u]{group}[/u]", "")
+        for key, what in rows:
+            table.add_row(key, what)
+        table.add_row("", "")
+    return table
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark,f1", "close", "Close")]
+
+    def __init__(self) -> None:
+        super().__init__(classes="dialog-screen")
+
+    def compose(self):  # noqa: ANN201
+        with VerticalScroll(classes="dialog", id="help"):
+            yield Static("Keys", classes="dialog-title")
+            yield Static(key_table())
+
+    def action_close(self) -> None:
+        self.dismiss(None)

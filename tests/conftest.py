@@ -1,0 +1,121 @@
+"""Shared fixtures: settings in a temporary data dir, a store with a frozen clock, tiny real models.
+
+The models are built by the project's own code (tokenizer trained with `tokenizers`, a small
+Llama trained with TRL) with the `tiny` recipe, once per test session. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+# Offline and quiet before any ML library is imported.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from assistant.logs import quiet_libraries  # noqa: E402
+
+quiet_libraries()
+
+from assistant.settings import Settings, load_settings  # noqa: E402
+from assistant.store import Store  # noqa: E402
+
+HOSTILE_REPLY = (
+    "Fine \x1b[31mRED\x1b[0m \x1b]0;pwned title\x07 \x1b]8;;http://evil.example\x07link\x1b]8;;\x07 "
+    "[@click=app.quit]x[/] [bold]boom[/bold]"
+)
+HOSTILE_QUESTION = "show me something"
+
+
+class FrozenClock:
+    """A clock that starts at a fixed moment and moves one second per reading."""
+
+    def __init__(self, start: datetime = datetime(2026, 11, 2, 9, 30, tzinfo=timezone.utc)) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def settings(data_dir: Path) -> Settings:
+    return load_settings(
+        data_dir=data_dir,
+        environ={},
+        overrides={"user": "ann", "hub_model": "", "demo_recipe": "tiny", "temperature": 0.0, "max_new_tokens": 48},
+    ).settings
+
+
+@pytest.fixture
+def store(settings: Settings, clock: FrozenClock) -> Iterator[Store]:
+    opened = Store.open(settings.db_path, clock=clock)
+    yield opened
+    opened.close()
+
+
+def _build(out: Path, conversations, **recipe_changes) -> Path:  # noqa: ANN001
+    from assistant.demo.build import RECIPES, build_demo_model
+
+    recipe = replace(RECIPES["tiny"], **recipe_changes)
+    return build_demo_model(out, conversations, recipe=recipe, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny recipe trained on the first sample conversations: a real, small chat model."""
+    from assistant.demo.samples import load_samples
+
+    return _build(tmp_path_factory.mktemp("tiny-model"), load_samples()[:40])
+
+
+@pytest.fixture(scope="session")
+def hostile_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model trained until it answers HOSTILE_QUESTION with escape sequences and markup."""
+    conversation = [{"role": "user", "content": HOSTILE_QUESTION}, {"role": "assistant", "content": HOSTILE_REPLY}]
+    return _build(
+        tmp_path_factory.mktemp("hostile-model"), [conversation] * 8, epochs=60, batch_size=8, learning_rate=1e-2
+    )
+
+
+@pytest.fixture(scope="session")
+def chatty_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with end-of-turn suppressed: every reply runs to max_new_tokens (long streams)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path_factory.mktemp("chatty-model")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model.generation_config.suppress_tokens = [tokenizer.convert_tokens_to_ids(t) for t in tokenizer.all_special_tokens]
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def load_backend(path: Path, *, is_demo: bool = False, **kwargs):  # noqa: ANN003, ANN201
+    from assistant.engine.local import load_local_backend
+    from assistant.engine.resolve import ModelChoice
+
+    return load_local_backend(ModelChoice(path, path.name, "local path", is_demo=is_demo), **kwargs)
+
+
+@pytest.fixture(scope="session")
+def tiny_backend(tiny_model_dir: Path):  # noqa: ANN201
+    return load_backend(tiny_model_dir, is_demo=True)

@@ -1,0 +1,46 @@
+"""Driving the chat app in tests: a host with injected store and model, and polling helpers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from textual.pilot import Pilot
+
+from assistant.engine.base import Backend
+from assistant.settings import Settings
+from assistant.store import Store
+from assistant.tui.app import AssistantApp
+
+
+def make_app(settings: Settings, store: Store, backend: Backend | Callable) -> AssistantApp:
+    loader = backend if callable(backend) and not hasattr(backend, "stream") else (lambda progress: backend)
+    return AssistantApp(settings, store, loader)
+
+
+async def wait_for(pilot: Pilot, condition: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        await pilot.pause(0.02)
+
+
+async def wait_loaded(pilot: Pilot) -> None:
+    app = pilot.app
+    await wait_for(pilot, lambda: app.backend is not None, what="the model to load")
+    await pilot.pause()
+
+
+async def send(pilot: Pilot, text: str) -> None:
+    app = pilot.app
+    app.chat.composer.focus()
+    app.chat.composer.insert(text)
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+async def wait_reply_done(pilot: Pilot, timeout: float = 30.0) -> None:
+    app = pilot.app
+    await wait_for(pilot, lambda: app.chat.active is None and app.chat.waiting is None, timeout, "the reply")
+    await pilot.pause()

@@ -1,0 +1,347 @@
+"""The chat app driven with Textual's Pilot, on real tiny models and a real store."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from assistant.errors import ModelError
+from assistant.tui.screens.dialogs import Confirm, TextPrompt
+from assistant.tui.screens.feedback import FeedbackScreen
+from assistant.tui.screens.help import HelpScreen
+from assistant.tui.widgets.chatlog import MessageList, MessageView
+from assistant.tui.widgets.status import StatusBar
+from tests.conftest import HOSTILE_QUESTION, load_backend
+from tests.tui.helpers import make_app, send, wait_for, wait_loaded, wait_reply_done
+
+SIZE = (120, 40)
+
+
+def assistant_views(app) -> list[MessageView]:  # noqa: ANN001
+    return [v for v in app.chat.messages.views if v.role == "assistant"]
+
+
+async def test_a_sent_message_gets_a_streamed_reply_stored_with_identity(settings, store, tiny_backend) -> None:  # noqa: ANN001
+    app = make_app(settings, store, tiny_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "How do I reset my password?")
+        await wait_reply_done(pilot)
+
+        conversation = store.conversations(user="ann")[0]
+        thread = store.thread(conversation.id)
+        assert [m.role for m in thread] == ["user", "assistant"]
+        question, answer = thread
+        assert question.content == "How do I reset my password?"
+        assert answer.parent_id == question.id
+        assert answer.content
+        assert answer.model == tiny_backend.identity.model
+        assert answer.adapter is None
+        assert answer.ttft_ms is not None and answer.token_count > 1 and answer.tokens_per_s > 0
+        assert answer.params["temperature"] == 0.0
+        # Shown as stored, and the conversation is titled after the question.
+        view = assistant_views(app)[-1]
+        assert view.message == answer
+        assert view.body_text == answer.content
+        assert conversation.title == "How do I reset my password?"
+        assert app.chat.query_one(StatusBar).tokens_per_s == answer.tokens_per_s
+        assert app.chat.composer.text == ""
+
+
+async def test_replies_stream_and_keys_work_while_streaming(settings, store, chatty_model_dir) -> None:  # noqa: ANN001
+    app = make_app(settings.replace(max_new_tokens=3000), store, load_backend(chatty_model_dir))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "Tell me everything about shipping.")
+        await wait_for(pilot, lambda: app.chat.active is not None and len(app.chat.active.reply.text) > 20)
+        first = len(app.chat.active.reply.text)
+
+        # The app answers key presses while the reply streams: help opens and closes.
+        await pilot.press("f1")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="the help screen")
+        assert app.chat.active is not None, "the reply ended before the keys were tested"
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.chat, what="help to close")
+        # The reply kept growing meanwhile, on screen too.
+        await wait_for(pilot, lambda: len(app.chat.active.reply.text) > first + 20)
+        assert app.chat.active is not None
+
+        # Esc stops the reply; what was written is kept and marked stopped.
+        await pilot.press("escape")
+        await wait_reply_done(pilot)
+        answer = store.thread(store.conversations()[0].id)[-1]
+        assert answer.role == "assistant"
+        assert answer.finish_reason == "cancelled"
+        assert 0 < answer.token_count < 3000
+        assert "stopped" in str(assistant_views(app)[-1]._header_text())
+
+
+async def test_escape_focuses_the_latest_reply_and_rating_keys_store_feedback(settings, store, tiny_backend) -> None:  # noqa: ANN001
+    app = make_app(settings, store, tiny_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "Where is my parcel?")
+        await wait_reply_done(pilot)
+        await send(pilot, "It was order NH-104857.")
+        await wait_reply_done(pilot)
+
+        await pilot.press("escape")
+        messages = app.chat.query_one(MessageList)
+        assert app.focused is messages
+        latest = assistant_views(app)[-1]
+        assert messages.highlighted_view is latest
+
+        await pilot.press("plus")
+        assert store.feedback_for(latest.message.id, user="ann")[0].rating == 1
+        assert "helpful" in str(latest._header_text())
+        await pilot.press("minus")
+        history = store.feedback_history(latest.message.id)
+        assert [(f.rating, f.current) for f in history] == [(1, False), (-1, True)]
+
+        # Up moves to the earlier reply; rating it leaves the latest alone.
+        await pilot.press("up", "up")
+        earlier = assistant_views(app)[0]
+        assert messages.highlighted_view is earlier
+        await pilot.press("plus")
+        assert store.feedback_for(earlier.message.id)[0].rating == 1
+        assert store.feedback_for(latest.message.id)[0].rating == -1
+
+        await pilot.press("i")
+        assert app.focused is app.chat.composer
+
+
+async def test_feedback_dialog_saves_tags_comment_and_correction(settings, store, tiny_backend) -> None:  # noqa: ANN001
+    app = make_app(settings, store, tiny_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "Can I return a camera after 40 days?")
+        await wait_reply_done(pilot)
+        await pilot.press("escape", "c")
+        await wait_for(pilot, lambda: isinstance(app.screen, FeedbackScreen), what="the feedback dialog")
+        dialog = app.screen
+
+        await pilot.click("#rating-down")
+        reasons = dialog.query_one("#feedback-reasons")
+        reasons.select("wrong facts")
+        reasons.select("incomplete")
+        dialog.query_one("#feedback-comment").value = "The window is 30 days."
+        dialog.query_one("#feedback-correction").text = "Returns are accepted within 30 days of delivery."
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.screen is app.chat, what="the dialog to close")
+
+        reply = assistant_views(app)[-1].message
+        (feedback,) = store.feedback_for(reply.id)
+        assert feedback.rating == -1
+        assert feedback.reasons == ("wrong facts", "incomplete")
+        assert feedback.comment == "The window is 30 days."
+        assert feedback.correction == "Returns are accepted within 30 days of delivery."
+        header = str(assistant_views(app)[-1]._header_text())
+        assert "not helpful" in header and "corrected" in header
+
+        # Opening it again shows what was saved; rating again changes the rating.
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, FeedbackScreen))
+        assert app.screen.query_one("#feedback-correction").text == feedback.correction
+        await pilot.click("#rating-up")
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.screen is app.chat)
+        assert store.feedback_for(reply.id)[0].rating == 1
+        assert len(store.feedback_history(reply.id)) == 2
+
+
+async def test_feedback_dialog_cancel_saves_nothing(settings, store, tiny_backend) -> None:  # noqa: ANN001
+    app = make_app(settings, store, tiny_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "Hello")
+        await wait_reply_done(pilot)
+        await pilot.press("escape", "c")
+        await wait_for(pilot, lambda: isinstance(app.screen, FeedbackScreen))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.chat)
+        assert store.feedback_for(assistant_views(app)[-1].message.id) == []
+
+
+async def test_regenerate_keeps_both_answers_reachable(settings, store, tiny_backend) -> None:  # noqa: ANN001
+    app = make_app(settings.replace(temperature=1.0), store, tiny_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "How long does shipping take?")
+        await wait_reply_done(pilot)
+        first = assistant_views(app)[-1].message
+        await pilot.press("escape", "r")
+        await wait_reply_done(pilot)
+
+        second = assistant_views(app)[-1].message
+        assert second.id != first.id
+        assert second.parent_id == first.parent_id
+        assert [m.id for m in store.siblings(second.id)] == [first.id, second.id]
+        assert len(assistant_views(app)) == 1
+        assert "‹ 2/2 ›" in str(assistant_views(app)[-1]._header_text())
+
+        await pilot.press("escape")  # to the list, latest highlighted
+        await pilot.press("left")
+        await wait_for(pilot, lambda: assistant_views(app)[-1].message.id == first.id, what="the earlier answer")
+        assert "‹ 1/2 ›" in str(assistant_views(app)[-1]._header_text())
+        await pilot.press("right")
+        await wait_for(pilot, lambda: assistant_views(app)[-1].message.id == second.id, what="the later answer")
+
+
+async def test_copy_puts_the_reply_on_the_clipboard(settings, store, tiny_backend) -> None:  # noqa: ANN001
+    app = make_app(settings, store, tiny_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "Hi")
+        await wait_reply_done(pilot)
+        await pilot.press("escape", "y")
+        assert app.clipboard == assistant_views(app)[-1].message.content
+
+
+async def test_search_finds_an_old_conversation_and_opens_it(settings, store, tiny_backend) -> None:  # noqa: ANN001
+    for question in ("My thermostat shows error E4", "Refund for order NH-2211", "Doorbell chime is silent"):
+        conversation = store.create_conversation("ann", "sys")
+        asked = store.add_message(conversation.id, "user", question)
+        store.add_message(conversation.id, "assistant", f"Answer about {question}", parent_id=asked.id)
+    app = make_app(settings, store, tiny_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        assert app.chat.conversation.title == "Doorbell chime is silent"  # the latest opens first
+        await pilot.press("ctrl+f")
+        await pilot.press(*"thermo")
+        options = app.chat.sidebar.options
+        await wait_for(pilot, lambda: app.chat.sidebar.searching and options.option_count == 1, what="the search")
+        await pilot.press("enter")  # from the search box to the results
+        await pilot.press("enter")  # open the highlighted result
+        await wait_for(pilot, lambda: app.chat.conversation.title == "My thermostat shows error E4")
+        assert app.chat.messages.views[0].body_text == "My thermostat shows error E4"
+
+
+async def test_conversation_list_renames_archives_and_deletes(settings, store, tiny_backend) -> None:  # noqa: ANN001
+    conversation = store.create_conversation("ann", "sys")
+    store.add_message(conversation.id, "user", "Old question")
+    app = make_app(settings, store, tiny_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        app.chat.sidebar.options.focus()
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextPrompt))
+        app.screen.query_one("Input").value = "Renamed"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is app.chat)
+        assert store.conversation(conversation.id).title == "Renamed"
+
+        await pilot.press("a")
+        assert store.conversation(conversation.id).archived
+        assert app.chat.sidebar.options.option_count == 0
+        await pilot.press("A")  # show archived
+        assert app.chat.sidebar.options.option_count == 1
+        await pilot.press("a")
+        assert not store.conversation(conversation.id).archived
+
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, Confirm))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.screen is app.chat)
+        assert store.conversations(include_archived=True) == []
+        assert app.chat.conversation is None
+
+
+async def test_ctrl_n_starts_a_new_conversation(settings, store, tiny_backend) -> None:  # noqa: ANN001
+    app = make_app(settings, store, tiny_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "First question")
+        await wait_reply_done(pilot)
+        await pilot.press("ctrl+n")
+        assert app.chat.conversation is None and app.chat.messages.views == []
+        await send(pilot, "Second question")
+        await wait_reply_done(pilot)
+        assert [c.title for c in store.conversations()] == ["Second question", "First question"]
+
+
+async def test_history_is_usable_while_the_model_loads(settings, store, tiny_backend) -> None:  # noqa: ANN001
+    old = store.create_conversation("ann", "sys")
+    store.add_message(old.id, "user", "An earlier question")
+    release = threading.Event()
+
+    def slow_loader(progress):  # noqa: ANN001, ANN202
+        progress("Building the demo model: training", 0.25)
+        release.wait(30)
+        return tiny_backend
+
+    app = make_app(settings, store, slow_loader)
+    async with app.run_test(size=SIZE) as pilot:
+        status = app.chat.query_one(StatusBar)
+        await wait_for(pilot, lambda: status.loading_text.startswith("Building"), what="the loading state")
+        assert app.chat.query_one("#load-progress").display
+        assert app.chat.messages.views[0].body_text == "An earlier question"
+        await send(pilot, "Is the model ready?")
+        assert store.thread(old.id)[-1].content == "Is the model ready?"
+        assert app.chat.waiting is not None
+
+        release.set()
+        await wait_loaded(pilot)
+        await wait_reply_done(pilot)
+        assert store.thread(old.id)[-1].role == "assistant"
+        assert not app.chat.query_one("#load-progress").display
+
+
+async def test_a_model_that_fails_to_load_is_reported_and_history_stays(settings, store) -> None:  # noqa: ANN001
+    def broken(progress):  # noqa: ANN001, ANN202
+        raise ModelError("model path not found: /nowhere")
+
+    app = make_app(settings, store, broken)
+    async with app.run_test(size=SIZE) as pilot:
+        status = app.chat.query_one(StatusBar)
+        await wait_for(pilot, lambda: status.error is not None, what="the failure")
+        assert "model path not found" in str(status._text())
+        await send(pilot, "Anyone there?")
+        assert app.is_running
+        assert store.thread(store.conversations()[0].id)[-1].content == "Anyone there?"
+
+
+async def test_empty_message_is_refused_and_nothing_is_stored(settings, store, tiny_backend) -> None:  # noqa: ANN001
+    app = make_app(settings, store, tiny_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "   \n  ")
+        assert store.conversations() == []
+
+
+async def test_untrusted_model_output_renders_as_inert_text(settings, store, hostile_model_dir) -> None:  # noqa: ANN001
+    app = make_app(settings, store, load_backend(hostile_model_dir))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, HOSTILE_QUESTION)
+        await wait_reply_done(pilot)
+
+        stored = store.thread(store.conversations()[0].id)[-1].content
+        assert "\x1b[31m" in stored and "[@click=app.quit]x[/]" in stored, "the test model must say it"
+        view = assistant_views(app)[-1]
+        assert "\x1b" not in view.body_text and "\x07" not in view.body_text
+        assert "[@click=app.quit]x[/]" in view.body_text
+
+        screen_text = app.export_screenshot()
+        assert "\x1b" not in screen_text
+        assert "@click=app.quit" in screen_text  # shown literally, not turned into an action
+        await pilot.click(MessageView, offset=(5, 1))
+        await pilot.click(MessageView, offset=(20, 1))
+        await pilot.pause()
+        assert app.is_running and app.screen is app.chat
+        assert app.title == "assistant"
+
+
+@pytest.mark.parametrize("key", ["shift+enter", "ctrl+j"])
+async def test_newline_key_inserts_a_line_without_sending(settings, store, tiny_backend, key: str) -> None:  # noqa: ANN001
+    app = make_app(settings, store, tiny_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press(*"line one")
+        await pilot.press(key)
+        await pilot.press(*"line two")
+        assert app.chat.composer.text == "line one\nline two"
+        assert store.conversations() == []
+        await pilot.press("enter")
+        await wait_reply_done(pilot)
+        assert store.thread(store.conversations()[0].id)[0].content == "line one\nline two"
