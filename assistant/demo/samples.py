@@ -56,3 +56,8 @@ def sample_questions(conversations: list[Conversation]) -> list[tuple[Conversati
             if message["role"] == "assistant":
                 pairs.append((conversation[:index], message["content"]))
     return pairs
+
+
+def sample_openers(count: int) -> list[str]:
+    """The first question of the first conversation of each sample file: suggestions for the demo."""
+    return [read_conversations(path)[0][0]["content"] for path in sample_files()[:count]]

@@ -97,6 +97,9 @@ class Reply:
             raise
         finally:
             ended = time.perf_counter()
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()  # lets the backend clean up (join its generation thread)
             if reason is None:
                 if self._cancel.is_set():
                     reason = "cancelled"

@@ -126,8 +126,17 @@ class LocalBackend:
             finally:
                 chunks.end()
 
-        threading.Thread(target=generate, name="generate", daemon=True).start()
-        return Reply(chunks.iterate(), cancel, max_new_tokens)
+        thread = threading.Thread(target=generate, name="generate", daemon=True)
+        thread.start()
+
+        def stream_then_join() -> Iterator[tuple[str, int]]:
+            try:
+                yield from chunks.iterate()
+            finally:
+                # A reader that stops early has cancelled: generation ends at the next token.
+                thread.join()
+
+        return Reply(stream_then_join(), cancel, max_new_tokens)
 
 
 class _Cancelled(StoppingCriteria):

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 class AssistantApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "assistant"
+    ENABLE_COMMAND_PALETTE = False
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
         Binding("ctrl+n", "new_conversation", "New", priority=True),

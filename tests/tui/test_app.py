@@ -122,9 +122,8 @@ async def test_feedback_dialog_saves_tags_comment_and_correction(settings, store
         dialog = app.screen
 
         await pilot.click("#rating-down")
-        reasons = dialog.query_one("#feedback-reasons")
-        reasons.select("wrong facts")
-        reasons.select("incomplete")
+        await pilot.click("#reason-wrong-facts")
+        await pilot.click("#reason-incomplete")
         dialog.query_one("#feedback-comment").value = "The window is 30 days."
         dialog.query_one("#feedback-correction").text = "Returns are accepted within 30 days of delivery."
         await pilot.press("ctrl+s")

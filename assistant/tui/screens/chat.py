@@ -49,7 +49,7 @@ class ActiveReply:
 
 class ChatScreen(Screen):
     BINDINGS = [
-        Binding("escape", "escape", "Stop / to replies"),
+        Binding("escape", "escape", "Stop/replies"),
         Binding("ctrl+f", "focus_search", "Search", show=False),
     ]
 
@@ -130,9 +130,19 @@ class ChatScreen(Screen):
         await self._detach_active_view()
         self.conversation = None
         self.thread = []
-        await self.messages.show([])
+        await self.messages.show([], hint=self.empty_hint())
         self.update_title()
         self.composer.focus()
+
+    def empty_hint(self) -> str:
+        hint = "Ask a question below; Enter sends. Press F1 for every key."
+        backend = self.app.backend
+        if backend is not None and backend.identity.is_demo:
+            from assistant.demo.samples import sample_openers
+
+            suggestions = "\n".join(f"  • {one_line(q, 90)}" for q in sample_openers(3))
+            hint += f"\n\nThe demo model knows the sample conversations. Try one of their questions:\n{suggestions}"
+        return hint
 
     async def open_conversation(self, conversation_id: int, leaf_id: int | None = None) -> None:
         await self._detach_active_view()
@@ -291,6 +301,8 @@ class ChatScreen(Screen):
         self._consume(self.active.key, reply)
 
     async def model_ready(self) -> None:
+        if self.conversation is None and not self.thread:
+            await self.messages.show([], hint=self.empty_hint())
         if self.waiting is not None:
             question, self.waiting = self.waiting, None
             if self.conversation and self.thread and self.thread[-1].id == question.id:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, RadioButton, RadioSet, SelectionList, Static, TextArea
+from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static, TextArea
 
 from assistant.store import REASON_TAGS, Feedback
 from assistant.text import one_line
@@ -19,6 +19,10 @@ class FeedbackDraft:
     reasons: tuple[str, ...]
     comment: str
     correction: str
+
+
+def reason_id(tag: str) -> str:
+    return "reason-" + tag.replace(" ", "-")
 
 
 class FeedbackScreen(ModalScreen[FeedbackDraft | None]):
@@ -37,15 +41,14 @@ class FeedbackScreen(ModalScreen[FeedbackDraft | None]):
         current = self.current
         with VerticalScroll(classes="dialog", id="feedback"):
             yield Label("Feedback on this reply", classes="dialog-title")
-            yield Static(one_line(self.reply_text, 240), id="feedback-reply", markup=False)
+            yield Static(one_line(self.reply_text, 160), id="feedback-reply", markup=False)
             with RadioSet(id="feedback-rating"):
                 yield RadioButton("▲ Helpful", value=self.rating > 0, id="rating-up")
                 yield RadioButton("▼ Not helpful", value=self.rating < 0, id="rating-down")
-            yield Label("What was wrong?")
-            yield SelectionList[str](
-                *[(tag, tag, bool(current and tag in current.reasons)) for tag in REASON_TAGS],
-                id="feedback-reasons",
-            )
+            yield Label("Reasons")
+            with Grid(id="feedback-reasons"):
+                for tag in REASON_TAGS:
+                    yield Checkbox(tag, value=bool(current and tag in current.reasons), id=reason_id(tag))
             yield Label("Comment")
             yield Input(value=current.comment if current else "", placeholder="optional", id="feedback-comment")
             yield Label("Better answer (the correction; optional)")
@@ -70,7 +73,7 @@ class FeedbackScreen(ModalScreen[FeedbackDraft | None]):
         self.dismiss(
             FeedbackDraft(
                 rating=self.rating,
-                reasons=tuple(self.query_one(SelectionList).selected),
+                reasons=tuple(tag for tag in REASON_TAGS if self.query_one(f"#{reason_id(tag)}", Checkbox).value),
                 comment=self.query_one("#feedback-comment", Input).value.strip(),
                 correction=self.query_one("#feedback-correction", TextArea).text.strip(),
             )

@@ -62,9 +62,9 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
 
 
 def key_table() -> Table:
-    table = Table(box=None, show_header=False, padding=(0, 2), expand=True)
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column()
+    table = Table(box=None, show_header=False, padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True, min_width=20)
+    table.add_column(max_width=52)
     for group, rows in KEYS:
         table.add_row(f"[u]{group}[/u]", "")
         for key, what in rows:

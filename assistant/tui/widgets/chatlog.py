@@ -94,14 +94,14 @@ class MessageList(VerticalScroll, can_focus=True):
     BINDINGS = [
         Binding("up,k", "move(-1)", "Up", show=False),
         Binding("down,j", "move(1)", "Down", show=False),
-        Binding("plus,equals_sign", "screen.rate(1)", "+ Helpful"),
-        Binding("minus", "screen.rate(-1)", "- Not helpful"),
+        Binding("plus,equals_sign", "screen.rate(1)", "Helpful"),
+        Binding("minus", "screen.rate(-1)", "Not helpful"),
         Binding("c", "screen.feedback", "Feedback"),
         Binding("r", "screen.regenerate", "Regenerate"),
         Binding("y", "screen.copy", "Copy"),
         Binding("left,h", "screen.sibling(-1)", "Prev answer", show=False),
         Binding("right,l", "screen.sibling(1)", "Next answer", show=False),
-        Binding("enter,i", "screen.focus_composer", "Write"),
+        Binding("enter,i", "screen.focus_composer", "Write", show=False),
     ]
 
     highlighted: reactive[int | None] = reactive(None)
@@ -136,14 +136,19 @@ class MessageList(VerticalScroll, can_focus=True):
         replies = [i for i, v in enumerate(views) if v.role == "assistant"]
         self.highlighted = replies[-1] if replies else (len(views) - 1 if views else None)
 
-    async def show(self, views: list[MessageView]) -> None:
+    async def show(self, views: list[MessageView], hint: str = "") -> None:
+        """Replace the list; `hint` is shown instead when there are no messages."""
         self.highlighted = None
         await self.remove_children()
         if views:
             await self.mount_all(views)
+        elif hint:
+            await self.mount(Static(hint, id="empty-hint", markup=False))
         self.scroll_end(animate=False)
 
     async def append(self, view: MessageView) -> MessageView:
+        for hint in self.query("#empty-hint"):
+            await hint.remove()
         await self.mount(view)
         self.scroll_end(animate=False)
         return view
