@@ -7,7 +7,6 @@ data dir's log file and reported in one line.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from assistant.commands.demo import demo
 from assistant.commands.doctor import doctor
 from assistant.commands.history import history
 from assistant.errors import AssistantError
+from assistant.formats import json_text
 from assistant.logs import quiet_libraries
 from assistant.text import one_line, terminal_safe
 
@@ -75,7 +75,7 @@ def ask(state: Context, question: str, conversation_id: int | None, as_json: boo
     )
     if as_json:
         click.echo(
-            json.dumps(
+            json_text(
                 {
                     "conversation_id": conversation.id,
                     "message_id": answer.id,
@@ -86,8 +86,7 @@ def ask(state: Context, question: str, conversation_id: int | None, as_json: boo
                     "token_count": answer.token_count,
                     "tokens_per_s": answer.tokens_per_s,
                     "finish_reason": answer.finish_reason,
-                },
-                ensure_ascii=False,
+                }
             )
         )
     else:

@@ -147,10 +147,16 @@ def export_records(store: Store, conversations: Iterable[Conversation]) -> Itera
 _C1 = re.compile("[\x7f-\x9f\u2028\u2029]")
 
 
-def to_jsonl(record: dict[str, Any]) -> str:
-    """One line of JSON; C1 controls escaped too, so the line is safe to print to a terminal."""
-    text = json.dumps(record, ensure_ascii=False)
+def json_text(value: Any, *, indent: int | None = None) -> str:
+    """JSON with readable Unicode, and C1 controls escaped too (json leaves them raw), so the text is
+    safe to print to a terminal and still parses back to exactly the same values."""
+    text = json.dumps(value, ensure_ascii=False, indent=indent)
     return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def to_jsonl(record: dict[str, Any]) -> str:
+    """One line of JSON, safe to print to a terminal."""
+    return json_text(record)
 
 
 def to_markdown(record: dict[str, Any]) -> str:

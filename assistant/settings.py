@@ -138,7 +138,7 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
                 return False
             raise ValueError(value)
         if kind is int:
-            if isinstance(value, bool):
+            if isinstance(value, (bool, float)):
                 raise ValueError(value)
             return int(value)
         if kind is float:

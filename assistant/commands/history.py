@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
 from assistant.commands.common import Context, settings_options
-from assistant.formats import export_records, to_jsonl, to_markdown
+from assistant.formats import export_records, json_text, to_jsonl, to_markdown
 from assistant.text import one_line, terminal_safe
 
 
@@ -35,8 +34,8 @@ def list_(state: Context, all_users: bool, archived: bool, limit: int, as_json: 
     )
     for c in conversations:
         if as_json:
-            click.echo(json.dumps({"id": c.id, "title": c.title, "user": c.user, "created_at": c.created_at,
-                                   "updated_at": c.updated_at, "archived": c.archived}, ensure_ascii=False))
+            click.echo(json_text({"id": c.id, "title": c.title, "user": c.user, "created_at": c.created_at,
+                                  "updated_at": c.updated_at, "archived": c.archived}))
         else:
             flag = " [archived]" if c.archived else ""
             click.echo(f"{c.id:>6}  {c.updated_at[:16].replace('T', ' ')}  {c.user:<12} {one_line(c.title, 60)}{flag}")
@@ -53,7 +52,7 @@ def show(state: Context, conversation_id: int, as_json: bool) -> None:
     store = state.store()
     record = next(export_records(store, [store.conversation(conversation_id)]))
     if as_json:
-        click.echo(json.dumps(record, ensure_ascii=False, indent=2))
+        click.echo(json_text(record, indent=2))
     else:
         click.echo(terminal_safe(to_markdown(record)), nl=False)
 
@@ -70,8 +69,8 @@ def search(state: Context, text: str, all_users: bool, limit: int, as_json: bool
     for hit in hits:
         c = hit.conversation
         if as_json:
-            click.echo(json.dumps({"conversation_id": c.id, "title": c.title, "message_id": hit.message_id,
-                                   "snippet": hit.snippet}, ensure_ascii=False))
+            click.echo(json_text({"conversation_id": c.id, "title": c.title, "message_id": hit.message_id,
+                                  "snippet": hit.snippet}))
         else:
             click.echo(f"{c.id:>6}  {one_line(c.title, 40):<40}  {one_line(hit.snippet, 80)}")
     if not hits and not as_json:

@@ -14,13 +14,34 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlite_utils import Database
+
+
+def _import_sqlite_utils():  # noqa: ANN202
+    """sqlite-utils imports pandas and numpy when they are installed (`datasets` brings them) only to
+    accept their scalar types as values: half a second of start-up that the chat's first frame cannot
+    afford. They are hidden while it imports, unless something imported them already; the store never
+    passes such values."""
+    hidden = [name for name in ("pandas", "numpy") if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` fail fast
+    try:
+        from sqlite_utils import Database
+    finally:
+        for name in hidden:
+            if sys.modules.get(name) is None:
+                del sys.modules[name]
+    return Database
+
+
+Database = _import_sqlite_utils()
 
 from assistant.errors import InputError, NotFoundError, StoreError
 from assistant.store.migrations import migrations
@@ -95,15 +116,17 @@ class Store:
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise _explain(exc, path) from None
+        except BaseException:
+            conn.close()
+            raise
         return store
 
     def _configure(self) -> None:
         conn = self.db.conn
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         conn.execute("PRAGMA foreign_keys = ON")
-        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-        if mode != "wal":
-            conn.execute("PRAGMA journal_mode = WAL")
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            _retry_while_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
         conn.execute("PRAGMA synchronous = NORMAL")
 
     def migrate(self) -> None:
@@ -414,31 +437,35 @@ class Store:
     # -- search ------------------------------------------------------------------------------
 
     def search(self, text: str, *, user: str | None = None, limit: int = 50) -> list[SearchHit]:
-        """Conversations whose messages contain every word of `text` (the last one as a prefix)."""
+        """Conversations whose messages contain every word of `text` (the last one as a prefix),
+        best match first, each with the snippet of its best-matching message."""
         query = _fts_query(text)
         if not query:
             return []
         sql = """
-            SELECT m.id AS message_id, m.conversation_id,
-                   snippet(messages_fts, 0, '', '', '…', 12) AS snippet
-            FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid
-            JOIN conversations c ON c.id = m.conversation_id
-            WHERE messages_fts MATCH :query {user_filter}
-            ORDER BY rank
+            WITH hits AS (
+                SELECT m.id AS message_id, m.conversation_id, messages_fts.rank AS rank,
+                       snippet(messages_fts, 0, '', '', '…', 12) AS snippet
+                FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid
+                JOIN conversations c ON c.id = m.conversation_id
+                WHERE messages_fts MATCH :query {user_filter}
+            ),
+            best AS (
+                SELECT *, row_number() OVER (PARTITION BY conversation_id ORDER BY rank, message_id) AS n
+                FROM hits
+            )
+            SELECT message_id, conversation_id, snippet FROM best WHERE n = 1
+            ORDER BY rank, conversation_id DESC
             LIMIT :limit
         """.format(user_filter="AND c.user = :user" if user is not None else "")
-        hits: dict[int, SearchHit] = {}
-        for row in self.db.query(sql, {"query": query, "user": user, "limit": limit * 4}):
-            if row["conversation_id"] in hits:
-                continue
-            hits[row["conversation_id"]] = SearchHit(
+        return [
+            SearchHit(
                 conversation=self.conversation(row["conversation_id"]),
                 message_id=row["message_id"],
                 snippet=" ".join(row["snippet"].split()),
             )
-            if len(hits) == limit:
-                break
-        return list(hits.values())
+            for row in self.db.query(sql, {"query": query, "user": user, "limit": limit})
+        ]
 
     # -- import / export ---------------------------------------------------------------------
 
@@ -452,50 +479,61 @@ class Store:
         """Store parsed conversations (title, messages) in one transaction: all or nothing."""
         now = self._now()
         created: list[int] = []
-        with self._write() as db:
-            for title, messages in conversations:
-                system = [m.content for m in messages if m.role == "system"]
-                turns = [m for m in messages if m.role != "system"]
-                first_user = next((m.content for m in turns if m.role == "user"), "")
-                cid = db["conversations"].insert(
+        try:
+            with self._write() as db:
+                for title, messages in conversations:
+                    created.append(self._insert_imported(db, title, messages, user, default_system_prompt, now))
+        except sqlite3.IntegrityError as exc:
+            raise InputError(f"the database refused the import, nothing was stored: {exc}") from None
+        return created
+
+    def _insert_imported(
+        self, db: Database, title: str, messages: Sequence[ImportedMessage], user: str, default_system: str, now: str
+    ) -> int:
+        leading = 0
+        while leading < len(messages) and messages[leading].role == "system":
+            leading += 1
+        system = [m.content for m in messages[:leading]]
+        turns = messages[leading:]
+        first_user = next((m.content for m in turns if m.role == "user"), "")
+        cid = db["conversations"].insert(
+            {
+                "title": title_from(title or first_user),
+                "user": user,
+                "created_at": now,
+                "updated_at": now,
+                "system_prompt": "\n\n".join(system) if system else default_system,
+                "archived": 0,
+            }
+        ).last_pk
+        parent: int | None = None
+        for message in turns:
+            parent = db["messages"].insert(
+                {
+                    "conversation_id": cid,
+                    "parent_id": parent,
+                    "role": message.role,
+                    "content": message.content,
+                    "created_at": now,
+                    "model": "imported" if message.role == "assistant" else None,
+                }
+            ).last_pk
+            if message.feedback:
+                feedback = message.feedback
+                db["feedback"].insert(
                     {
-                        "title": title_from(title or first_user),
-                        "user": user,
+                        "message_id": parent,
+                        "user": feedback.get("user") or user,
+                        "rating": feedback["rating"],
+                        "reasons": json.dumps(list(feedback.get("reasons") or [])),
+                        "comment": (feedback.get("comment") or "").strip(),
+                        "correction": (feedback.get("correction") or "").strip(),
                         "created_at": now,
                         "updated_at": now,
-                        "system_prompt": "\n\n".join(system) if system else default_system_prompt,
-                        "archived": 0,
+                        "current": 1,
                     }
-                ).last_pk
-                parent: int | None = None
-                for message in turns:
-                    parent = db["messages"].insert(
-                        {
-                            "conversation_id": cid,
-                            "parent_id": parent,
-                            "role": message.role,
-                            "content": message.content,
-                            "created_at": now,
-                            "model": "imported" if message.role == "assistant" else None,
-                        }
-                    ).last_pk
-                    if message.feedback:
-                        fb = message.feedback
-                        db["feedback"].insert(
-                            {
-                                "message_id": parent,
-                                "user": fb.get("user") or user,
-                                "rating": fb["rating"],
-                                "reasons": json.dumps(list(fb.get("reasons") or [])),
-                                "comment": (fb.get("comment") or "").strip(),
-                                "correction": (fb.get("correction") or "").strip(),
-                                "created_at": now,
-                                "updated_at": now,
-                                "current": 1,
-                            }
-                        )
-                created.append(cid)
-        return created
+                )
+        return cid
 
     # -- statistics --------------------------------------------------------------------------
 
@@ -504,6 +542,24 @@ class Store:
             table: self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             for table in ("conversations", "messages", "feedback")
         }
+
+
+def _retry_while_busy(statement: Callable[[], Any]) -> Any:
+    """Run a statement SQLite answers "locked" at once instead of waiting for the busy timeout.
+
+    Switching a new database to WAL needs a moment alone with the file; another app creating the
+    same database holds it briefly.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    delay = 0.005
+    while True:
+        try:
+            return statement()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
 
 def _explain(exc: sqlite3.Error, path: Path) -> StoreError:

@@ -75,4 +75,7 @@ def m002_feedback(db: Database) -> None:
 
 @migrations()
 def m003_message_search(db: Database) -> None:
-    db["messages"].enable_fts(["content"], fts_version="FTS5", create_triggers=True, tokenize="porter")
+    # No stemming: search runs as the user types, and a prefix must match the words as written.
+    db["messages"].enable_fts(
+        ["content"], fts_version="FTS5", create_triggers=True, tokenize="unicode61 remove_diacritics 2"
+    )

@@ -50,7 +50,8 @@ class AssistantApp(App):
 
     def on_mount(self) -> None:
         self.push_screen(ChatScreen())
-        self._load_model()
+        # After the first frame: importing torch in the worker would hold the GIL and delay it.
+        self.call_after_refresh(self._load_model)
 
     @property
     def chat(self) -> ChatScreen:

@@ -1,0 +1,96 @@
+"""`assistant doctor`: what is configured and where from, what was found, and advice; always exit 0."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import torch
+
+from assistant.settings import Settings
+from tests.cli.helpers import open_store
+
+SETTING_NAMES = [name for name in Settings.__dataclass_fields__ if name != "data_dir"]
+
+
+@pytest.fixture(autouse=True)
+def empty_hub_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Whatever this machine has cached, the default hub model is not found here."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+
+
+def _setting_line(out: str, name: str) -> str:
+    [line] = [line for line in out.splitlines() if line.strip().startswith(f"{name} ") and "=" in line]
+    return line
+
+
+def test_doctor_reports_paths_settings_sources_model_and_hardware(
+    cli, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASSISTANT_TEMPERATURE", "0.7")
+    config = data_dir / "config.toml"
+    config.write_text("max_new_tokens = 99\n", encoding="utf-8")
+
+    result = cli("doctor", "--data-dir", data_dir, "--user", "ann")
+
+    assert result.code == 0, result.err
+    out = result.out
+    resolved = data_dir.resolve()
+    assert f"data dir            {resolved}  (flag --data-dir)" in out
+    assert f"config files        {config.resolve()}" in out
+    assert f"database            {resolved / 'assistant.db'}" in out
+    assert f"SQLite              {sqlite3.sqlite_version}" in out
+    for name in SETTING_NAMES:
+        assert _setting_line(out, name)
+    assert _setting_line(out, "temperature").endswith("= 0.7  [env ASSISTANT_TEMPERATURE]")
+    assert _setting_line(out, "max_new_tokens").endswith(f"= 99  [file {config.resolve()}]")
+    assert _setting_line(out, "user").endswith("= 'ann'  [flag --user]")
+    assert _setting_line(out, "top_p").endswith("[default]")
+    assert "HF_HUB_OFFLINE is set" in out
+    assert "will use            the built-in demo model" in out
+    cuda_line = next(line for line in out.splitlines() if line.strip().startswith("CUDA "))
+    if torch.cuda.is_available():
+        assert "CUDA                available:" in cuda_line
+    else:
+        assert "not available" in cuda_line
+    assert any(line.strip().startswith("bitsandbytes ") for line in out.splitlines())
+    assert "\nAdvice\n" in out and "demo model" in out.split("\nAdvice\n")[1]
+    assert not (data_dir / "assistant.db").exists(), "doctor does not create the database"
+
+
+def test_doctor_reports_the_database_contents(cli, data_dir: Path) -> None:
+    store = open_store(data_dir)
+    conversation = store.create_conversation("ann", "Be brief.")
+    store.add_message(conversation.id, "user", "hello")
+    store.close()
+
+    result = cli("doctor", "--data-dir", data_dir)
+
+    assert result.code == 0, result.err
+    assert "contents            1 conversations, 1 messages, 0 feedback" in result.out
+    assert "journal mode        wal" in result.out
+
+
+def test_doctor_with_a_bad_model_path_gives_advice_and_exit_0(cli, data_dir: Path) -> None:
+    result = cli("doctor", "--data-dir", data_dir, "--model", "/nope")
+
+    assert result.code == 0, result.err
+    assert _setting_line(result.out, "model").endswith("= '/nope'  [flag --model]")
+    assert "configured          /nope (NOT a model directory)" in result.out
+    advice = result.out.split("\nAdvice\n")[1]
+    assert "model /nope has no config.json" in advice
+
+
+def test_doctor_with_a_corrupt_database_gives_advice_and_exit_0(cli, data_dir: Path) -> None:
+    db = data_dir / "assistant.db"
+    db.write_bytes(b"not a database at all" * 500)
+
+    result = cli("doctor", "--data-dir", data_dir)
+
+    assert result.code == 0, result.err
+    assert "unusable: database" in result.out and "corrupt" in result.out
+    assert "corrupt" in result.out.split("\nAdvice\n")[1]
+    assert db.read_bytes() == b"not a database at all" * 500

@@ -1,0 +1,55 @@
+"""Layers that cannot leak (STYLE.md, Habits 4): each module is imported in a fresh interpreter and
+the heavy libraries it must not pull in are looked for in sys.modules."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ML = ("torch", "transformers")
+ML_AND_UI = (*ML, "textual")
+
+CORE = [
+    "assistant.settings",
+    "assistant.errors",
+    "assistant.text",
+    "assistant.store",
+    "assistant.formats",
+    "assistant.engine.base",
+    "assistant.engine.resolve",
+    "assistant.chat",
+]
+
+CASES = [pytest.param(module, ML_AND_UI, id=f"{module}-no-ml-no-ui") for module in CORE]
+CASES += [
+    pytest.param("assistant.tui.app", ML, id="assistant.tui.app-no-ml"),
+    pytest.param("assistant.cli", ML_AND_UI, id="assistant.cli-no-ml-no-ui"),
+]
+
+
+def loaded_after_import(module: str, names: tuple[str, ...]) -> list[str]:
+    code = (
+        "import importlib, json, sys\n"
+        f"importlib.import_module({module!r})\n"
+        f"print(json.dumps([n for n in {list(names)!r} if n in sys.modules]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(("module", "forbidden"), CASES)
+def test_import_does_not_load_heavy_libraries(module: str, forbidden: tuple[str, ...]) -> None:
+    assert loaded_after_import(module, forbidden) == []
+
+
+def test_the_check_sees_a_loaded_library() -> None:
+    # The TUI does load textual: the probe must report it, or the tests above prove nothing.
+    assert loaded_after_import("assistant.tui.app", ("textual",)) == ["textual"]
