@@ -265,7 +265,7 @@ def ensure_demo_model(
     if is_built(target):
         return target
     models_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
+    with FileLock(str(models_dir / f".{target.name}.lock")):
         if is_built(target):
             return target
         staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=models_dir))

@@ -64,12 +64,10 @@ class LocalBackend:
         self._lock = threading.Lock()
         self._device = next(model.parameters()).device
         vocab = tokenizer.get_vocab()
-        eos = {t for t in [tokenizer.eos_token_id, model.generation_config.eos_token_id] if t is not None}
-        flat: set[int] = set()
-        for token in eos:
-            flat.update(token if isinstance(token, list) else [token])
-        flat.update(vocab[t] for t in END_OF_TURN_TOKENS if t in vocab)
-        self._stop_ids = sorted(flat)
+        stop: set[int] = {vocab[t] for t in END_OF_TURN_TOKENS if t in vocab}
+        for token in (tokenizer.eos_token_id, model.generation_config.eos_token_id):
+            stop.update(token if isinstance(token, list) else [] if token is None else [token])
+        self._stop_ids = sorted(stop)
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self._stop_ids[0]
         self._context = getattr(model.config, "max_position_embeddings", None) or 4096
 

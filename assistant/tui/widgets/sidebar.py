@@ -75,8 +75,8 @@ class Sidebar(Vertical):
         previous = self.highlighted_id
         options.clear_options()
         options.add_options([Option(prompt, id=str(c.id)) for c, prompt in rows])
-        wanted = previous if previous is not None else current
         ids = [c.id for c, _ in rows]
+        wanted = current if current in ids else previous
         if wanted in ids:
             options.highlighted = ids.index(wanted)
         elif ids:
