@@ -98,15 +98,9 @@ def hostile_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def chatty_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model with end-of-turn suppressed: every reply runs to max_new_tokens (long streams)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from assistant.demo.build import endless_copy
 
-    out = tmp_path_factory.mktemp("chatty-model")
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    model.generation_config.suppress_tokens = [tokenizer.convert_tokens_to_ids(t) for t in tokenizer.all_special_tokens]
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    return endless_copy(tiny_model_dir, tmp_path_factory.mktemp("chatty-model"))
 
 
 def load_backend(path: Path, *, is_demo: bool = False, **kwargs):  # noqa: ANN003, ANN201

@@ -69,12 +69,12 @@ def settings_options(command: Callable) -> Callable:
     return wrapper
 
 
-def load_backend(settings: Settings, *, quiet: bool = False):
+def load_backend(settings: Settings, *, quiet: bool = False):  # noqa: ANN201
     """Resolve and load the model for a command, with progress on stderr."""
     from rich.console import Console
 
-    from assistant.engine.local import load_local_backend
-    from assistant.engine.resolve import resolve_model
+    from assistant.engine.local import open_backend
+    from assistant.engine.resolve import DEMO_NOTICE
 
     console = Console(stderr=True, quiet=quiet, highlight=False)
     with console.status("Resolving the model…") as status:
@@ -83,14 +83,7 @@ def load_backend(settings: Settings, *, quiet: bool = False):
             suffix = f" {fraction:.0%}" if fraction is not None else ""
             status.update(f"{one_line(message)}{suffix}")
 
-        choice = resolve_model(settings, progress)
-        if choice.notice:
-            console.print(f"[dim]{choice.notice}[/dim]", markup=True, highlight=False)
-        backend = load_local_backend(
-            choice,
-            device=settings.device,
-            cpu_load_in_4bit=settings.cpu_load_in_4bit,
-            adapter=settings.adapter,
-            progress=progress,
-        )
+        backend = open_backend(settings, progress)
+    if backend.identity.is_demo:
+        console.print(DEMO_NOTICE, style="dim", markup=False)
     return backend

@@ -288,3 +288,18 @@ def _fsync_tree(path: Path) -> None:
     for file in path.iterdir():
         with open(file, "rb") as handle:
             os.fsync(handle.fileno())
+
+
+def endless_copy(model_dir: Path, out: Path) -> Path:
+    """A copy of a model that never ends its turn: replies run to max_new_tokens.
+
+    For benchmarks and tests that need a long stream from a real model.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model.generation_config.suppress_tokens = [tokenizer.convert_tokens_to_ids(t) for t in tokenizer.all_special_tokens]
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

@@ -26,8 +26,9 @@ from transformers.generation.streamers import BaseStreamer
 
 from assistant.engine.base import ChatMessage, GenerationParams, LoadProgress, ModelIdentity, Reply
 from assistant.engine.prompt import encode_chat
-from assistant.engine.resolve import ModelChoice
+from assistant.engine.resolve import ModelChoice, resolve_model
 from assistant.errors import InputError, ModelError
+from assistant.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +248,17 @@ def load_local_backend(
     )
     report(f"Ready: {identity.label}", 1.0)
     return LocalBackend(model, tokenizer, identity)
+
+
+def open_backend(settings: Settings, progress: LoadProgress | None = None) -> LocalBackend:
+    """The configured model, resolved (downloaded or built when needed) and loaded."""
+    return load_local_backend(
+        resolve_model(settings, progress),
+        device=settings.device,
+        cpu_load_in_4bit=settings.cpu_load_in_4bit,
+        adapter=settings.adapter,
+        progress=progress,
+    )
 
 
 def _nf4(compute_dtype) -> BitsAndBytesConfig:  # noqa: ANN001

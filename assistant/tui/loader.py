@@ -12,16 +12,8 @@ BackendLoader = Callable[[LoadProgress], Backend]
 
 def backend_loader(settings: Settings) -> BackendLoader:
     def load(progress: LoadProgress) -> Backend:
-        from assistant.engine.local import load_local_backend
-        from assistant.engine.resolve import resolve_model
+        from assistant.engine.local import open_backend  # torch: imported in the worker thread
 
-        choice = resolve_model(settings, progress)
-        return load_local_backend(
-            choice,
-            device=settings.device,
-            cpu_load_in_4bit=settings.cpu_load_in_4bit,
-            adapter=settings.adapter,
-            progress=progress,
-        )
+        return open_backend(settings, progress)
 
     return load

@@ -19,6 +19,7 @@ Targets on the 2-core machine: first frame <= 1.0 s; key press to screen p95 <= 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import pty
 import re
@@ -27,11 +28,9 @@ import shutil
 import signal
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import termios
-import fcntl
 import time
 from pathlib import Path
 
@@ -140,18 +139,6 @@ def assistant_bin() -> str:
     return found
 
 
-def endless_copy(model_dir: Path, out: Path) -> Path:
-    """The demo model with its end-of-turn token suppressed: replies run to max_new_tokens."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    model.generation_config.suppress_tokens = [tokenizer.convert_tokens_to_ids(t) for t in tokenizer.all_special_tokens]
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
 def model_speed(model_dir: Path, questions: list[str]) -> dict[str, list[float]]:
     import torch
 
@@ -162,7 +149,6 @@ def model_speed(model_dir: Path, questions: list[str]) -> dict[str, list[float]]
     backend = load_local_backend(ModelChoice(model_dir, "assistant-demo", "demo", is_demo=True))
     params = GenerationParams(max_new_tokens=200, temperature=0.0)
     ttft, rate, plain_rate = [], [], []
-    backend.stream([ChatMessage("user", "warm up")], params).text  # noqa: B018
     list(backend.stream([ChatMessage("user", "warm up")], params))
     for question in questions:
         reply = backend.stream([ChatMessage("user", question)], params)
@@ -193,7 +179,7 @@ def main() -> int:
 
     quiet_libraries()
     setup_logging(None)
-    from assistant.demo.build import ensure_demo_model
+    from assistant.demo.build import endless_copy, ensure_demo_model
     from assistant.demo.samples import load_samples
 
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="bench-chat-"))

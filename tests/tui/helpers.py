@@ -11,10 +11,12 @@ from assistant.engine.base import Backend
 from assistant.settings import Settings
 from assistant.store import Store
 from assistant.tui.app import AssistantApp
+from assistant.tui.loader import BackendLoader
 
 
-def make_app(settings: Settings, store: Store, backend: Backend | Callable) -> AssistantApp:
-    loader = backend if callable(backend) and not hasattr(backend, "stream") else (lambda progress: backend)
+def make_app(settings: Settings, store: Store, backend: Backend | BackendLoader) -> AssistantApp:
+    """The app with a loaded backend, or with a loader function (to test loading itself)."""
+    loader = backend if not isinstance(backend, Backend) else (lambda progress: backend)
     return AssistantApp(settings, store, loader)
 
 
