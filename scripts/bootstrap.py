@@ -108,6 +108,9 @@ def install_project(extra: str) -> None:
     target = f".[{','.join(extras)}]" if extras else "."
     say(f"installing the project and its dependencies ({target})")
     pip("install", "-e", target)
+    # Bytecode for the project's own modules, which an editable install leaves uncompiled (and which
+    # PYTHONDONTWRITEBYTECODE keeps uncached): the chat starts noticeably faster with it.
+    subprocess.run([str(venv_python()), "-m", "compileall", "-q", str(ROOT / "assistant")], check=False)
     stamp.write_text(" ".join([digest, *extras]) + "\n")
 
 

@@ -88,7 +88,7 @@ def _database(state: Context, settings: Settings, advice: list[str]) -> None:
         advice.append(f"Database: {exc}")
         return
     counts = store.counts()
-    mode = store.db.execute("PRAGMA journal_mode").fetchone()[0]
+    mode = store.journal_mode()
     _row("schema", ", ".join(store.applied_migrations()))
     _row("journal mode", mode)
     _row("contents", ", ".join(f"{n} {name}" for name, n in counts.items()))

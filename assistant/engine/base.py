@@ -6,7 +6,6 @@ added beside the in-process one without touching them. No torch here.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -53,13 +52,21 @@ class ReplyStats:
     finish_reason: str  # "stop" (end of turn), "length" (max_new_tokens), "cancelled", "error"
 
 
+class CancelEvent(Protocol):
+    """threading.Event or multiprocessing.Event: what cancelling a reply sets."""
+
+    def set(self) -> None: ...
+
+    def is_set(self) -> bool: ...
+
+
 class Reply:
     """A reply being generated: iterate for text chunks; `cancel()` from any thread.
 
     `stats` is set once the iteration has finished, whatever ended it.
     """
 
-    def __init__(self, chunks: Iterator[tuple[str, int]], cancel_event: threading.Event, max_new_tokens: int):
+    def __init__(self, chunks: Iterator[tuple[str, int]], cancel_event: CancelEvent, max_new_tokens: int):
         self._chunks = chunks
         self._cancel = cancel_event
         self._max_new_tokens = max_new_tokens
@@ -128,3 +135,5 @@ class Backend(Protocol):
     def identity(self) -> ModelIdentity: ...
 
     def stream(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Reply: ...
+
+    def close(self) -> None: ...

@@ -24,7 +24,7 @@ from transformers import (
 )
 from transformers.generation.streamers import BaseStreamer
 
-from assistant.engine.base import ChatMessage, GenerationParams, LoadProgress, ModelIdentity, Reply
+from assistant.engine.base import CancelEvent, ChatMessage, GenerationParams, LoadProgress, ModelIdentity, Reply
 from assistant.engine.prompt import encode_chat
 from assistant.engine.resolve import ModelChoice, resolve_model
 from assistant.errors import InputError, ModelError
@@ -95,9 +95,19 @@ class LocalBackend:
             turns = turns[2:] if len(turns) > 2 else turns[1:]
 
     def stream(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Reply:
+        cancel = threading.Event()
+        chunks, budget = self.generate(messages, params, cancel)
+        return Reply(chunks, cancel, budget)
+
+    def generate(
+        self, messages: Sequence[ChatMessage], params: GenerationParams, cancel: CancelEvent
+    ) -> tuple[Iterator[tuple[str, int]], int]:
+        """Start a reply in a thread: its (new text, new tokens) pieces as they come, and its token budget.
+
+        Generation stops at the next token once `cancel` is set.
+        """
         ids = self.encode(messages, params.max_new_tokens)
         max_new_tokens = min(params.max_new_tokens, self._context - len(ids))
-        cancel = threading.Event()
         chunks = _Chunks(self.tokenizer)
         input_ids = torch.tensor([ids], device=self._device)
         kwargs = dict(
@@ -135,11 +145,14 @@ class LocalBackend:
                 # A reader that stops early has cancelled: generation ends at the next token.
                 thread.join()
 
-        return Reply(stream_then_join(), cancel, max_new_tokens)
+        return stream_then_join(), max_new_tokens
+
+    def close(self) -> None:
+        """Nothing to release: the model goes with the process."""
 
 
 class _Cancelled(StoppingCriteria):
-    def __init__(self, event: threading.Event) -> None:
+    def __init__(self, event: CancelEvent) -> None:
         self.event = event
 
     def __call__(self, input_ids, scores, **kwargs):  # noqa: ANN001
@@ -147,7 +160,12 @@ class _Cancelled(StoppingCriteria):
 
 
 class _Chunks(BaseStreamer):
-    """Receives token ids from `generate` and hands out (new text, new token count) pairs."""
+    """Receives token ids from `generate` and hands out (new text, new token count) pairs.
+
+    Decoding is incremental: each new token is decoded with a few tokens before it (byte-level
+    tokens only make sense in context), and text is held back while it ends in an incomplete
+    multi-byte character.
+    """
 
     _END = object()
 
@@ -155,9 +173,21 @@ class _Chunks(BaseStreamer):
         self.tokenizer = tokenizer
         self.queue: queue.Queue = queue.Queue()
         self.ids: list[int] = []
-        self.emitted = 0
+        self.prefix = 0  # ids[prefix:read] decode to text already handed out
+        self.read = 0
         self.prompt_seen = False
         self.error: BaseException | None = None
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def _new_text(self) -> str:
+        before = self._decode(self.ids[self.prefix : self.read])
+        now = self._decode(self.ids[self.prefix :])
+        if len(now) <= len(before) or now.endswith("\ufffd"):
+            return ""  # nothing yet, or part of a multi-byte character: wait for the rest
+        self.prefix, self.read = self.read, len(self.ids)
+        return now[len(before) :]
 
     def put(self, value) -> None:  # noqa: ANN001
         if not self.prompt_seen:
@@ -165,22 +195,17 @@ class _Chunks(BaseStreamer):
             return
         new = value.reshape(-1).tolist()
         self.ids += new
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        if text.endswith("\ufffd"):
-            # Part of a multi-byte character: wait for the rest.
-            self.queue.put(("", len(new)))
-            return
-        self.queue.put((text[self.emitted :], len(new)))
-        self.emitted = len(text)
+        self.queue.put((self._new_text(), len(new)))
 
     def fail(self, error: BaseException) -> None:
         self.error = error
 
     def end(self) -> None:
-        if self.ids:
-            text = self.tokenizer.decode(self.ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-            if len(text) > self.emitted:
-                self.queue.put((text[self.emitted :], 0))
+        if self.read < len(self.ids):
+            before = self._decode(self.ids[self.prefix : self.read])
+            rest = self._decode(self.ids[self.prefix :])[len(before) :]
+            if rest:
+                self.queue.put((rest, 0))
         self.queue.put(self._END)
 
     def iterate(self) -> Iterator[tuple[str, int]]:

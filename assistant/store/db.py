@@ -151,6 +151,9 @@ class Store:
     def sqlite_version(self) -> str:
         return self.db.execute("SELECT sqlite_version()").fetchone()[0]
 
+    def journal_mode(self) -> str:
+        return self.db.execute("PRAGMA journal_mode").fetchone()[0]
+
     # -- transactions ------------------------------------------------------------------------
 
     @contextmanager

@@ -1,4 +1,8 @@
-"""How the app gets its model: resolve (download or build when needed) and load, off the event loop."""
+"""How the app gets its model: in a worker process, resolved (downloaded or built when needed) and loaded.
+
+The loader runs in a thread worker of the app; the model itself lives in its own process
+(engine/worker.py), so generating never competes with the UI for the interpreter.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,8 @@ BackendLoader = Callable[[LoadProgress], Backend]
 
 def backend_loader(settings: Settings) -> BackendLoader:
     def load(progress: LoadProgress) -> Backend:
-        from assistant.engine.local import open_backend  # torch: imported in the worker thread
+        from assistant.engine.worker import ProcessBackend
 
-        return open_backend(settings, progress)
+        return ProcessBackend.start(settings, progress)
 
     return load

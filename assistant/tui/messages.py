@@ -41,5 +41,5 @@ class ReplyFinished(Message):
 @dataclass
 class ReplyFailed(Message):
     key: int
-    reply: Reply
+    reply: Reply | None  # None when the reply could not even start
     error: str

@@ -144,3 +144,23 @@ def test_oldest_turns_give_way_when_the_context_is_full(tiny_backend) -> None:  
 def test_a_single_message_too_long_for_the_model_is_a_clear_error(tiny_backend) -> None:  # noqa: ANN001
     with pytest.raises(InputError, match="too long"):
         tiny_backend.stream(ask("word " * 9000), GREEDY)
+
+
+@pytest.mark.parametrize("text", ["Refunds take 5-10 days.", "Café crème, naïve façade: €20 😀 done", "日本語のテキスト"])
+def test_incremental_decoding_streams_exactly_the_text(tiny_model_dir: Path, text: str) -> None:
+    """Token by token, multi-byte characters split across byte-level tokens included."""
+    from transformers import AutoTokenizer
+
+    from assistant.engine.local import _Chunks
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    chunks = _Chunks(tokenizer)
+    chunks.put(torch.tensor([[1, 2, 3]]))  # the prompt, skipped
+    for token in ids:
+        chunks.put(torch.tensor([token]))
+    chunks.end()
+    pieces = list(chunks.iterate())
+    assert "".join(piece for piece, _ in pieces) == text
+    assert sum(count for _, count in pieces) == len(ids)
+    assert not any("\ufffd" in piece for piece, _ in pieces)

@@ -319,6 +319,7 @@ async def test_untrusted_model_output_renders_as_inert_text(settings, store, hos
         assert "\x1b[31m" in stored and "[@click=app.quit]x[/]" in stored, "the test model must say it"
         view = assistant_views(app)[-1]
         assert "\x1b" not in view.body_text and "\x07" not in view.body_text
+        assert "\x1b" not in (view._streamed or ""), "streamed text reached the screen unclean"
         assert "[@click=app.quit]x[/]" in view.body_text
 
         screen_text = app.export_screenshot()
@@ -344,3 +345,48 @@ async def test_newline_key_inserts_a_line_without_sending(settings, store, tiny_
         await pilot.press("enter")
         await wait_reply_done(pilot)
         assert store.thread(store.conversations()[0].id)[0].content == "line one\nline two"
+
+
+async def test_a_busy_database_keeps_the_draft_and_the_app(settings, tiny_backend, monkeypatch) -> None:  # noqa: ANN001
+    import sqlite3
+
+    import assistant.store.db as db_module
+    from assistant.store import Store
+
+    monkeypatch.setattr(db_module, "BUSY_TIMEOUT_S", 0.2)
+    store = Store.open(settings.db_path)
+    app = make_app(settings, store, tiny_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        blocker = sqlite3.connect(settings.db_path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another app holds the write lock
+        try:
+            await send(pilot, "Is my refund on its way?")
+            await pilot.pause(0.5)
+            assert app.is_running
+            assert app.chat.composer.text == "Is my refund on its way?"  # the draft is kept
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        await pilot.press("enter")  # the lock is gone: sending again works
+        await wait_reply_done(pilot)
+        assert store.thread(store.conversations()[0].id)[0].content == "Is my refund on its way?"
+    store.close()
+
+
+async def test_the_app_serves_its_model_from_a_worker_process(settings, store, tiny_model_dir) -> None:  # noqa: ANN001
+    import os
+
+    from assistant.tui.loader import backend_loader
+
+    configured = settings.replace(model=str(tiny_model_dir))
+    app = make_app(configured, store, backend_loader(configured))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.backend is not None, timeout=120, what="the worker to load the model")
+        process = app.backend._process
+        assert process.is_alive() and process.pid != os.getpid()
+        await send(pilot, "How long does shipping take?")
+        await wait_reply_done(pilot)
+        answer = store.thread(store.conversations()[0].id)[-1]
+        assert answer.role == "assistant" and answer.content and answer.model == tiny_model_dir.name
+    assert not process.is_alive()  # the app stops its worker when it exits

@@ -7,6 +7,9 @@ the widgets and write to the store, so the UI never waits on a model.
 from __future__ import annotations
 
 import itertools
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from textual import work
@@ -15,36 +18,52 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Static
-from textual.widgets.markdown import MarkdownStream
 
 from assistant.chat import check_message, context, generation_params, reply_record
-from assistant.engine.base import GenerationParams, ModelIdentity, Reply
+from assistant.engine.base import Backend, GenerationParams, ModelIdentity, Reply
 from assistant.errors import AssistantError
 from assistant.store import Conversation, Message
-from assistant.text import one_line
+from assistant.text import one_line, terminal_safe
 from assistant.tui.messages import ReplyChunk, ReplyFailed, ReplyFinished
 from assistant.tui.screens.dialogs import Confirm, TextPrompt
 from assistant.tui.screens.feedback import FeedbackDraft, FeedbackScreen
-from assistant.tui.widgets.chatlog import MessageList, MessageView
+from assistant.tui.widgets.chatlog import MessageList, MessageView, ReplyStream
 from assistant.tui.widgets.composer import Composer
 from assistant.tui.widgets.sidebar import Sidebar
 from assistant.tui.widgets.status import StatusBar
 
 SEARCH_DELAY_S = 0.15
+SIDEBAR_LIMIT = 60  # the list shows the latest; search reaches every conversation
+SIDEBAR_DELAY_S = 0.3
+MIN_CHUNK_INTERVAL_S = 1 / 15
+MAX_CHUNK_INTERVAL_S = 0.25
+CHARS_PER_SECOND = 20_000  # a reply of n characters is redrawn at most every n / 20,000 s
+TYPING_QUIET_S = 0.3  # a key typed this recently means the user is typing
+TYPING_CHUNK_INTERVAL_S = 0.5
 
 
 @dataclass
 class ActiveReply:
-    """A reply being streamed: where it goes and what it answers."""
+    """A reply being streamed: where it goes and what it answers.
+
+    `reply` is set by the worker thread once the backend has started it; cancelling before that is
+    remembered and applied then (each side writes its field before reading the other's).
+    """
 
     key: int
-    reply: Reply
     identity: ModelIdentity
     params: GenerationParams
     conversation_id: int
     question: Message
     view: MessageView | None
-    stream: MarkdownStream | None
+    stream: ReplyStream | None
+    reply: Reply | None = None
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.reply is not None:
+            self.reply.cancel()
 
 
 class ChatScreen(Screen):
@@ -100,6 +119,14 @@ class ChatScreen(Screen):
     def status(self) -> StatusBar:
         return self.query_one(StatusBar)
 
+    @contextmanager
+    def reported(self, doing: str) -> Iterator[None]:
+        """An expected failure (database busy or unwritable, ...) becomes a notification, not a crash."""
+        try:
+            yield
+        except AssistantError as exc:
+            self.notify(f"{doing}: {one_line(str(exc), 200)}", severity="error", markup=False)
+
     async def on_mount(self) -> None:
         self.refresh_sidebar()
         recent = self.store.conversations(user=self.settings.user, limit=1)
@@ -111,9 +138,17 @@ class ChatScreen(Screen):
 
     def update_title(self) -> None:
         title = self.conversation.title if self.conversation and self.conversation.title else "New conversation"
-        self.query_one("#title-bar", Static).update(f" {one_line(title, 100)}  ·  {one_line(self.settings.user, 30)}")
+        self.query_one("#title-bar", Static).update(
+            f" {one_line(title, 100)}  ·  {one_line(self.settings.user, 30)}", layout=False
+        )
 
     # -- conversations -----------------------------------------------------------------------
+
+    def touch_sidebar(self) -> None:
+        """The open conversation changed (title, time, position): redraw only its entry when it can,
+        else the whole list a moment later, once the reply has started (it costs tens of ms)."""
+        if self.conversation is None or self._search_text.strip() or not self.sidebar.update_top(self.conversation):
+            self.set_timer(SIDEBAR_DELAY_S, self.refresh_sidebar)
 
     def refresh_sidebar(self) -> None:
         current = self.conversation.id if self.conversation else None
@@ -122,9 +157,11 @@ class ChatScreen(Screen):
             self.sidebar.show_hits(hits, self._search_text, current)
         else:
             conversations = self.store.conversations(
-                user=self.settings.user, include_archived=self.sidebar.show_archived, limit=500
+                user=self.settings.user, include_archived=self.sidebar.show_archived, limit=SIDEBAR_LIMIT + 1
             )
-            self.sidebar.show_conversations(conversations, current)
+            self.sidebar.show_conversations(
+                conversations[:SIDEBAR_LIMIT], current, more=len(conversations) > SIDEBAR_LIMIT
+            )
 
     async def new_conversation(self) -> None:
         await self._detach_active_view()
@@ -154,7 +191,8 @@ class ChatScreen(Screen):
         self.status.reply_speed(replies[-1].tokens_per_s if replies else None)
         if self.active and self.active.conversation_id == conversation_id and self.active.view is None:
             # Back to the conversation whose reply is still streaming: show it again.
-            view = await self.messages.append(MessageView("assistant", text=self.active.reply.text))
+            streamed = self.active.reply.text if self.active.reply is not None else ""
+            view = await self.messages.append(MessageView("assistant", text=streamed))
             self.active.view, self.active.stream = view, view.stream()
 
     def _views(self, thread: list[Message]) -> list[MessageView]:
@@ -200,11 +238,8 @@ class ChatScreen(Screen):
         def renamed(title: str | None) -> None:
             if title is None:
                 return
-            try:
+            with self.reported("Could not rename"):
                 self.store.rename_conversation(conversation_id, title)
-            except AssistantError as exc:
-                self.notify(str(exc), severity="error", markup=False)
-                return
             if self.conversation and self.conversation.id == conversation_id:
                 self.conversation = self.store.conversation(conversation_id)
                 self.update_title()
@@ -217,8 +252,9 @@ class ChatScreen(Screen):
         if conversation_id is None:
             return
         conversation = self.store.conversation(conversation_id)
-        self.store.set_archived(conversation_id, not conversation.archived)
-        self.notify("Unarchived" if conversation.archived else "Archived", markup=False)
+        with self.reported("Could not archive"):
+            self.store.set_archived(conversation_id, not conversation.archived)
+            self.notify("Unarchived" if conversation.archived else "Archived", markup=False)
         self.refresh_sidebar()
 
     def action_toggle_show_archived(self) -> None:
@@ -235,12 +271,13 @@ class ChatScreen(Screen):
             if not yes:
                 return
             if self.active and self.active.conversation_id == conversation_id:
-                self.active.reply.cancel()
-            self.store.delete_conversation(conversation_id)
-            if self.conversation and self.conversation.id == conversation_id:
-                await self.new_conversation()
+                self.active.cancel()
+            with self.reported("Could not delete"):
+                self.store.delete_conversation(conversation_id)
+                if self.conversation and self.conversation.id == conversation_id:
+                    await self.new_conversation()
+                self.notify("Deleted", markup=False)
             self.refresh_sidebar()
-            self.notify("Deleted", markup=False)
 
         question = f"Delete “{one_line(conversation.title, 50) or 'Untitled'}” with all its messages and ratings?"
         self.app.push_screen(Confirm(question), answered)
@@ -255,23 +292,32 @@ class ChatScreen(Screen):
             self.notify(str(exc), severity="warning", markup=False)
             return
         if self.active is not None or self.waiting is not None:
+            self.composer.restore(text)
             self.notify("A reply is still being written: wait, or press Esc to stop it.", markup=False)
             return
-        if self.conversation is None:
-            self.conversation = self.store.create_conversation(self.settings.user, self.settings.system_prompt)
-        parent = self.thread[-1].id if self.thread else None
-        question = self.store.add_message(self.conversation.id, "user", text, parent_id=parent)
-        self.composer.clear()
+        question = None
+        with self.reported("Not sent (your text is kept)"):
+            if self.conversation is None:
+                self.conversation = self.store.create_conversation(self.settings.user, self.settings.system_prompt)
+            parent = self.thread[-1].id if self.thread else None
+            question = self.store.add_message(self.conversation.id, "user", text, parent_id=parent)
+        if question is None:
+            self.composer.restore(text)
+            return
         self.conversation = self.store.conversation(self.conversation.id)
         self.thread.append(question)
-        await self.messages.append(MessageView("user", question))
         self.update_title()
-        self.refresh_sidebar()
-        await self.start_reply(question)
+        self.touch_sidebar()
+        await self.start_reply(question, shown_with=MessageView("user", question))
 
-    async def start_reply(self, question: Message) -> None:
-        """Stream a reply to `question` (the last message of the shown thread)."""
+    async def start_reply(self, question: Message, shown_with: MessageView | None = None) -> None:
+        """Stream a reply to `question` (the last message of the shown thread).
+
+        `shown_with`, the question's own view, is added together with the reply's (one layout pass).
+        """
         backend = self.app.backend
+        if backend is None and shown_with is not None:
+            await self.messages.append(shown_with)
         if backend is None:
             if self.app.load_error is not None:
                 self.notify(f"No model to answer: {one_line(self.app.load_error, 160)}", severity="error", markup=False)
@@ -281,15 +327,10 @@ class ChatScreen(Screen):
             return
         assert self.conversation is not None
         params = generation_params(self.settings)
-        try:
-            reply = backend.stream(context(self.conversation, self.thread), params)
-        except AssistantError as exc:
-            self.notify(str(exc), severity="error", markup=False)
-            return
-        view = await self.messages.append(MessageView("assistant"))
+        messages = context(self.conversation, self.thread)
+        view = await self.messages.append(*[v for v in (shown_with, MessageView("assistant")) if v is not None])
         self.active = ActiveReply(
             key=next(self._keys),
-            reply=reply,
             identity=backend.identity,
             params=params,
             conversation_id=self.conversation.id,
@@ -298,7 +339,7 @@ class ChatScreen(Screen):
             stream=view.stream(),
         )
         self.status.set_streaming(True)
-        self._consume(self.active.key, reply)
+        self._consume(self.active, backend, messages, params)
 
     async def model_ready(self) -> None:
         if self.conversation is None and not self.thread:
@@ -309,20 +350,47 @@ class ChatScreen(Screen):
                 await self.start_reply(question)
 
     @work(thread=True, group="reply", exit_on_error=False)
-    def _consume(self, key: int, reply: Reply) -> None:
+    def _consume(self, active: ActiveReply, backend: Backend, messages: list, params: GenerationParams) -> None:
+        """Start the reply and read it, off the event loop; hand the text over in batches.
+
+        Tokens can come faster than a screen can usefully show them, and each redraw of a growing
+        message costs a full layout: batches are 1/15 s apart for short replies and up to 1/4 s apart
+        for very long ones, and 1/2 s apart while the user is typing, whose keys come first.
+        """
+        key = active.key
+        try:
+            reply = backend.stream(messages, params)
+        except Exception as exc:  # reported in the UI; the app keeps running
+            self.post_message(ReplyFailed(key, None, str(exc)))
+            return
+        active.reply = reply
+        if active.cancelled:
+            reply.cancel()
+        pending: list[str] = []
+        last = time.monotonic()
         try:
             for chunk in reply:
-                self.post_message(ReplyChunk(key, chunk))
+                pending.append(chunk)
+                now = time.monotonic()
+                interval = min(MAX_CHUNK_INTERVAL_S, max(MIN_CHUNK_INTERVAL_S, len(reply.text) / CHARS_PER_SECOND))
+                if now - self.composer.last_key_at < TYPING_QUIET_S:
+                    interval = TYPING_CHUNK_INTERVAL_S
+                if now - last >= interval:
+                    self.post_message(ReplyChunk(key, "".join(pending)))
+                    pending.clear()
+                    last = now
         except Exception as exc:  # reported in the UI; the app keeps running
             self.post_message(ReplyFailed(key, reply, str(exc)))
             return
+        if pending:
+            self.post_message(ReplyChunk(key, "".join(pending)))
         self.post_message(ReplyFinished(key, reply))
 
     async def on_reply_chunk(self, event: ReplyChunk) -> None:
         active = self.active
         if active is None or active.key != event.key or active.stream is None:
             return
-        await active.stream.write(event.text)
+        await active.stream.write(terminal_safe(event.text))
 
     async def on_reply_finished(self, event: ReplyFinished) -> None:
         active = self.active
@@ -331,25 +399,30 @@ class ChatScreen(Screen):
         self.active = None
         if active.stream is not None:
             await active.stream.stop()
-        answer = self.store.add_message(
-            active.conversation_id,
-            "assistant",
-            event.reply.text,
-            parent_id=active.question.id,
-            reply=reply_record(event.reply, active.identity, active.params),
-        )
         self.status.set_streaming(False)
+        answer = None
+        with self.reported("The reply could not be saved"):
+            answer = self.store.add_message(
+                active.conversation_id,
+                "assistant",
+                event.reply.text,
+                parent_id=active.question.id,
+                reply=reply_record(event.reply, active.identity, active.params),
+            )
+        if answer is None:
+            return
         self.status.reply_speed(answer.tokens_per_s)
         if self.conversation and self.conversation.id == active.conversation_id:
             self.thread.append(answer)
             if active.view is not None:
                 active.view.alternatives = self._sibling_position(answer)
-                active.view.set_message(answer)
+                await active.view.set_message(answer)
             for view in self.messages.views:
                 if view.message is not None and view.message.parent_id == active.question.id:
                     view.alternatives = self._sibling_position(view.message)
                     view.refresh_header()
-        self.refresh_sidebar()
+            # The conversation went to the top of the list when the question was sent.
+            self.conversation = self.store.conversation(active.conversation_id)
 
     async def on_reply_failed(self, event: ReplyFailed) -> None:
         active = self.active
@@ -365,7 +438,7 @@ class ChatScreen(Screen):
 
     def action_escape(self) -> None:
         if self.active is not None:
-            self.active.reply.cancel()
+            self.active.cancel()
             return
         if self.focused is self.composer or self.focused is None:
             self.messages.focus()
@@ -388,9 +461,10 @@ class ChatScreen(Screen):
         if view is None:
             return
         assert view.message is not None
-        view.rating = self.store.rate(view.message.id, self.settings.user, rating)
-        view.refresh_header()
-        self.notify("Rated helpful" if rating > 0 else "Rated not helpful", markup=False)
+        with self.reported("Rating not saved"):
+            view.rating = self.store.rate(view.message.id, self.settings.user, rating)
+            view.refresh_header()
+            self.notify("Rated helpful" if rating > 0 else "Rated not helpful", markup=False)
 
     def action_feedback(self) -> None:
         view = self._highlighted_reply()
@@ -403,16 +477,17 @@ class ChatScreen(Screen):
         def saved(draft: FeedbackDraft | None) -> None:
             if draft is None:
                 return
-            view.rating = self.store.rate(
-                message.id,
-                self.settings.user,
-                draft.rating,
-                reasons=draft.reasons,
-                comment=draft.comment,
-                correction=draft.correction,
-            )
-            view.refresh_header()
-            self.notify("Feedback saved", markup=False)
+            with self.reported("Feedback not saved"):
+                view.rating = self.store.rate(
+                    message.id,
+                    self.settings.user,
+                    draft.rating,
+                    reasons=draft.reasons,
+                    comment=draft.comment,
+                    correction=draft.correction,
+                )
+                view.refresh_header()
+                self.notify("Feedback saved", markup=False)
 
         self.app.push_screen(FeedbackScreen(view.body_text, current), saved)
 

@@ -23,7 +23,11 @@ def clock_time(timestamp: str) -> str:
 
 
 class MessageView(Vertical):
-    """A message: a header line (who, when, which model, rating, alternatives) and a Markdown body."""
+    """A message: a header line (who, when, which model, rating, alternatives) and its body.
+
+    Replies are Markdown; what people typed is shown as typed (plain text), so a customer's `#`
+    or `1.` stays what it was.
+    """
 
     def __init__(self, role: str, message: Message | None = None, *, text: str = "") -> None:
         super().__init__(classes=f"message -{role}")
@@ -32,12 +36,22 @@ class MessageView(Vertical):
         self.rating: Feedback | None = None
         self.alternatives = (1, 1)
         self._body_text = terminal_safe(message.content if message else text)
-        self._header = Static(self._header_text(), classes="message-header", markup=False)
-        self._body = Markdown(self._body_text, classes="message-body", open_links=False)
+        self._streamed: str | None = None  # what streaming has shown, when it showed all of it in the body
+        self._body: Markdown | Static
+        if role == "assistant":
+            self._header = Static(self._header_text(), classes="message-header", markup=False)
+            self._body = Markdown(self._body_text, classes="message-body", open_links=False)
+        else:
+            # Header and text in one widget: fewer widgets to mount when a question is sent.
+            self._header = self._body = Static(self._header_and_text(), classes="message-body", markup=False)
 
     def compose(self):  # noqa: ANN201
         yield self._header
-        yield self._body
+        if self._body is not self._header:
+            yield self._body
+
+    def _header_and_text(self) -> Text:
+        return Text.assemble(self._header_text(), "\n", self._body_text)
 
     def _header_text(self) -> Text:
         text = Text()
@@ -71,21 +85,85 @@ class MessageView(Vertical):
         return text
 
     def refresh_header(self) -> None:
-        self._header.update(self._header_text())
+        if self._body is self._header:
+            self._header.update(self._header_and_text())
+        else:
+            self._header.update(self._header_text(), layout=False)  # one fixed line: no layout pass
 
-    def set_message(self, message: Message) -> None:
+    async def set_message(self, message: Message) -> None:
         """The reply finished and was stored: show it as stored (the whole text, cleaned once)."""
         self.message = message
         self._body_text = terminal_safe(message.content)
-        self._body.update(self._body_text)
+        if self._streamed != self._body_text:  # else the screen shows it already
+            for segment in self.query_children(".message-segment"):
+                await segment.remove()
+            await self._body.update(self._body_text)
         self.refresh_header()
 
-    def stream(self) -> MarkdownStream:
-        return Markdown.get_stream(self._body)
+    def stream(self) -> ReplyStream:
+        return ReplyStream(self)
 
     @property
     def body_text(self) -> str:
         return self._body_text
+
+
+SEGMENT_CHARS = 1200
+
+
+class ReplyStream:
+    """Streams text into a message view, in Markdown segments of bounded size.
+
+    Redrawing a Markdown block costs time in proportion to its length, and a streaming reply is
+    redrawn many times a second: text goes into segments of about SEGMENT_CHARS, cut at a paragraph
+    break (else a line break, else a space; never inside a code fence unless it runs on), so an update
+    redraws one segment. Once complete, the view shows the reply again as one document.
+    """
+
+    def __init__(self, view: MessageView) -> None:
+        self.view = view
+        self.segment = ""
+        assert isinstance(view._body, Markdown), "only replies stream"
+        self.stream: MarkdownStream = Markdown.get_stream(view._body)
+        view._streamed = ""
+
+    async def write(self, text: str) -> None:
+        if self.view._streamed is not None:
+            self.view._streamed += text
+        written = len(self.segment)
+        self.segment += text
+        cut = _segment_cut(self.segment, written)
+        if cut is None:
+            await self.stream.write(text)
+            return
+        if cut > written:
+            await self.stream.write(self.segment[written:cut])
+        rest = self.segment[cut:]
+        self.view._streamed = None  # shown in segments: the full text is drawn again at the end
+        await self.stream.stop()
+        markdown = Markdown("", classes="message-body message-segment", open_links=False)
+        await self.view.mount(markdown)
+        self.stream = Markdown.get_stream(markdown)
+        self.segment = ""
+        if rest:
+            await self.write(rest)
+
+    async def stop(self) -> None:
+        await self.stream.stop()
+
+
+def _segment_cut(segment: str, start: int) -> int | None:
+    """Where a new segment should begin, found in segment[start:]; None to keep going."""
+    length = len(segment)
+    if length < SEGMENT_CHARS:
+        return None
+    in_fence = segment.count("```") % 2 == 1
+    for separator, from_length in (("\n\n", SEGMENT_CHARS), ("\n", 2 * SEGMENT_CHARS), (" ", 3 * SEGMENT_CHARS)):
+        if length >= from_length and not (in_fence and length < 4 * SEGMENT_CHARS):
+            found = segment.rfind(separator, start)
+            if found != -1:
+                return found + len(separator)
+    return start if length >= 4 * SEGMENT_CHARS else None
 
 
 class MessageList(VerticalScroll, can_focus=True):
@@ -105,6 +183,10 @@ class MessageList(VerticalScroll, can_focus=True):
     ]
 
     highlighted: reactive[int | None] = reactive(None)
+
+    def on_mount(self) -> None:
+        # Follow the end as replies grow, until the user scrolls up (and again once back at the end).
+        self.anchor()
 
     @property
     def views(self) -> list[MessageView]:
@@ -146,9 +228,10 @@ class MessageList(VerticalScroll, can_focus=True):
             await self.mount(Static(hint, id="empty-hint", markup=False))
         self.scroll_end(animate=False)
 
-    async def append(self, view: MessageView) -> MessageView:
+    async def append(self, *views: MessageView) -> MessageView:
+        """Add views at the end (in one layout pass); returns the last."""
         for hint in self.query("#empty-hint"):
             await hint.remove()
-        await self.mount(view)
+        await self.mount_all(views)
         self.scroll_end(animate=False)
-        return view
+        return views[-1]

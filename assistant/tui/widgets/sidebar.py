@@ -58,11 +58,27 @@ class Sidebar(Vertical):
         option = options.get_option_at_index(options.highlighted)
         return int(option.id) if option.id else None
 
-    def show_conversations(self, conversations: list[Conversation], current: int | None) -> None:
+    def show_conversations(self, conversations: list[Conversation], current: int | None, more: bool = False) -> None:
         self.searching = False
         caption = "Conversations" + (" (with archived)" if self.show_archived else "")
+        if more:
+            caption += f", {len(conversations)} latest (search finds all)"
         self.query_one("#list-caption", Static).update(caption)
         self._fill([(c, _conversation_prompt(c)) for c in conversations], current)
+
+    def update_top(self, conversation: Conversation) -> bool:
+        """Redraw the first entry if it is `conversation` (the usual case after a message); else False."""
+        options = self.options
+        if self.searching or not options.option_count:
+            return False
+        top = options.get_option_at_index(0)
+        if top.id != str(conversation.id):
+            return False
+        prompt = _conversation_prompt(conversation)
+        if str(top.prompt) != str(prompt):  # redrawing an entry measures the whole list again
+            options.replace_option_prompt_at_index(0, prompt)
+        options.highlighted = 0
+        return True
 
     def show_hits(self, hits: list[SearchHit], query: str, current: int | None) -> None:
         self.searching = True

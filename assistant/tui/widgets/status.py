@@ -47,7 +47,7 @@ class StatusBar(Horizontal):
         return text
 
     def _refresh(self) -> None:
-        self.query_one("#status-text", Static).update(self._text())
+        self.query_one("#status-text", Static).update(self._text(), layout=False)  # one fixed line
         self.query_one(ProgressBar).display = self.identity is None and self.error is None
 
     def loading(self, text: str, fraction: float | None) -> None:

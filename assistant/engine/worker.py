@@ -1,0 +1,214 @@
+"""A backend in its own process, so the model never competes with the UI for the interpreter.
+
+The chat app serves its model from here. Generating with a small model is mostly Python; in the app's
+own process it would share the GIL with rendering, and key presses would wait behind tokens. The
+worker process loads the configured model with `open_backend` and serves one reply at a time over a
+pipe. Cancelling sets an event shared with the worker, which generation checks at every token.
+
+Protocol (parent -> worker): ("stream", messages, params), ("stop",).
+Worker -> parent: ("progress", text, fraction), ("ready", identity), ("start", token_budget),
+("chunk", text, tokens), ("end",), ("error", kind, message, hint).
+
+This module must stay importable without torch: the parent never loads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from assistant import errors
+from assistant.engine.base import ChatMessage, GenerationParams, LoadProgress, ModelIdentity, Reply
+from assistant.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 5.0
+
+
+class ProcessBackend:
+    """The configured model, loaded and run in a child process. Create with `ProcessBackend.start`."""
+
+    def __init__(self, settings: Settings) -> None:
+        ensure_resource_tracker()
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._cancel = context.Event()
+        self._process = context.Process(
+            target=serve, args=(child, self._cancel, settings), name="assistant-model", daemon=True
+        )
+        self._child_conn = child
+        self._identity: ModelIdentity | None = None
+        self._open = False  # a reply was requested and its end not read yet
+
+    @classmethod
+    def start(cls, settings: Settings, progress: LoadProgress | None = None) -> ProcessBackend:
+        """Start the worker and wait until its model is loaded, passing on its progress."""
+        backend = cls(settings)
+        backend._process.start()
+        backend._child_conn.close()
+        report = progress or (lambda text, fraction: None)
+        try:
+            while True:
+                kind, *payload = backend._receive()
+                if kind == "progress":
+                    report(*payload)
+                elif kind == "ready":
+                    backend._identity = payload[0]
+                    return backend
+                elif kind == "error":
+                    raise _error(*payload)
+        except BaseException:
+            backend.close()
+            raise
+
+    @property
+    def identity(self) -> ModelIdentity:
+        assert self._identity is not None, "start() returns a loaded backend"
+        return self._identity
+
+    def _receive(self) -> tuple[Any, ...]:
+        try:
+            return self._conn.recv()
+        except (EOFError, OSError):
+            raise errors.ModelError("the model process stopped unexpectedly (details in the log)") from None
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        try:
+            self._conn.send(message)
+        except (BrokenPipeError, OSError):
+            raise errors.ModelError("the model process is gone; restart the app") from None
+
+    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Reply:
+        """Start a reply. One at a time: a reply left unread is stopped first."""
+        if self._open:
+            self._finish_open_reply()
+        self._cancel.clear()
+        self._send(("stream", [ChatMessage(m.role, m.content) for m in messages], params))
+        self._open = True
+        kind, *payload = self._receive()
+        if kind == "error":
+            self._open = False
+            raise _error(*payload)
+        return Reply(self._chunks(), self._cancel, payload[0])
+
+    def _chunks(self) -> Iterator[tuple[str, int]]:
+        try:
+            while True:
+                kind, *payload = self._receive()
+                if kind == "chunk":
+                    yield payload[0], payload[1]
+                    continue
+                self._open = False
+                if kind == "error":
+                    raise _error(*payload)
+                return
+        finally:
+            if self._open:  # the reader stopped early
+                self._finish_open_reply()
+
+    def _finish_open_reply(self) -> None:
+        """Stop the reply in progress and read it to its end, so the next one starts on a clean pipe."""
+        self._cancel.set()
+        try:
+            while self._receive()[0] not in {"end", "error"}:
+                pass
+        except errors.ModelError:
+            pass
+        self._open = False
+
+    def close(self) -> None:
+        """Stop the worker (it also ends with the app: it is a daemon process)."""
+        if self._process.is_alive():
+            try:
+                self._conn.send(("stop",))
+            except OSError:
+                pass
+            self._process.join(STOP_TIMEOUT_S)
+            if self._process.is_alive():
+                self._process.terminate()
+                self._process.join(STOP_TIMEOUT_S)
+        self._conn.close()
+
+
+def ensure_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker with the real stderr.
+
+    It hands `sys.stderr.fileno()` to its process; inside a Textual app sys.stderr is a capture
+    object whose descriptor is not valid, and starting the tracker there fails. Call this before
+    the app takes over the terminal; here it is a no-op once the tracker runs.
+    """
+    from multiprocessing import resource_tracker
+
+    captured = sys.stderr
+    try:
+        sys.stderr = sys.__stderr__
+        resource_tracker.ensure_running()
+    finally:
+        sys.stderr = captured
+
+
+def _error(kind: str, message: str, hint: str | None) -> errors.AssistantError:
+    error_class = getattr(errors, kind, None)
+    if not (isinstance(error_class, type) and issubclass(error_class, errors.AssistantError)):
+        error_class = errors.ModelError
+    return error_class(message, hint=hint)
+
+
+def _report(conn, exc: BaseException) -> None:  # noqa: ANN001
+    if isinstance(exc, errors.AssistantError):
+        conn.send(("error", type(exc).__name__, exc.message, exc.hint))
+    else:
+        log.exception("the model worker failed")
+        conn.send(("error", "ModelError", f"{type(exc).__name__}: {exc}", None))
+
+
+def serve(conn, cancel, settings: Settings) -> None:  # noqa: ANN001
+    """The worker process: load the model, then answer stream requests until told to stop."""
+    from assistant.logs import quiet_libraries, setup_logging
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ctrl+c belongs to the app, which stops us
+    # Leave the app a core: idle OpenMP threads must not spin, and generation uses one thread fewer
+    # than there are cores (unless OMP_NUM_THREADS says otherwise).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    quiet_libraries()
+    setup_logging(settings.log_path)
+    import torch
+
+    from assistant.engine.local import open_backend
+
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+
+    try:
+        backend = open_backend(settings, lambda text, fraction: conn.send(("progress", text, fraction)))
+    except BaseException as exc:  # everything is reported to the app, which shows it
+        _report(conn, exc)
+        return
+    conn.send(("ready", backend.identity))
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return  # the app is gone
+        if request[0] != "stream":
+            return
+        _, messages, params = request
+        try:
+            chunks, budget = backend.generate(messages, params, cancel)
+        except BaseException as exc:
+            _report(conn, exc)
+            continue
+        conn.send(("start", budget))
+        try:
+            for text, tokens in chunks:
+                conn.send(("chunk", text, tokens))
+        except BaseException as exc:
+            _report(conn, exc)
+            continue
+        conn.send(("end",))
