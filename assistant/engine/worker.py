@@ -173,23 +173,21 @@ def serve(conn, cancel, settings: Settings) -> None:  # noqa: ANN001
     from assistant.logs import quiet_libraries, setup_logging
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # ctrl+c belongs to the app, which stops us
-    # Leave the app a core: idle OpenMP threads must not spin, and generation uses one thread fewer
-    # than there are cores (unless OMP_NUM_THREADS says otherwise).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads must not spin
     quiet_libraries()
     setup_logging(settings.log_path)
     import torch
 
     from assistant.engine.local import open_backend
 
-    if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
-
     try:
         backend = open_backend(settings, lambda text, fraction: conn.send(("progress", text, fraction)))
     except BaseException as exc:  # everything is reported to the app, which shows it
         _report(conn, exc)
         return
+    if "OMP_NUM_THREADS" not in os.environ:
+        # Loading (or building the demo model) had every core; replies leave the app one.
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     conn.send(("ready", backend.identity))
     while True:
         try:
