@@ -43,13 +43,11 @@ def cli(ctx: click.Context) -> None:
 @settings_options
 def chat(state: Context) -> None:
     """Open the chat app (Textual)."""
-    from assistant.engine.worker import ensure_resource_tracker
     from assistant.tui.app import AssistantApp
     from assistant.tui.loader import backend_loader
 
     settings = state.settings
     store = state.store()
-    ensure_resource_tracker()  # before the app captures stderr: the model runs in its own process
     app = AssistantApp(settings, store, backend_loader(settings))
     app.run()
     if app.return_code:

@@ -140,8 +140,8 @@ def ensure_resource_tracker() -> None:
     """Start multiprocessing's resource tracker with the real stderr.
 
     It hands `sys.stderr.fileno()` to its process; inside a Textual app sys.stderr is a capture
-    object whose descriptor is not valid, and starting the tracker there fails. Call this before
-    the app takes over the terminal; here it is a no-op once the tracker runs.
+    object whose descriptor is not valid, and starting the tracker there fails. A no-op once the
+    tracker runs.
     """
     from multiprocessing import resource_tracker
 

@@ -127,14 +127,21 @@ class ChatScreen(Screen):
         except AssistantError as exc:
             self.notify(f"{doing}: {one_line(str(exc), 200)}", severity="error", markup=False)
 
-    async def on_mount(self) -> None:
+    def on_mount(self) -> None:
         self.refresh_sidebar()
+        self.update_title()
+        self.composer.focus()
+        # The latest conversation is drawn right after the first frame, which comes sooner without it.
+        self.call_after_refresh(self._open_latest)
+
+    async def _open_latest(self) -> None:
+        if self.conversation is not None or self.thread:
+            return  # the user got there first
         recent = self.store.conversations(user=self.settings.user, limit=1)
         if recent:
             await self.open_conversation(recent[0].id)
         else:
             await self.new_conversation()
-        self.composer.focus()
 
     def update_title(self) -> None:
         title = self.conversation.title if self.conversation and self.conversation.title else "New conversation"
