@@ -173,7 +173,6 @@ def serve(conn, cancel, settings: Settings) -> None:  # noqa: ANN001
     from assistant.logs import quiet_libraries, setup_logging
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # ctrl+c belongs to the app, which stops us
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads must not spin
     quiet_libraries()
     setup_logging(settings.log_path)
     import torch
