@@ -35,7 +35,9 @@ def parse_import_file(path: Path) -> list[tuple[str, list[ImportedMessage]]]:
     except UnicodeDecodeError:
         raise InputError(f"{path} is not UTF-8 text") from None
     conversations = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only: JSON strings may hold U+2028 and other characters splitlines() breaks at.
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if line.strip():
             conversations.append(parse_import_line(line, f"{path.name} line {number}"))
     if not conversations:

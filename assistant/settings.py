@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -170,7 +171,15 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return data
 
 
+DEMO_RECIPES = ("demo", "tiny")
+
+
 def _validate(settings: Settings) -> None:
+    for name, kind in _TYPES.items():
+        if kind is float and not math.isfinite(getattr(settings, name)):
+            raise ConfigError(f"{name} must be a finite number, got {getattr(settings, name)}")
+    if settings.demo_recipe not in DEMO_RECIPES:
+        raise ConfigError(f"demo_recipe must be one of {', '.join(DEMO_RECIPES)}, got {settings.demo_recipe!r}")
     if settings.device not in {"auto", "cpu", "cuda"}:
         raise ConfigError(f"device must be auto, cpu or cuda, got {settings.device!r}")
     if settings.max_new_tokens < 1:

@@ -389,3 +389,13 @@ def test_every_setting_has_help_text() -> None:
     assert names - {"data_dir"} <= set(helps)
     for name in names - {"data_dir"}:
         assert helps[name].strip(), name
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [("ASSISTANT_TEMPERATURE", "nan", "temperature"), ("ASSISTANT_TOP_P", "inf", "top_p"),
+     ("ASSISTANT_DEMO_RECIPE", "big", "demo_recipe")],
+)
+def test_values_no_command_could_use_are_refused(tmp_path: Path, variable: str, value: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_settings(data_dir=tmp_path, environ={variable: value})

@@ -38,7 +38,7 @@ def list_(state: Context, all_users: bool, archived: bool, limit: int, as_json: 
                                   "updated_at": c.updated_at, "archived": c.archived}))
         else:
             flag = " [archived]" if c.archived else ""
-            click.echo(f"{c.id:>6}  {c.updated_at[:16].replace('T', ' ')}  {c.user:<12} {one_line(c.title, 60)}{flag}")
+            click.echo(f"{c.id:>6}  {c.updated_at[:16].replace('T', ' ')}  {one_line(c.user, 12):<12} {one_line(c.title, 60)}{flag}")
     if not conversations and not as_json:
         click.echo("no conversations yet", err=True)
 

@@ -125,6 +125,7 @@ class ProcessBackend:
     def close(self) -> None:
         """Stop the worker (it also ends with the app: it is a daemon process)."""
         if self._process.is_alive():
+            self._cancel.set()  # a reply in progress ends at its next token
             try:
                 self._conn.send(("stop",))
             except OSError:
@@ -175,13 +176,13 @@ def serve(conn, cancel, settings: Settings) -> None:  # noqa: ANN001
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # ctrl+c belongs to the app, which stops us
     quiet_libraries()
     setup_logging(settings.log_path)
-    import torch
-
-    from assistant.engine.local import open_backend
-
     try:
+        import torch
+
+        from assistant.engine.local import open_backend
+
         backend = open_backend(settings, lambda text, fraction: conn.send(("progress", text, fraction)))
-    except BaseException as exc:  # everything is reported to the app, which shows it
+    except BaseException as exc:  # everything is reported to the app (and logged), never printed over it
         _report(conn, exc)
         return
     if "OMP_NUM_THREADS" not in os.environ:

@@ -11,6 +11,7 @@ Must not import torch, transformers or textual.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sqlite3
@@ -44,6 +45,7 @@ def _import_sqlite_utils():  # noqa: ANN202
 Database = _import_sqlite_utils()
 
 from assistant.errors import InputError, NotFoundError, StoreError
+from assistant.text import one_line
 from assistant.store.migrations import migrations
 from assistant.store.records import (
     REASON_TAGS,
@@ -71,8 +73,8 @@ def format_time(moment: datetime) -> str:
 
 
 def title_from(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
+    """A conversation title from text: one line, no control characters, at most TITLE_LENGTH long."""
+    return one_line(text, TITLE_LENGTH)
 
 
 def _fts_query(text: str) -> str:
@@ -547,6 +549,24 @@ class Store:
         }
 
 
+def _translating_errors(method: Callable) -> Callable:
+    @functools.wraps(method)
+    def translated(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            raise _explain(exc, self.path) from None
+
+    return translated
+
+
+# A database can turn out damaged after it opened (a corrupt page, a full disk): every public
+# method reports that as a StoreError, never as sqlite3's own exception.
+for _name, _method in list(vars(Store).items()):
+    if not _name.startswith("_") and callable(_method) and _name != "open":
+        setattr(Store, _name, _translating_errors(_method))
+
+
 def _retry_while_busy(statement: Callable[[], Any]) -> Any:
     """Run a statement SQLite answers "locked" at once instead of waiting for the busy timeout.
 
@@ -567,7 +587,7 @@ def _retry_while_busy(statement: Callable[[], Any]) -> Any:
 
 def _explain(exc: sqlite3.Error, path: Path) -> StoreError:
     text = str(exc)
-    if "not a database" in text or "malformed" in text:
+    if "not a database" in text or "malformed" in text or "vtable constructor failed" in text:
         return StoreError(
             f"database {path} is corrupt or not an SQLite database",
             hint="move it aside to start a fresh one; it was left untouched",

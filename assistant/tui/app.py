@@ -64,6 +64,10 @@ class AssistantApp(App):
         gc.set_threshold(700, 10, 200)  # full collections rarer than the default 10
         self._load_model()
 
+    async def action_quit(self) -> None:
+        self.chat.save_reply_in_progress()  # a reply being written is kept, as far as it got
+        self.exit()
+
     def on_unmount(self) -> None:
         if self.backend is not None:
             self.backend.close()
@@ -102,6 +106,7 @@ class AssistantApp(App):
 
     def on_model_failed(self, event: ModelFailed) -> None:
         self.load_error = event.error
+        self.chat.model_failed()
         self.chat.query_one(StatusBar).failed(event.error)
         self.notify(f"The model could not be loaded: {one_line(event.error, 200)}", severity="error", markup=False)
 

@@ -129,3 +129,20 @@ def test_import_of_the_sample_file(cli, data_dir: Path) -> None:
     store = open_store(data_dir)
     assert store.counts()["conversations"] == 40
     assert len(store.conversations(user="ann")) == 40
+
+
+def test_line_separators_inside_json_strings_are_text(cli, data_dir: Path, tmp_path: Path) -> None:
+    """U+2028, U+0085 and friends may stand raw inside JSON strings; only "\\n" ends a line."""
+    import json
+
+    content = "first\u2028second\u0085third\x0cfourth"
+    file = tmp_path / "odd.jsonl"
+    file.write_text(
+        json.dumps({"messages": [{"role": "user", "content": content}, {"role": "assistant", "content": "ok"}]},
+                   ensure_ascii=False) + "\r\n",
+        encoding="utf-8",
+    )
+    result = cli("import", file, "--data-dir", data_dir, "--user", "ann")
+    assert result.code == 0, result.err
+    store = open_store(data_dir)
+    assert store.thread(store.conversations()[0].id)[0].content == content

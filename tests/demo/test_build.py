@@ -80,3 +80,9 @@ def test_sample_questions_cover_every_assistant_turn() -> None:
     assert len(pairs) == sum(1 for c in conversations for m in c if m["role"] == "assistant")
     for context, answer in pairs:
         assert context[-1]["role"] == "user" and answer
+
+
+def test_the_settings_know_every_recipe() -> None:
+    from assistant.settings import DEMO_RECIPES
+
+    assert set(DEMO_RECIPES) == set(RECIPES)

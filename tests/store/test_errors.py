@@ -81,3 +81,30 @@ def test_store_errors_are_one_line(data_dir: Path, make) -> None:  # noqa: ANN00
     assert text.strip() == text
     assert "\n" not in text and "\r" not in text
     assert excinfo.value.exit_code == 6
+
+
+def test_damage_found_after_opening_is_a_store_error(tmp_path: Path) -> None:
+    """A database whose header is fine but whose pages are not: reads fail with StoreError, not sqlite3's."""
+    import sqlite3
+
+    path = tmp_path / "assistant.db"
+    store = Store.open(path)
+    conversation = store.create_conversation("ann", "sys")
+    for n in range(300):
+        store.add_message(conversation.id, "user", f"message {n} " + "x" * 200)
+    store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(path.read_bytes())
+    page = 4096
+    for start in range(12 * page, len(data) - page, page):  # the schema and small tables come first
+        data[start + 8 : start + 200] = b"\xff" * 192  # wreck page contents, keep the file header
+    path.write_bytes(bytes(data))
+
+    store = Store.open(path)
+    with pytest.raises(StoreError, match="corrupt"):
+        for _ in range(3):
+            store.thread(conversation.id)
+            store.search("message")
+            store.conversations()
+    store.close()

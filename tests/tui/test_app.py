@@ -390,3 +390,119 @@ async def test_the_app_serves_its_model_from_a_worker_process(settings, store, t
         answer = store.thread(store.conversations()[0].id)[-1]
         assert answer.role == "assistant" and answer.content and answer.model == tiny_model_dir.name
     assert not process.is_alive()  # the app stops its worker when it exits
+
+
+async def test_a_question_sent_while_loading_is_answered_even_after_moving_on(settings, store, tiny_backend) -> None:  # noqa: ANN001
+    release = threading.Event()
+
+    def slow_loader(progress):  # noqa: ANN001, ANN202
+        release.wait(30)
+        return tiny_backend
+
+    app = make_app(settings, store, slow_loader)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "First question, sent while loading")
+        first = store.conversations()[0]
+        await pilot.press("ctrl+n")  # the user moves on before the model is ready
+        await send(pilot, "A second question")
+        assert app.chat.composer.text == "A second question"  # refused for now, kept
+        release.set()
+        await wait_loaded(pilot)
+        await wait_reply_done(pilot)
+        answered = store.thread(first.id)
+        assert [m.role for m in answered] == ["user", "assistant"]
+
+
+async def test_a_failed_load_releases_a_waiting_question(settings, store) -> None:  # noqa: ANN001
+    release = threading.Event()
+
+    def failing_loader(progress):  # noqa: ANN001, ANN202
+        release.wait(30)
+        raise ModelError("model path not found: /nowhere")
+
+    app = make_app(settings, store, failing_loader)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "Sent while loading")
+        assert app.chat.waiting is not None
+        release.set()
+        await wait_for(pilot, lambda: app.load_error is not None, what="the failure")
+        await pilot.pause()
+        assert app.chat.waiting is None
+        await send(pilot, "Sent after the failure")
+        assert store.thread(store.conversations()[0].id)[-1].content == "Sent after the failure"
+
+
+async def test_quitting_while_a_reply_streams_keeps_what_was_written(settings, store, chatty_model_dir) -> None:  # noqa: ANN001
+    app = make_app(settings.replace(max_new_tokens=3000), store, load_backend(chatty_model_dir))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "Tell me everything.")
+        await wait_for(pilot, lambda: app.chat.active is not None and len(app.chat.active.reply.text) > 20)
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+    answer = store.thread(store.conversations()[0].id)[-1]
+    assert answer.role == "assistant" and answer.finish_reason == "cancelled"
+    assert len(answer.content) > 20
+
+
+async def test_deleting_a_conversation_while_its_reply_streams(settings, store, chatty_model_dir) -> None:  # noqa: ANN001
+    app = make_app(settings.replace(max_new_tokens=3000), store, load_backend(chatty_model_dir))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, "Tell me everything.")
+        await wait_for(pilot, lambda: app.chat.active is not None and app.chat.active.reply is not None)
+        app.chat.sidebar.options.focus()
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, Confirm))
+        await pilot.press("y")
+        await wait_reply_done(pilot)
+        await pilot.pause(0.2)
+        assert store.counts() == {"conversations": 0, "messages": 0, "feedback": 0}
+        errors = [n for n in app._notifications if n.severity == "error"]
+        assert errors == []
+        assert app.is_running
+
+
+async def test_a_conversation_deleted_elsewhere_is_not_a_crash(settings, store, tiny_backend) -> None:  # noqa: ANN001
+    from assistant.store import Store
+
+    for title in ("Kept", "Deleted elsewhere"):
+        conversation = store.create_conversation("ann", "sys", title=title)
+        store.add_message(conversation.id, "user", title)
+    app = make_app(settings, store, tiny_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        other_window = Store.open(settings.db_path)
+        other_window.delete_conversation(store.conversations()[0].id)
+        other_window.close()
+        app.chat.sidebar.options.focus()
+        app.chat.sidebar.options.highlighted = 0
+        await pilot.press("a")
+        await pilot.pause()
+        assert app.is_running
+        assert [c.title for c in store.conversations()] == ["Kept"]
+        assert app.chat.sidebar.options.option_count == 1  # the list was refreshed
+
+
+async def test_stored_text_shown_in_dialogs_is_cleaned(settings, store, tiny_backend) -> None:  # noqa: ANN001
+    conversation = store.create_conversation("ann", "sys")
+    question = store.add_message(conversation.id, "user", "Question")
+    reply = store.add_message(conversation.id, "assistant", "Answer", parent_id=question.id)
+    store.db.execute("UPDATE conversations SET title = ? WHERE id = ?", ["T\x1b]0;pwned\x07itle\x1b[31m", conversation.id])
+    store.rate(reply.id, "ann", -1, comment="bad \x1b[2J comment", correction="fix \x9b31m this")
+    app = make_app(settings, store, tiny_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await wait_for(pilot, lambda: app.chat.conversation is not None)
+        app.chat.sidebar.options.focus()
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextPrompt))
+        assert app.screen.query_one("Input").value == "Title"
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.chat)
+        app.chat.messages.focus()
+        app.chat.messages.highlight_latest_reply()
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, FeedbackScreen))
+        assert app.screen.query_one("#feedback-comment").value == "bad  comment"
+        assert app.screen.query_one("#feedback-correction").text == "fix  this"

@@ -59,6 +59,7 @@ class ActiveReply:
     stream: ReplyStream | None
     reply: Reply | None = None
     cancelled: bool = False
+    discarded: bool = False  # its conversation was deleted: nothing to store
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -137,11 +138,12 @@ class ChatScreen(Screen):
     async def _open_latest(self) -> None:
         if self.conversation is not None or self.thread:
             return  # the user got there first
-        recent = self.store.conversations(user=self.settings.user, limit=1)
-        if recent:
-            await self.open_conversation(recent[0].id)
-        else:
-            await self.new_conversation()
+        with self.reported("Could not open the latest conversation"):
+            recent = self.store.conversations(user=self.settings.user, limit=1)
+            if recent:
+                await self.open_conversation(recent[0].id)
+                return
+        await self.new_conversation()
 
     def update_title(self) -> None:
         title = self.conversation.title if self.conversation and self.conversation.title else "New conversation"
@@ -158,6 +160,10 @@ class ChatScreen(Screen):
             self.set_timer(SIDEBAR_DELAY_S, self.refresh_sidebar)
 
     def refresh_sidebar(self) -> None:
+        with self.reported("Could not list the conversations"):
+            self._fill_sidebar()
+
+    def _fill_sidebar(self) -> None:
         current = self.conversation.id if self.conversation else None
         if self._search_text.strip():
             hits = self.store.search(self._search_text, user=self.settings.user)
@@ -225,7 +231,25 @@ class ChatScreen(Screen):
             await stream.stop()
 
     def on_sidebar_opened(self, event: Sidebar.Opened) -> None:
-        self.run_worker(self.open_conversation(event.conversation_id), exclusive=True, group="open")
+        self.run_worker(self._open_chosen(event.conversation_id), exclusive=True, group="open")
+
+    async def _open_chosen(self, conversation_id: int) -> None:
+        with self.reported("Could not open it"):
+            await self.open_conversation(conversation_id)
+            return
+        self.refresh_sidebar()  # it may have been deleted in another window
+
+    def _listed_conversation(self) -> Conversation | None:
+        """The conversation highlighted in the list, if it still exists (another window may delete it)."""
+        conversation_id = self.sidebar.highlighted_id
+        if conversation_id is None:
+            return None
+        try:
+            return self.store.conversation(conversation_id)
+        except AssistantError as exc:
+            self.notify(one_line(str(exc), 200), severity="warning", markup=False)
+            self.refresh_sidebar()
+            return None
 
     def on_sidebar_search_changed(self, event: Sidebar.SearchChanged) -> None:
         self._search_text = event.text
@@ -237,10 +261,10 @@ class ChatScreen(Screen):
         self.query_one("#search").focus()
 
     def action_rename_conversation(self) -> None:
-        conversation_id = self.sidebar.highlighted_id
-        if conversation_id is None:
+        conversation = self._listed_conversation()
+        if conversation is None:
             return
-        conversation = self.store.conversation(conversation_id)
+        conversation_id = conversation.id
 
         def renamed(title: str | None) -> None:
             if title is None:
@@ -252,15 +276,14 @@ class ChatScreen(Screen):
                 self.update_title()
             self.refresh_sidebar()
 
-        self.app.push_screen(TextPrompt("Rename conversation", conversation.title), renamed)
+        self.app.push_screen(TextPrompt("Rename conversation", one_line(conversation.title)), renamed)
 
     def action_toggle_archive(self) -> None:
-        conversation_id = self.sidebar.highlighted_id
-        if conversation_id is None:
+        conversation = self._listed_conversation()
+        if conversation is None:
             return
-        conversation = self.store.conversation(conversation_id)
         with self.reported("Could not archive"):
-            self.store.set_archived(conversation_id, not conversation.archived)
+            self.store.set_archived(conversation.id, not conversation.archived)
             self.notify("Unarchived" if conversation.archived else "Archived", markup=False)
         self.refresh_sidebar()
 
@@ -269,15 +292,16 @@ class ChatScreen(Screen):
         self.refresh_sidebar()
 
     def action_delete_conversation(self) -> None:
-        conversation_id = self.sidebar.highlighted_id
-        if conversation_id is None:
+        conversation = self._listed_conversation()
+        if conversation is None:
             return
-        conversation = self.store.conversation(conversation_id)
+        conversation_id = conversation.id
 
         async def answered(yes: bool | None) -> None:
             if not yes:
                 return
             if self.active and self.active.conversation_id == conversation_id:
+                self.active.discarded = True
                 self.active.cancel()
             with self.reported("Could not delete"):
                 self.store.delete_conversation(conversation_id)
@@ -300,7 +324,10 @@ class ChatScreen(Screen):
             return
         if self.active is not None or self.waiting is not None:
             self.composer.restore(text)
-            self.notify("A reply is still being written: wait, or press Esc to stop it.", markup=False)
+            if self.waiting is not None:
+                self.notify("The model is still loading; your earlier question is answered first.", markup=False)
+            else:
+                self.notify("A reply is still being written: wait, or press Esc to stop it.", markup=False)
             return
         question = None
         with self.reported("Not sent (your text is kept)"):
@@ -318,7 +345,7 @@ class ChatScreen(Screen):
         await self.start_reply(question, shown_with=MessageView("user", question))
 
     async def start_reply(self, question: Message, shown_with: MessageView | None = None) -> None:
-        """Stream a reply to `question` (the last message of the shown thread).
+        """Stream a reply to `question`, in the open conversation or (when the user has moved on) unseen.
 
         `shown_with`, the question's own view, is added together with the reply's (one layout pass).
         """
@@ -332,18 +359,25 @@ class ChatScreen(Screen):
             self.waiting = question
             self.notify("The model is still loading; the reply starts when it is ready.", markup=False)
             return
-        assert self.conversation is not None
+        shown = self.conversation is not None and self.conversation.id == question.conversation_id
+        if shown:
+            assert self.conversation is not None
+            messages = context(self.conversation, self.thread)
+            views = [v for v in (shown_with, MessageView("assistant")) if v is not None]
+            view: MessageView | None = await self.messages.append(*views)
+        else:
+            conversation = self.store.conversation(question.conversation_id)
+            messages = context(conversation, self.store.thread(conversation.id, question.id))
+            view = None
         params = generation_params(self.settings)
-        messages = context(self.conversation, self.thread)
-        view = await self.messages.append(*[v for v in (shown_with, MessageView("assistant")) if v is not None])
         self.active = ActiveReply(
             key=next(self._keys),
             identity=backend.identity,
             params=params,
-            conversation_id=self.conversation.id,
+            conversation_id=question.conversation_id,
             question=question,
             view=view,
-            stream=view.stream(),
+            stream=view.stream() if view is not None else None,
         )
         self.status.set_streaming(True)
         self._consume(self.active, backend, messages, params)
@@ -353,8 +387,12 @@ class ChatScreen(Screen):
             await self.messages.show([], hint=self.empty_hint())
         if self.waiting is not None:
             question, self.waiting = self.waiting, None
-            if self.conversation and self.thread and self.thread[-1].id == question.id:
+            with self.reported("The question sent while the model loaded was not answered"):
                 await self.start_reply(question)
+
+    def model_failed(self) -> None:
+        """No model will come: a question waiting for one stays unanswered (it is stored)."""
+        self.waiting = None
 
     @work(thread=True, group="reply", exit_on_error=False)
     def _consume(self, active: ActiveReply, backend: Backend, messages: list, params: GenerationParams) -> None:
@@ -407,6 +445,8 @@ class ChatScreen(Screen):
         if active.stream is not None:
             await active.stream.stop()
         self.status.set_streaming(False)
+        if active.discarded:
+            return
         answer = None
         with self.reported("The reply could not be saved"):
             answer = self.store.add_message(
@@ -447,9 +487,34 @@ class ChatScreen(Screen):
         if self.active is not None:
             self.active.cancel()
             return
+        if self.waiting is not None:
+            self.waiting = None
+            self.notify("The question stays unanswered; the model is still loading.", markup=False)
+            return
         if self.focused is self.composer or self.focused is None:
             self.messages.focus()
             self.messages.highlight_latest_reply()
+
+    def save_reply_in_progress(self, wait_s: float = 1.0) -> None:
+        """The app is closing: stop the reply being written and store what it has so far."""
+        active = self.active
+        if active is None or active.reply is None or active.discarded:
+            return
+        active.cancel()
+        deadline = time.monotonic() + wait_s
+        while active.reply.stats is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # the reading thread settles the stats as soon as the model stops
+        if active.reply.stats is None:
+            return
+        self.active = None
+        with self.reported("The reply could not be saved"):
+            self.store.add_message(
+                active.conversation_id,
+                "assistant",
+                active.reply.text,
+                parent_id=active.question.id,
+                reply=reply_record(active.reply, active.identity, active.params),
+            )
 
     def action_focus_composer(self) -> None:
         self.composer.focus()

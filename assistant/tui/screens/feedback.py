@@ -10,7 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static, TextArea
 
 from assistant.store import REASON_TAGS, Feedback
-from assistant.text import one_line
+from assistant.text import one_line, terminal_safe
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,11 @@ class FeedbackScreen(ModalScreen[FeedbackDraft | None]):
                 for tag in REASON_TAGS:
                     yield Checkbox(tag, value=bool(current and tag in current.reasons), id=reason_id(tag))
             yield Label("Comment")
-            yield Input(value=current.comment if current else "", placeholder="optional", id="feedback-comment")
+            comment = terminal_safe(current.comment) if current else ""
+            yield Input(value=comment, placeholder="optional", id="feedback-comment")
             yield Label("Better answer (the correction; optional)")
-            yield TextArea(current.correction if current else "", id="feedback-correction", soft_wrap=True)
+            correction = terminal_safe(current.correction) if current else ""
+            yield TextArea(correction, id="feedback-correction", soft_wrap=True)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save (ctrl+s)", variant="primary", id="save")
                 yield Button("Cancel (esc)", id="cancel")
