@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,18 +52,30 @@ def is_offline() -> bool:
 
 
 def hub_reachable(timeout: float) -> bool:
-    """A quick TCP connect to the hub: offline machines must not wait long."""
+    """A quick TCP connect to the hub, given `timeout` seconds in all: offline machines must not wait.
+
+    The connect runs in a thread so that a name lookup that hangs (no network, a slow resolver)
+    cannot hold the caller past the timeout either.
+    """
     if is_offline() or timeout <= 0:
         return False
     from huggingface_hub import constants
 
     url = urlparse(constants.ENDPOINT)
     port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    answer: list[bool] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection((url.hostname, port), timeout=timeout):
+                answer.append(True)
+        except OSError:
+            answer.append(False)
+
+    probe = threading.Thread(target=connect, name="hub-probe", daemon=True)
+    probe.start()
+    probe.join(timeout)
+    return bool(answer and answer[0])
 
 
 def cached_snapshot(repo_id: str) -> Path | None:
