@@ -51,6 +51,18 @@ class NotFoundError(AssistantError):
     exit_code = 7
 
 
+class DatasetError(AssistantError):
+    """The curated data cannot make a dataset: too many examples over the length limit, no tokenizer."""
+
+    exit_code = 8
+
+
+class NotAllowedError(AssistantError):
+    """The user may not do this: curating when the config names other curators."""
+
+    exit_code = 9
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "other error (the message says what)",
@@ -59,6 +71,8 @@ EXIT_CODES: dict[int, str] = {
     InputError.exit_code: "invalid input (malformed import file, empty message)",
     ModelError.exit_code: "model or adapter cannot be found or loaded",
     StoreError.exit_code: "data dir or database unusable (unwritable, corrupt, locked)",
-    NotFoundError.exit_code: "no such conversation or message",
+    NotFoundError.exit_code: "no such conversation, message or dataset snapshot",
+    DatasetError.exit_code: "the dataset cannot be built (too many over-long examples, no tokenizer)",
+    NotAllowedError.exit_code: "not allowed: only the configured curators may curate",
     130: "interrupted (ctrl+c)",
 }

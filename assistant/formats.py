@@ -1,8 +1,12 @@
-"""Conversation files in and out: OpenAI chat-format JSONL import, JSONL and Markdown export.
+"""Conversation files in and out: OpenAI chat and ShareGPT import, JSONL and Markdown export.
 
-Import is validated line by line before anything is stored; errors name the line. Export writes
-the conversation's current thread with each message's metadata and current ratings, in a JSONL
-shape that `assistant import` reads back.
+Import reads two file layouts, told apart by the first non-space character: JSONL (one record per
+line) and a whole-file JSON array of records (`[` first: the usual ShareGPT `.json`). Each record
+is read by its own key: `messages` (OpenAI chat, with optional per-message feedback) or
+`conversations` (ShareGPT `{"from": ..., "value": ...}` turns), so one file may mix them. Every
+record is validated before anything is stored; errors name the line (or array index) and message.
+Export writes the conversation's current thread with each message's metadata and current ratings,
+in a JSONL shape that `assistant import` reads back.
 """
 
 from __future__ import annotations
@@ -17,11 +21,23 @@ from assistant.errors import InputError
 from assistant.store import REASON_TAGS, Conversation, ImportedMessage, Store
 
 IMPORT_ROLES = ("system", "user", "assistant")
+# ShareGPT speakers as the common dumps spell them (ShareGPT, LLaMA-Factory, Axolotl, Gemini exports).
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "bard": "assistant",
+    "model": "assistant",
+    "system": "system",
+}
 FEEDBACK_KEYS = {"rating", "comment", "correction", "reasons", "user"}
 
 
 def parse_import_file(path: Path) -> list[tuple[str, list[ImportedMessage]]]:
-    """Every conversation in an OpenAI chat JSONL file, or an InputError naming the first bad line."""
+    """Every conversation in a JSONL file or JSON array of OpenAI chat or ShareGPT records, or an
+    InputError naming the first bad line (or array index)."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -34,14 +50,33 @@ def parse_import_file(path: Path) -> list[tuple[str, list[ImportedMessage]]]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InputError(f"{path} is not UTF-8 text") from None
+    if text.lstrip().startswith("["):
+        conversations = _parse_json_array(text, path)
+    else:
+        conversations = _parse_jsonl(text, path)
+    if not conversations:
+        raise InputError(f"{path} holds no conversations")
+    return conversations
+
+
+def _parse_json_array(text: str, path: Path) -> list[tuple[str, list[ImportedMessage]]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    if not isinstance(data, list):
+        raise InputError(f"{path.name}: expected a JSON array of conversations")
+    # Indexes count from 0, as in the array itself: "data.json[3]" is data[3].
+    return [parse_import_record(item, f"{path.name}[{index}]") for index, item in enumerate(data)]
+
+
+def _parse_jsonl(text: str, path: Path) -> list[tuple[str, list[ImportedMessage]]]:
     conversations = []
     # Lines end at "\n" only: JSON strings may hold U+2028 and other characters splitlines() breaks at.
     for number, line in enumerate(text.split("\n"), start=1):
         line = line.removesuffix("\r")
         if line.strip():
             conversations.append(parse_import_line(line, f"{path.name} line {number}"))
-    if not conversations:
-        raise InputError(f"{path} holds no conversations")
     return conversations
 
 
@@ -50,17 +85,62 @@ def parse_import_line(line: str, where: str) -> tuple[str, list[ImportedMessage]
         data = json.loads(line)
     except json.JSONDecodeError as exc:
         raise InputError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    return parse_import_record(data, where)
+
+
+def parse_import_record(data: Any, where: str) -> tuple[str, list[ImportedMessage]]:
+    """One conversation from a decoded record: OpenAI chat (`messages`) or ShareGPT (`conversations`).
+
+    `messages` wins when a record has both, so an OpenAI record reads exactly as it always did.
+    """
+    if isinstance(data, dict) and "messages" not in data and isinstance(data.get("conversations"), list):
+        return _parse_sharegpt(data, where)
     if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
-        raise InputError(f'{where}: expected an object with a "messages" list')
+        raise InputError(f'{where}: expected an object with a "messages" list (or a ShareGPT "conversations" list)')
     if not data["messages"]:
         raise InputError(f'{where}: "messages" is empty')
-    title = data.get("title", "")
-    if not isinstance(title, str):
-        raise InputError(f'{where}: "title" must be a string')
+    title = _title(data, where)
     messages = [_parse_message(m, f"{where}, message {i}") for i, m in enumerate(data["messages"], start=1)]
     if not any(m.role == "user" for m in messages):
         raise InputError(f"{where}: a conversation needs at least one user message")
     return title, messages
+
+
+def _title(data: dict[str, Any], where: str) -> str:
+    title = data.get("title", "")
+    if not isinstance(title, str):
+        raise InputError(f'{where}: "title" must be a string')
+    return title
+
+
+def _parse_sharegpt(data: dict[str, Any], where: str) -> tuple[str, list[ImportedMessage]]:
+    """A ShareGPT record: `conversations` turns, optional `title`, optional top-level `system` (the
+    LLaMA-Factory layout keeps the system prompt there); `id` and other keys are ignored."""
+    if not data["conversations"]:
+        raise InputError(f'{where}: "conversations" is empty')
+    title = _title(data, where)
+    system = data.get("system")
+    if system is not None and not isinstance(system, str):
+        raise InputError(f'{where}: "system" must be a string')
+    messages = [ImportedMessage(role="system", content=system)] if system else []
+    messages += [_parse_turn(t, f"{where}, message {i}") for i, t in enumerate(data["conversations"], start=1)]
+    if not any(m.role == "user" for m in messages):
+        raise InputError(f"{where}: a conversation needs at least one user message")
+    return title, messages
+
+
+def _parse_turn(item: Any, where: str) -> ImportedMessage:
+    if not isinstance(item, dict):
+        raise InputError(f'{where}: expected an object with "from" and "value"')
+    speaker, value = item.get("from"), item.get("value")
+    role = SHAREGPT_ROLES.get(speaker) if isinstance(speaker, str) else None
+    if role is None:
+        raise InputError(f'{where}: "from" must be one of {", ".join(SHAREGPT_ROLES)}, got {speaker!r}')
+    if not isinstance(value, str):
+        raise InputError(f'{where}: "value" must be a string')
+    if role == "user" and not value.strip():
+        raise InputError(f"{where}: a user message cannot be empty")
+    return ImportedMessage(role=role, content=value)
 
 
 def _parse_message(item: Any, where: str) -> ImportedMessage:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import json
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +81,38 @@ class Settings:
     demo_seed: int = field(default=0, metadata=_help("Seed of the built-in demo model's build."))
     demo_recipe: str = field(
         default="demo", metadata=_help("Size of the built-in demo model: demo, or tiny (seconds to build; for tests).")
+    )
+    curators: tuple[str, ...] = field(
+        default=(),
+        metadata=_help(
+            "Who may review, approve, reject and correct rated replies (login names; a TOML list, or "
+            "comma-separated in ASSISTANT_CURATORS). Empty: everyone may curate."
+        ),
+    )
+    train_on_unreviewed_thumbs_up: bool = field(
+        default=False,
+        metadata=_help("Train on thumbs-up replies no curator has reviewed yet (default: only approved ones)."),
+    )
+    eval_fraction: float = field(
+        default=0.1, metadata=_help("Share of conversations held out for evaluation (split by conversation).")
+    )
+    min_eval_examples: int = field(
+        default=8, metadata=_help("Smallest evaluation split, when the data allows (at most half the examples).")
+    )
+    max_length: int = field(
+        default=2048,
+        metadata=_help("Longest training example in tokens of the model's tokenizer; longer ones are dropped."),
+    )
+    max_truncated_fraction: float = field(
+        default=0.05,
+        metadata=_help("`dataset build` fails when more than this share of examples is longer than max_length."),
+    )
+    pii_patterns: tuple[tuple[str, str], ...] = field(
+        default=(),
+        metadata=_help(
+            "Extra PII to scrub, NAME = regex (a TOML table, or a JSON object in ASSISTANT_PII_PATTERNS); "
+            "matches become <NAME_1>, <NAME_2>, ..."
+        ),
     )
 
     @property
@@ -150,9 +184,39 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise ValueError(value)
             return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{origin}: {name} must be {kind.__name__}, got {value!r}") from None
+        if kind == tuple[str, ...]:
+            return _coerce_names(value)
+        if kind == tuple[tuple[str, str], ...]:
+            return _coerce_patterns(value)
+    except (TypeError, ValueError):  # json.JSONDecodeError is a ValueError
+        raise ConfigError(f"{origin}: {name} must be {_kind_name(kind)}, got {value!r}") from None
     raise AssertionError(f"unhandled settings type {kind}")
+
+
+def _kind_name(kind: Any) -> str:
+    if kind == tuple[str, ...]:
+        return "a list of names"
+    if kind == tuple[tuple[str, str], ...]:
+        return "a table of NAME = regex"
+    return kind.__name__
+
+
+def _coerce_names(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+        raise ValueError(value)
+    return tuple(dict.fromkeys(item.strip() for item in value if item.strip()))
+
+
+def _coerce_patterns(value: Any) -> tuple[tuple[str, str], ...]:
+    if isinstance(value, str):
+        value = json.loads(value) if value.strip() else {}
+    if isinstance(value, (list, tuple)):  # already coerced (a Settings value passed back in)
+        value = dict(value)
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValueError(value)
+    return tuple(sorted((str(name), regex) for name, regex in value.items()))
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -192,6 +256,21 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("repetition_penalty must be positive")
     if not settings.user.strip():
         raise ConfigError("user must not be empty")
+    if not 0 <= settings.eval_fraction < 1:
+        raise ConfigError("eval_fraction must be in [0, 1)")
+    if settings.min_eval_examples < 0:
+        raise ConfigError("min_eval_examples must be 0 or more")
+    if settings.max_length < 16:
+        raise ConfigError("max_length must be at least 16")
+    if not 0 <= settings.max_truncated_fraction <= 1:
+        raise ConfigError("max_truncated_fraction must be in [0, 1]")
+    for name, regex in settings.pii_patterns:
+        if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
+            raise ConfigError(f"pii_patterns: {name!r} must be an upper-case name such as ORDER_ID")
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            raise ConfigError(f"pii_patterns: {name} is not a valid regex: {exc}") from None
 
 
 def _login_name() -> str:

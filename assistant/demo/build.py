@@ -31,12 +31,15 @@ IM_START, IM_END, PAD = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
 SPECIAL_TOKENS = [PAD, IM_START, IM_END]
 
 # ChatML. `{% generation %}` marks what an assistant turn trains on, end-of-turn token included,
-# so TRL's assistant-only loss works with this template. The demo model is too small to follow
-# instructions, so it is trained without a system turn and its template leaves system messages out.
+# so TRL's assistant-only loss works with this template; an assistant turn with `"weight": 0` (context
+# in a dataset row, the OpenAI fine-tuning convention) is not marked. The demo model is too small to
+# follow instructions, so it is trained without a system turn and its template leaves system messages out.
 CHAT_TEMPLATE = (
     "{%- for message in messages if message['role'] != 'system' %}"
     "{{- '<|im_start|>' + message['role'] + '\\n' }}"
-    "{%- if message['role'] == 'assistant' %}"
+    "{%- if message['role'] == 'assistant' and message['weight'] is defined and message['weight'] == 0 %}"
+    "{{- message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- elif message['role'] == 'assistant' %}"
     "{%- generation %}{{- message['content'] + '<|im_end|>' }}{%- endgeneration %}"
     "{{- '\\n' }}"
     "{%- else %}"
@@ -72,7 +75,9 @@ class DemoRecipe:
     weight_decay: float = 0.0
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]
+        """Of the recipe and the chat template (a model built with an older template is rebuilt)."""
+        text = json.dumps(asdict(self), sort_keys=True) + CHAT_TEMPLATE
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 RECIPES = {

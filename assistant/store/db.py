@@ -46,6 +46,7 @@ Database = _import_sqlite_utils()
 
 from assistant.errors import InputError, NotFoundError, StoreError
 from assistant.text import one_line
+from assistant.store.curation import CurationStore, erase_conversations
 from assistant.store.migrations import migrations
 from assistant.store.records import (
     REASON_TAGS,
@@ -87,7 +88,7 @@ def _fts_query(text: str) -> str:
     return " ".join(quoted)
 
 
-class Store:
+class Store(CurationStore):
     """The conversation log. Create with `Store.open(path)`; one per thread."""
 
     def __init__(self, db: Database, path: Path, clock: Clock) -> None:
@@ -249,11 +250,12 @@ class Store:
                 raise NotFoundError(f"no conversation with id {conversation_id}")
 
     def delete_conversation(self, conversation_id: int) -> None:
-        """Delete a conversation with its messages, feedback and search-index rows."""
+        """Delete a conversation with its messages, feedback, reviews and search-index rows; dataset
+        snapshots that included it are marked as holding erased data (as `forget` does)."""
         with self._write() as db:
-            cursor = db.execute("DELETE FROM conversations WHERE id = ?", [conversation_id])
-            if cursor.rowcount == 0:
+            if db.execute("SELECT 1 FROM conversations WHERE id = ?", [conversation_id]).fetchone() is None:
                 raise NotFoundError(f"no conversation with id {conversation_id}")
+            erase_conversations(db, [conversation_id], self._now())
 
     # -- messages ----------------------------------------------------------------------------
 
@@ -562,8 +564,9 @@ def _translating_errors(method: Callable) -> Callable:
 
 # A database can turn out damaged after it opened (a corrupt page, a full disk): every public
 # method reports that as a StoreError, never as sqlite3's own exception.
-for _name, _method in list(vars(Store).items()):
-    if not _name.startswith("_") and callable(_method) and _name != "open":
+for _name in dir(Store):
+    _method = getattr(Store, _name)
+    if not _name.startswith("_") and callable(_method) and _name != "open" and _name != "training_conversations":
         setattr(Store, _name, _translating_errors(_method))
 
 

@@ -79,3 +79,59 @@ def m003_message_search(db: Database) -> None:
     db["messages"].enable_fts(
         ["content"], fts_version="FTS5", create_triggers=True, tokenize="unicode61 remove_diacritics 2"
     )
+
+
+@migrations()
+def m004_curation_and_datasets(db: Database) -> None:
+    db.executescript(
+        """
+        -- A curator's decision on a rated reply. No row (or 'pending') means not reviewed yet.
+        -- answer: the curated answer an approval trains on (the reply as it is, the rater's
+        -- correction, or the curator's edit, per `source`); the reply itself stays untouched.
+        CREATE TABLE reviews (
+            message_id INTEGER PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'rejected')),
+            answer TEXT,
+            source TEXT CHECK (source IN ('reply', 'correction', 'edit')),
+            tags TEXT NOT NULL DEFAULT '[]',
+            curator TEXT NOT NULL,
+            decided_at TEXT,                -- when it was last approved, edited or rejected (tags aside)
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX reviews_status ON reviews (status, decided_at);
+
+        -- Who did what and when. before/after: the review row as JSON (null: none). A bulk action
+        -- shares one batch (the id of its first row), and one undo reverts the whole batch.
+        -- No foreign key: erasure deletes a message's rows itself and records only counts.
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            message_id INTEGER,
+            batch INTEGER,
+            before TEXT,
+            after TEXT,
+            undone INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX audit_actor ON audit (actor, id);
+        CREATE INDEX audit_message ON audit (message_id);
+
+        -- Dataset snapshots built from the log (the files live in datasets/<id>/), and the
+        -- conversations each includes, so erasure can mark the snapshots that held erased data.
+        CREATE TABLE datasets (
+            id TEXT PRIMARY KEY,
+            path TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            counts TEXT NOT NULL DEFAULT '{}',
+            erased_at TEXT
+        );
+        CREATE TABLE dataset_conversations (
+            dataset_id TEXT NOT NULL REFERENCES datasets (id) ON DELETE CASCADE,
+            conversation_id INTEGER NOT NULL,
+            PRIMARY KEY (dataset_id, conversation_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX dataset_conversations_conversation ON dataset_conversations (conversation_id);
+        """
+    )

@@ -81,3 +81,112 @@ class ReplyRecord:
     token_count: int
     tokens_per_s: float | None
     finish_reason: str
+
+
+REVIEW_STATUSES = ("pending", "approved", "rejected")
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """A rated assistant reply in the curation queue, with its ratings summed up and its review."""
+
+    message: Message
+    conversation_title: str
+    conversation_user: str
+    ups: int
+    downs: int
+    rated_at: str
+    raters: tuple[str, ...]
+    proposed_correction: str
+    status: str
+    answer: str | None
+    source: str | None
+    tags: tuple[str, ...]
+    curator: str | None
+    reviewed_at: str | None
+
+    @property
+    def disagreement(self) -> bool:
+        """Thumbs up and thumbs down on the same reply."""
+        return self.ups > 0 and self.downs > 0
+
+    @property
+    def curated_answer(self) -> str:
+        """What approving trains on: the curator's answer, else the proposed correction, else the reply."""
+        return self.answer or self.proposed_correction or self.message.content
+
+
+@dataclass(frozen=True)
+class ReviewFilter:
+    """Which rated replies the queue shows. None: any."""
+
+    status: str | None = "pending"
+    rating: str | None = None  # "up": has a thumbs-up; "down": has a thumbs-down
+    tag: str | None = None  # a rater's reason tag or a curator's tag
+    rater: str | None = None
+    model_version: str | None = None  # the adapter (or, without one, the model) that wrote the reply
+    since: str | None = None  # rated at or after (ISO date or time)
+    until: str | None = None  # rated before
+    search: str | None = None  # words in the conversation
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: str
+    actor: str
+    action: str
+    message_id: int | None
+    batch: int | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    undone: bool
+
+
+@dataclass(frozen=True)
+class CurationCounts:
+    pending: int
+    approved: int
+    rejected: int
+    approved_since: int  # approved since the last published adapter (all, before the first)
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    id: str
+    path: str
+    created_at: str
+    created_by: str
+    counts: dict[str, Any]
+    erased_at: str | None
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What `forget` removed, and the dataset snapshots now marked as holding erased data."""
+
+    conversations: int
+    messages: int
+    datasets_marked: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TrainingMessage:
+    """A message as the dataset builder sees it, with its ratings and review."""
+
+    id: int
+    parent_id: int | None
+    role: str
+    content: str
+    ratings: tuple[tuple[str, int, str], ...] = ()  # (user, rating, correction), current ones
+    status: str = "pending"
+    answer: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainingConversation:
+    id: int
+    user: str
+    system_prompt: str
+    messages: tuple[TrainingMessage, ...]

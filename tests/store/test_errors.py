@@ -90,6 +90,8 @@ def test_damage_found_after_opening_is_a_store_error(tmp_path: Path) -> None:
     path = tmp_path / "assistant.db"
     store = Store.open(path)
     conversation = store.create_conversation("ann", "sys")
+    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    schema_pages = store.db.execute("PRAGMA page_count").fetchone()[0]
     for n in range(300):
         store.add_message(conversation.id, "user", f"message {n} " + "x" * 200)
     store.close()
@@ -97,7 +99,7 @@ def test_damage_found_after_opening_is_a_store_error(tmp_path: Path) -> None:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     data = bytearray(path.read_bytes())
     page = 4096
-    for start in range(12 * page, len(data) - page, page):  # the schema and small tables come first
+    for start in range(schema_pages * page, len(data) - page, page):  # the schema and small tables come first
         data[start + 8 : start + 200] = b"\xff" * 192  # wreck page contents, keep the file header
     path.write_bytes(bytes(data))
 

@@ -11,7 +11,7 @@ import pytest
 from sqlite_utils import Database
 
 from assistant.errors import StoreError
-from assistant.store import Store
+from assistant.store import CurationCounts, ReviewFilter, Store
 from assistant.store.migrations import migrations
 
 MIGRATION_NAMES = [m.name for m in migrations._migrations]
@@ -27,7 +27,26 @@ def _recorded(path: Path) -> list[tuple[str, str]]:
 
 def test_migration_names_are_known() -> None:
     # Guards the comparisons below against an empty or misread migration list.
-    assert MIGRATION_NAMES[:3] == ["m001_conversations_and_messages", "m002_feedback", "m003_message_search"]
+    assert MIGRATION_NAMES[:4] == [
+        "m001_conversations_and_messages",
+        "m002_feedback",
+        "m003_message_search",
+        "m004_curation_and_datasets",
+    ]
+
+
+CURATION_TABLES = {
+    "reviews": ["message_id", "status", "answer", "source", "tags", "curator", "decided_at", "updated_at"],
+    "audit": ["id", "at", "actor", "action", "message_id", "batch", "before", "after", "undone"],
+    "datasets": ["id", "path", "created_at", "created_by", "counts", "erased_at"],
+    "dataset_conversations": ["dataset_id", "conversation_id"],
+}
+
+
+def _assert_curation_schema(store: Store) -> None:
+    for table, columns in CURATION_TABLES.items():
+        assert store.db[table].exists(), table
+        assert store.db[table].columns_dict.keys() == set(columns), table
 
 
 def test_blank_database_gets_every_migration_in_order(tmp_path: Path, clock) -> None:  # noqa: ANN001
@@ -46,6 +65,29 @@ def test_blank_database_gets_every_migration_in_order(tmp_path: Path, clock) -> 
             store.db.execute(
                 "INSERT INTO messages (conversation_id, role, content, created_at) VALUES (424242, 'user', 'x', 't')"
             )
+
+        # m004: the curation and dataset tables, with their constraints.
+        _assert_curation_schema(store)
+        with pytest.raises(sqlite3.IntegrityError):  # a review of a message that does not exist
+            store.db.execute(
+                "INSERT INTO reviews (message_id, status, curator, updated_at) VALUES (424242, 'approved', 'c', 't')"
+            )
+        conversation = store.create_conversation("ann", "sys")
+        message = store.add_message(conversation.id, "user", "hi")
+        with pytest.raises(sqlite3.IntegrityError):  # an unknown status
+            store.db.execute(
+                "INSERT INTO reviews (message_id, status, curator, updated_at) VALUES (?, 'maybe', 'c', 't')",
+                [message.id],
+            )
+        with pytest.raises(sqlite3.IntegrityError):  # an unknown source
+            store.db.execute(
+                "INSERT INTO reviews (message_id, status, source, curator, updated_at)"
+                " VALUES (?, 'approved', 'guess', 'c', 't')",
+                [message.id],
+            )
+        store.register_dataset("ds", "datasets/ds", {}, [conversation.id], "ann")
+        store.forget_dataset("ds")  # its conversation list goes with it
+        assert store.db.execute("SELECT count(*) FROM dataset_conversations").fetchone()[0] == 0
     finally:
         store.close()
     # WAL is a property of the file: a plain connection sees it too.
@@ -113,6 +155,60 @@ def test_upgrade_from_first_schema_keeps_rows_and_indexes_them(tmp_path: Path, c
         # ...and new rows are indexed too.
         new = store.add_message(7, "user", "and okapis?", parent_id=12)
         assert [h.message_id for h in store.search("okapis")] == [new.id]
+
+        # m004: the old reply can be curated and is part of the training snapshot.
+        _assert_curation_schema(store)
+        [item] = store.review_queue()
+        assert (item.message.id, item.downs, item.conversation_title) == (12, 1, "Old giraffe chat")
+        [approved] = store.approve([12], "cora")
+        assert (approved.answer, approved.source) == ("Giraffes reach about five metres.", "reply")
+        [snapshot] = store.training_conversations()
+        assert (snapshot.id, [m.id for m in snapshot.messages]) == (7, [11, 12, new.id])
+    finally:
+        store.close()
+
+
+def _previous_release_database(path: Path) -> None:
+    """A database of the release before curation (m001 to m003) with rated replies."""
+    db = Database(path)
+    migrations.apply(db, stop_before="m004_curation_and_datasets")
+    assert "reviews" not in db.table_names()
+    db.execute(
+        "INSERT INTO conversations (id, title, user, created_at, updated_at, system_prompt, archived)"
+        " VALUES (3, 'VPN drops', 'bob', '2025-06-01T08:00:00.000Z', '2025-06-01T08:01:00.000Z', 'sys', 0)"
+    )
+    db.execute(
+        "INSERT INTO messages (id, conversation_id, parent_id, role, content, created_at, model, adapter)"
+        " VALUES (21, 3, NULL, 'user', 'my vpn drops hourly', '2025-06-01T08:00:10.000Z', NULL, NULL),"
+        " (22, 3, 21, 'assistant', 'Reinstall the client.', '2025-06-01T08:00:20.000Z', 'base', 'support-v1')"
+    )
+    db.execute(
+        "INSERT INTO feedback (message_id, user, rating, reasons, comment, correction, created_at, updated_at, current)"
+        " VALUES (22, 'bob', 1, '[]', '', '', '2025-06-01T08:00:30.000Z', '2025-06-01T08:00:30.000Z', 0),"
+        " (22, 'bob', -1, '[\"incomplete\"]', 'too short', 'Renew the certificate first.',"
+        " '2025-06-01T08:00:30.000Z', '2025-06-01T08:00:40.000Z', 1)"
+    )
+    db.conn.commit()
+    db.close()
+
+
+def test_upgrade_from_previous_release_keeps_ratings_for_the_review_queue(tmp_path: Path, clock) -> None:  # noqa: ANN001
+    path = tmp_path / "assistant.db"
+    _previous_release_database(path)
+
+    store = Store.open(path, clock=clock)
+    try:
+        assert store.applied_migrations() == MIGRATION_NAMES
+        _assert_curation_schema(store)
+        assert store.counts() == {"conversations": 1, "messages": 2, "feedback": 2}
+        assert [f.rating for f in store.feedback_history(22)] == [1, -1]
+        assert [h.message_id for h in store.search("vpn")] == [21]
+
+        [item] = store.review_queue(ReviewFilter(model_version="support-v1", tag="incomplete"))
+        assert (item.message.id, item.ups, item.downs, item.rated_at) == (22, 0, 1, "2025-06-01T08:00:40.000Z")
+        assert (item.status, item.proposed_correction) == ("pending", "Renew the certificate first.")
+        assert store.curation_counts() == CurationCounts(pending=1, approved=0, rejected=0, approved_since=0)
+        assert store.audit_log() == [] and store.datasets() == []
     finally:
         store.close()
 

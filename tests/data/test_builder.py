@@ -1,0 +1,180 @@
+"""The dataset builder on a small fixture log: which rows, with which context and target, and why not."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from assistant.data.builder import BuildPolicy, build_dataset, split_point
+from assistant.errors import DatasetError
+from assistant.store import Store
+from tests.data.conftest import SYSTEM, Log, turn
+
+
+def build(store: Store, policy: BuildPolicy, tokenizer):  # noqa: ANN001, ANN201
+    return build_dataset(store.training_conversations(), policy, tokenizer)
+
+
+def targets(rows: list[dict]) -> list[str]:
+    return [row["messages"][-1]["content"] for row in rows]
+
+
+def test_one_row_per_approved_turn_with_the_conversation_so_far_as_context(store, log: Log, policy, chat_tokenizer) -> None:  # noqa: ANN001
+    dataset = build(store, policy, chat_tokenizer)
+    rows = {row["messages"][-1]["content"]: row["messages"] for row in dataset.train}
+    assert sorted(rows) == sorted(
+        ["On the 1st of each month.", "Yes: Visa, Mastercard and Amex.", "Shipping is free on orders over $50."]
+    )
+    # The first turn: system prompt, question, target.
+    assert rows["On the 1st of each month."] == [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": "When is my bill due?"},
+        {"role": "assistant", "content": "On the 1st of each month.", "weight": 1},
+    ]
+    # The second: the earlier turn is context (weight 0, as it was said), the correction is the target.
+    assert rows["Yes: Visa, Mastercard and Amex."] == [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": "When is my bill due?"},
+        {"role": "assistant", "content": "On the 1st of each month.", "weight": 0},
+        {"role": "user", "content": "Can I pay by card?"},
+        {"role": "assistant", "content": "Yes: Visa, Mastercard and Amex.", "weight": 1},
+    ]
+    sources = dataset.manifest["counts"]["sources"]
+    assert sources == {"approved_correction": 1, "approved_edit": 1, "approved_reply": 1}
+    manifest_rows = dataset.manifest["rows"]["train"]
+    second = next(r for r in manifest_rows if r["target_id"] == log["a2"])
+    assert second["message_ids"] == [log["q1"], log["a1"], log["q2"], log["a2"]]
+
+
+def test_a_curators_edit_wins_over_the_raters_correction(store, log: Log, policy, chat_tokenizer) -> None:  # noqa: ANN001
+    dataset = build(store, policy, chat_tokenizer)
+    assert "Shipping is free on orders over $50." in targets(dataset.train)
+    assert "Yes, over $50." not in targets(dataset.train)
+    assert store.message(log["a6"]).content == "Never."  # the reply itself is kept
+
+
+def test_unreviewed_thumbs_up_count_only_when_the_config_allows(store, log: Log, policy, chat_tokenizer) -> None:  # noqa: ANN001
+    assert "You are welcome." not in targets(build(store, policy, chat_tokenizer).train)
+
+    allowed = build(store, replace(policy, train_on_unreviewed_thumbs_up=True), chat_tokenizer)
+    assert "You are welcome." in targets(allowed.train)
+    assert "Hold the button for 10 seconds." in targets(allowed.train)
+    assert "They record to the SD card." not in targets(allowed.train)  # disputed: not a thumbs-up
+    assert allowed.manifest["counts"]["sources"]["unreviewed_thumbs_up"] == 2
+
+
+def test_a_rejected_reply_is_in_no_file(store, log: Log, policy, chat_tokenizer) -> None:  # noqa: ANN001
+    dataset = build(store, replace(policy, train_on_unreviewed_thumbs_up=True), chat_tokenizer)
+    everything = repr([dataset.train, dataset.eval, dataset.dpo, dataset.kto])
+    assert "Refund approved" not in everything
+    assert dataset.manifest["counts"]["filters"]["rejected_by_curator"] == 1
+
+
+def test_preference_rows(store, log: Log, policy, chat_tokenizer) -> None:  # noqa: ANN001
+    dataset = build(store, policy, chat_tokenizer)
+    pairs = {(row["chosen"][0]["content"], row["rejected"][0]["content"]) for row in dataset.dpo}
+    assert pairs == {
+        ("Yes: Visa, Mastercard and Amex.", "No."),  # a correction against its original
+        ("Shipping is free on orders over $50.", "Never."),  # a curator's edit against the original
+        ("Hold the button for 10 seconds.", "Unplug it forever."),  # regenerated siblings, up against down
+    }
+    correction = next(row for row in dataset.dpo if row["rejected"][0]["content"] == "No.")
+    assert correction["prompt"] == [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": "When is my bill due?"},
+        {"role": "assistant", "content": "On the 1st of each month."},
+        {"role": "user", "content": "Can I pay by card?"},
+    ]
+    labels = {(row["completion"][0]["content"], row["label"]) for row in dataset.kto}
+    assert labels == {
+        ("On the 1st of each month.", True),
+        ("No.", False),
+        ("Yes: Visa, Mastercard and Amex.", True),
+        ("You are welcome.", True),
+        ("Unplug it forever.", False),
+        ("Hold the button for 10 seconds.", True),
+        ("Never.", False),
+        ("Shipping is free on orders over $50.", True),
+    }  # no rejected reply, no disputed one
+
+
+def test_the_split_is_by_conversation_deterministic_and_topped_up(store: Store, chat_tokenizer) -> None:  # noqa: ANN001
+    for n in range(40):
+        cid = store.create_conversation("ann", SYSTEM).id
+        parent = None
+        answers = []
+        for k in range(n % 3 + 1):
+            q, a = turn(store, cid, f"question {n} part {k}", f"answer {n} part {k}", parent)
+            parent = a
+            answers.append(a)
+            store.rate(a, "bob", 1)
+        store.approve(answers, "cora")
+    policy = BuildPolicy(eval_fraction=0.1, min_eval_examples=12)
+    dataset = build(store, policy, chat_tokenizer)
+    rows = dataset.manifest["rows"]
+    train_ids = {r["conversation_id"] for r in rows["train"]}
+    eval_ids = {r["conversation_id"] for r in rows["eval"]}
+    assert train_ids and eval_ids and not train_ids & eval_ids
+    assert len(dataset.eval) >= 12  # topped up to the minimum
+    assert len(dataset.eval) <= len(dataset.train)
+    hashed = {cid for cid in train_ids | eval_ids if split_point(cid) < 0.1}
+    assert hashed <= eval_ids  # everything the hash puts in eval stays there
+    assert build(store, policy, chat_tokenizer).manifest == dataset.manifest
+
+
+def test_exact_and_near_duplicates_are_dropped_and_counted(store: Store, policy, chat_tokenizer) -> None:  # noqa: ANN001
+    for question, answer in [
+        ("Where is my order?", "It ships today."),
+        ("Where is my order?", "It ships today."),
+        ("where is my order", "It ships  today!"),
+        ("Where is my parcel?", "It ships today."),
+    ]:
+        cid = store.create_conversation("ann", SYSTEM).id
+        _, a = turn(store, cid, question, answer)
+        store.rate(a, "bob", 1)
+        store.approve([a], "cora")
+    dataset = build(store, policy, chat_tokenizer)
+    assert [row["messages"][1]["content"] for row in dataset.train] == ["Where is my order?", "Where is my parcel?"]
+    filters = dataset.manifest["counts"]["filters"]
+    assert filters["sft_duplicates_exact"] == 1
+    assert filters["sft_duplicates_near"] == 1
+
+
+def test_over_long_examples_fail_the_build_above_the_allowed_share(store: Store, chat_tokenizer) -> None:  # noqa: ANN001
+    for n in range(10):
+        cid = store.create_conversation("ann", SYSTEM).id
+        answer = "word " * (400 if n < 3 else 5)
+        _, a = turn(store, cid, f"question {n}", answer)
+        store.rate(a, "bob", 1)
+        store.approve([a], "cora")
+    strict = BuildPolicy(eval_fraction=0, max_length=128, max_truncated_fraction=0.2)
+    with pytest.raises(DatasetError, match=r"3 of 10 examples \(30.0%\) are longer than max_length=128"):
+        build(store, strict, chat_tokenizer)
+
+    lenient = replace(strict, max_truncated_fraction=0.5)
+    dataset = build(store, lenient, chat_tokenizer)
+    assert len(dataset.train) == 7
+    assert dataset.manifest["counts"]["filters"]["dropped_too_long"] == 3
+    tokens = dataset.manifest["tokens"]["train"]
+    assert tokens["count"] == 7 and tokens["max"] <= 128
+    assert sum(count for _, _, count in tokens["histogram"]) == 7
+
+
+def test_empty_targets_are_dropped_and_counted(store: Store, policy, chat_tokenizer) -> None:  # noqa: ANN001
+    cid = store.create_conversation("ann", SYSTEM).id
+    _, a = turn(store, cid, "Hello?", "\x1b[31m\x07")  # nothing left once cleaned
+    store.rate(a, "bob", 1)
+    store.approve([a], "cora")
+    dataset = build(store, policy, chat_tokenizer)
+    assert dataset.train == []
+    assert dataset.manifest["counts"]["filters"]["dropped_empty"] == 1
+
+
+def test_control_characters_are_stripped(store: Store, policy, chat_tokenizer) -> None:  # noqa: ANN001
+    cid = store.create_conversation("ann", SYSTEM).id
+    _, a = turn(store, cid, "Hi\x1b]0;title\x07 there\x00", "Fine \x1b[1mbold\x1b[0m\r\nyes")
+    store.rate(a, "bob", 1)
+    store.approve([a], "cora")
+    (row,) = build(store, policy, chat_tokenizer).train
+    assert [m["content"] for m in row["messages"][1:]] == ["Hi there", "Fine bold\nyes"]
