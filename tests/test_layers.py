@@ -23,6 +23,12 @@ CORE = [
     "assistant.engine.base",
     "assistant.engine.resolve",
     "assistant.chat",
+    "assistant.curation",
+    "assistant.data.builder",
+    "assistant.data.snapshot",
+    "assistant.data.export",
+    "assistant.commands.feedback",
+    "assistant.commands.dataset",
 ]
 
 CASES = [pytest.param(module, ML_AND_UI, id=f"{module}-no-ml-no-ui") for module in CORE]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import re
 from pathlib import Path
 
 import platformdirs
@@ -399,3 +400,41 @@ def test_every_setting_has_help_text() -> None:
 def test_values_no_command_could_use_are_refused(tmp_path: Path, variable: str, value: str, named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         load_settings(data_dir=tmp_path, environ={variable: value})
+
+
+def test_curators_from_a_toml_list_or_a_comma_separated_variable(data_dir: Path) -> None:
+    write(data_dir / "config.toml", 'curators = ["maria", "tom", "maria"]\n')
+    assert load(data_dir).settings.curators == ("maria", "tom")
+    resolved = load(data_dir, environ={"ASSISTANT_CURATORS": " zoe, ann ,"})
+    assert resolved.settings.curators == ("zoe", "ann")
+    assert load(data_dir, environ={"ASSISTANT_CURATORS": ""}).settings.curators == ()
+
+
+def test_pii_patterns_from_a_toml_table_or_a_json_variable(data_dir: Path) -> None:
+    write(data_dir / "config.toml", "[pii_patterns]\nORDER_ID = 'NH-\\d{5}'\nTICKET = 'T\\d+'\n")
+    assert load(data_dir).settings.pii_patterns == (("ORDER_ID", r"NH-\d{5}"), ("TICKET", r"T\d+"))
+    resolved = load(data_dir, environ={"ASSISTANT_PII_PATTERNS": '{"VIN": "[A-Z0-9]{17}"}'})
+    assert resolved.settings.pii_patterns == (("VIN", "[A-Z0-9]{17}"),)
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ("curators = 'maria'\ncurators = 3", "not valid TOML"),
+        ("curators = [1, 2]", "curators must be a list of names"),
+        ("[pii_patterns]\norder = 'x'", "must be an upper-case name"),
+        ("[pii_patterns]\nORDER = '(unclosed'", "ORDER is not a valid regex"),
+        ("eval_fraction = 1.0", "eval_fraction must be in [0, 1)"),
+        ("max_length = 8", "max_length must be at least 16"),
+        ("max_truncated_fraction = 1.5", "max_truncated_fraction must be in [0, 1]"),
+    ],
+)
+def test_bad_curation_settings_name_the_setting(data_dir: Path, line: str, words: str) -> None:
+    write(data_dir / "config.toml", line + "\n")
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        load(data_dir)
+
+
+def test_a_bad_json_variable_is_a_config_error(data_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="ASSISTANT_PII_PATTERNS: pii_patterns must be a table"):
+        load(data_dir, environ={"ASSISTANT_PII_PATTERNS": "{not json"})

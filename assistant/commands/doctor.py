@@ -46,6 +46,12 @@ def doctor(state: Context) -> None:
         if state.verbose:
             click.echo(f"  {'':<21}{helps[name]}")
 
+    if not settings.curators:
+        advice.append(
+            "No curators configured: everyone may review and approve training data. Fine for one user; "
+            "for a team, list them in config.toml (curators = [\"maria\", \"tom\"])."
+        )
+
     _section("Model")
     _model(settings, advice)
 
