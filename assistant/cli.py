@@ -15,8 +15,10 @@ import click
 
 from assistant import __version__
 from assistant.commands.common import Context, load_backend, settings_options
+from assistant.commands.dataset import dataset, forget
 from assistant.commands.demo import demo
 from assistant.commands.doctor import doctor
+from assistant.commands.feedback import feedback
 from assistant.commands.history import history
 from assistant.errors import AssistantError
 from assistant.formats import json_text
@@ -52,6 +54,15 @@ def chat(state: Context) -> None:
     app.run()
     if app.return_code:
         sys.exit(app.return_code)
+
+
+@cli.command()
+@settings_options
+def review(state: Context) -> None:
+    """Review rated replies: approve, correct, reject (curators)."""
+    from assistant.tui.review_app import ReviewApp
+
+    ReviewApp(state.settings, state.store()).run()
 
 
 @cli.command()
@@ -107,7 +118,7 @@ def _echo_chunk(text: str) -> None:
 @click.argument("file", type=click.Path(path_type=Path))
 @settings_options
 def import_(state: Context, file: Path) -> None:
-    """Import conversations from an OpenAI chat-format JSONL file (all or nothing)."""
+    """Import conversations from an OpenAI chat or ShareGPT file, JSONL or JSON array (all or nothing)."""
     from assistant.formats import parse_import_file
 
     conversations = parse_import_file(file)
@@ -122,6 +133,9 @@ def import_(state: Context, file: Path) -> None:
 cli.add_command(history)
 cli.add_command(doctor)
 cli.add_command(demo)
+cli.add_command(feedback)
+cli.add_command(dataset)
+cli.add_command(forget)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -34,3 +34,8 @@ def one_line(text: str, width: int | None = None) -> str:
     if width is not None and len(line) > width:
         return line[: max(0, width - 1)] + "…"
     return line
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """`1 reply`, `2 replies`."""
+    return f"{count} {word if count == 1 else (many or word + 's')}"

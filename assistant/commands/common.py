@@ -49,16 +49,19 @@ class Context:
 
 def settings_options(command: Callable) -> Callable:
     """Options every command takes; they override config files and ASSISTANT_* variables."""
+    return _with_settings_options(command, acting_user=True)
 
-    @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Data dir.")
-    @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="Config file.")
-    @click.option("--model", help="Hugging Face id or local directory of the base model.")
-    @click.option("--adapter", help="LoRA adapter directory to apply.")
-    @click.option("--user", help="Who is chatting (default: the OS login name).")
-    @click.option("-v", "--verbose", is_flag=True, help="Log to stderr too.")
-    @click.pass_context
+
+def settings_options_without_user(command: Callable) -> Callable:
+    """The same, for a command whose own `--user` names someone else (`forget --user NAME`): who acts
+    is then ASSISTANT_USER, the config's `user`, or the OS login name."""
+    return _with_settings_options(command, acting_user=False)
+
+
+def _with_settings_options(command: Callable, *, acting_user: bool) -> Callable:
     @wraps(command)
-    def wrapper(ctx: click.Context, data_dir, config_file, model, adapter, user, verbose, **kwargs):  # noqa: ANN001
+    def wrapper(ctx: click.Context, data_dir, config_file, model, adapter, verbose, **kwargs):  # noqa: ANN001
+        user = kwargs.pop("acting_user", None)
         state = ctx.ensure_object(Context)
         state.data_dir = str(data_dir) if data_dir else state.data_dir
         state.config_file = str(config_file) if config_file else state.config_file
@@ -66,7 +69,16 @@ def settings_options(command: Callable) -> Callable:
         state.verbose = state.verbose or verbose
         return command(state, **kwargs)
 
-    return wrapper
+    decorated = click.pass_context(wrapper)
+    decorated = click.option("-v", "--verbose", is_flag=True, help="Log to stderr too.")(decorated)
+    if acting_user:
+        decorated = click.option("--user", "acting_user", help="Who is chatting (default: the OS login name).")(decorated)
+    decorated = click.option("--adapter", help="LoRA adapter directory to apply.")(decorated)
+    decorated = click.option("--model", help="Hugging Face id or local directory of the base model.")(decorated)
+    decorated = click.option(
+        "--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="Config file."
+    )(decorated)
+    return click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Data dir.")(decorated)
 
 
 def load_backend(settings: Settings, *, quiet: bool = False):  # noqa: ANN201

@@ -13,10 +13,10 @@ from typing import Any
 
 import click
 
-from assistant.commands.common import Context, settings_options
+from assistant.commands.common import Context, settings_options, settings_options_without_user
 from assistant.curation import require_curator
 from assistant.formats import json_text
-from assistant.text import one_line
+from assistant.text import one_line, plural
 
 
 @click.group()
@@ -109,8 +109,8 @@ def stats(state: Context, snapshot_id: str | None, as_json: bool) -> None:
     rows, conversations = counts["rows"], counts["conversations"]
     click.echo(f"dataset {record.id}  ({path})" + ("  ERASED: includes data erased since" if record.erased_at else ""))
     click.echo(
-        f"  rows: {rows['train']} train ({conversations['train']} conversations), "
-        f"{rows['eval']} eval ({conversations['eval']} conversations), {rows['dpo']} DPO, {rows['kto']} KTO"
+        f"  rows: {rows['train']} train ({plural(conversations['train'], 'conversation')}), "
+        f"{rows['eval']} eval ({plural(conversations['eval'], 'conversation')}), {rows['dpo']} DPO, {rows['kto']} KTO"
     )
     _print_filters(counts)
     for split in ("train", "eval"):
@@ -159,7 +159,7 @@ def export(state: Context, out_dir: Path, fmt: str, snapshot_id: str | None) -> 
 @click.option("--conversation", "conversation_id", type=int, help="Erase this conversation.")
 @click.option("--user", "user", help="Erase every conversation of this user, and their ratings.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@settings_options
+@settings_options_without_user
 def forget(state: Context, conversation_id: int | None, user: str | None, yes: bool) -> None:
     """Erase conversations for good; dataset snapshots that included them are marked."""
     from assistant.errors import InputError
@@ -178,10 +178,11 @@ def forget(state: Context, conversation_id: int | None, user: str | None, yes: b
             raise InputError("forget asks for confirmation; pass --yes to run it without a terminal")
         click.confirm(f"Erase {what}? This cannot be undone", abort=True)
     erasure = store.forget(actor, conversation_id=conversation_id, user=user)
-    click.echo(f"erased {erasure.conversations} conversations ({erasure.messages} messages)")
+    click.echo(f"erased {plural(erasure.conversations, 'conversation')} ({plural(erasure.messages, 'message')})")
     if erasure.datasets_marked:
         click.echo(
-            f"{len(erasure.datasets_marked)} dataset snapshots included them and are marked ERASED: "
+            f"{plural(len(erasure.datasets_marked), 'dataset snapshot')} included erased data and "
+            f"{'is' if len(erasure.datasets_marked) == 1 else 'are'} marked ERASED: "
             + ", ".join(erasure.datasets_marked)
             + ". The next build leaves them out."
         )

@@ -18,7 +18,7 @@ from assistant.curation import require_curator
 from assistant.errors import InputError
 from assistant.formats import json_text
 from assistant.store import REVIEW_STATUSES, ReviewFilter, ReviewItem
-from assistant.text import one_line
+from assistant.text import one_line, plural
 
 
 @click.group()
@@ -57,6 +57,7 @@ def item_json(item: ReviewItem) -> dict:
         "answer": item.answer,
         "source": item.source,
         "tags": list(item.tags),
+        "reasons": list(item.reasons),
         "curator": item.curator,
         "model": item.message.model,
         "adapter": item.message.adapter,
@@ -121,7 +122,10 @@ def approve(state: Context, ids: tuple[int, ...], all_up: bool, since: str | Non
     store = state.store()
     items = store.approve_all_up(curator, since=parse_since(since)) if all_up else store.approve(ids, curator)
     corrected = sum(item.source == "correction" for item in items)
-    click.echo(f"approved {len(items)} replies ({corrected} with the rater's correction)")
+    if not items:
+        click.echo("nothing to approve")
+        return
+    click.echo(f"approved {plural(len(items), 'reply', 'replies')} ({corrected} with the rater's correction)")
 
 
 @feedback.command()
@@ -131,7 +135,7 @@ def reject(state: Context, ids: tuple[int, ...]) -> None:
     """Never train on these replies."""
     curator = require_curator(state.settings)
     items = state.store().reject(ids, curator)
-    click.echo(f"rejected {len(items)} replies")
+    click.echo(f"rejected {plural(len(items), 'reply', 'replies')}")
 
 
 @feedback.command()
@@ -159,4 +163,4 @@ def undo(state: Context) -> None:
     """Undo your last curation action (a bulk approval as a whole)."""
     curator = require_curator(state.settings)
     ids = state.store().undo(curator)
-    click.echo(f"undid the last action on {len(ids)} replies" if ids else "nothing to undo")
+    click.echo(f"undid the last action on {plural(len(ids), 'reply', 'replies')}" if ids else "nothing to undo")

@@ -43,6 +43,8 @@ _QUEUE = f"""
            coalesce((SELECT correction FROM feedback f
                      WHERE f.message_id = m.id AND f.current = 1 AND f.correction != ''
                      ORDER BY f.updated_at DESC, f.id DESC LIMIT 1), '') AS proposed_correction,
+           (SELECT json_group_array(DISTINCT t.value) FROM feedback f, json_each(f.reasons) t
+            WHERE f.message_id = m.id AND f.current = 1) AS reasons,
            coalesce(v.status, 'pending') AS status, v.answer, v.source,
            coalesce(v.tags, '[]') AS tags, v.curator, v.updated_at AS reviewed_at
     FROM rated r
@@ -315,10 +317,20 @@ class CurationStore:
                 db.execute(
                     f"DELETE FROM reviews WHERE source = 'correction' AND message_id IN ({written})", {"u": user}
                 )
+                rated = [
+                    r[0]
+                    for r in db.execute(
+                        "SELECT DISTINCT m.conversation_id FROM feedback f JOIN messages m ON m.id = f.message_id"
+                        " WHERE f.user = ?",
+                        [user],
+                    )
+                ]
                 db.execute("DELETE FROM feedback WHERE user = ?", [user])
                 db.execute("UPDATE reviews SET curator = ? WHERE curator = ?", [ERASED_NAME, user])
                 db.execute("UPDATE audit SET actor = ? WHERE actor = ?", [ERASED_NAME, user])
             messages, marked = erase_conversations(db, ids, now)
+            if user is not None:  # snapshots built from their ratings and corrections held their data too
+                marked = sorted(set(marked) | set(_mark_datasets(db, rated, now)))
             summary = {"conversations": len(ids), "messages": messages, "datasets_marked": len(marked)}
             _audit(db, now, actor, "forget", None, None, None, summary)
         return Erasure(len(ids), messages, tuple(marked))
@@ -332,17 +344,24 @@ def erase_conversations(db, ids: Sequence[int], now: str) -> tuple[int, list[str
     db.execute(
         f"DELETE FROM audit WHERE message_id IN (SELECT id FROM messages WHERE conversation_id IN ({marks}))", list(ids)
     )
+    marked = _mark_datasets(db, ids, now)
+    db.execute(f"DELETE FROM conversations WHERE id IN ({marks})", list(ids))  # cascades: messages, feedback, reviews, FTS
+    return messages, marked
+
+
+def _mark_datasets(db, conversation_ids: Sequence[int], now: str) -> list[str]:  # noqa: ANN001
+    """Mark the snapshots that included these conversations as holding erased data."""
+    marks = ", ".join("?" for _ in conversation_ids) or "NULL"
     marked = [
         r[0]
         for r in db.execute(
             f"SELECT DISTINCT dataset_id FROM dataset_conversations WHERE conversation_id IN ({marks})"
             " ORDER BY dataset_id",
-            list(ids),
+            list(conversation_ids),
         )
     ]
     db.conn.executemany("UPDATE datasets SET erased_at = coalesce(erased_at, ?) WHERE id = ?", [(now, d) for d in marked])
-    db.execute(f"DELETE FROM conversations WHERE id IN ({marks})", list(ids))  # cascades: messages, feedback, reviews, FTS
-    return messages, marked
+    return marked
 
 
 def _queue_where(f: ReviewFilter) -> tuple[list[str], dict[str, Any]]:
@@ -459,6 +478,7 @@ def _review_item(row: dict[str, Any]) -> ReviewItem:
         tags=tuple(json.loads(row["tags"])),
         curator=row["curator"],
         reviewed_at=row["reviewed_at"],
+        reasons=tuple(sorted(json.loads(row["reasons"] or "[]"))),
     )
 
 

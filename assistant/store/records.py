@@ -104,6 +104,7 @@ class ReviewItem:
     tags: tuple[str, ...]
     curator: str | None
     reviewed_at: str | None
+    reasons: tuple[str, ...] = ()  # the raters' reason tags
 
     @property
     def disagreement(self) -> bool:

@@ -25,6 +25,7 @@ from assistant.tui.loader import BackendLoader
 from assistant.tui.messages import LoadProgressed, ModelFailed, ModelLoaded
 from assistant.tui.screens.chat import ChatScreen
 from assistant.tui.screens.help import HelpScreen
+from assistant.tui.screens.review import ReviewScreen
 from assistant.tui.widgets.status import StatusBar
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class AssistantApp(App):
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
         Binding("ctrl+n", "new_conversation", "New", priority=True),
+        Binding("ctrl+r", "review", "Review", show=False),
         Binding("f1", "help", "Help"),
         Binding("question_mark", "help", "Help", show=False),
     ]
@@ -113,6 +115,10 @@ class AssistantApp(App):
     async def action_new_conversation(self) -> None:
         if self.screen is self.chat:
             await self.chat.new_conversation()
+
+    def action_review(self) -> None:
+        if self.screen is self.chat:
+            self.push_screen(ReviewScreen())
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

@@ -745,7 +745,7 @@ def test_forget_a_user_erases_their_conversations_ratings_and_name(store: Store)
 
     erasure = store.forget("admin", user="bob")
 
-    assert (erasure.conversations, erasure.messages, erasure.datasets_marked) == (2, 4, ("ds",))
+    assert (erasure.conversations, erasure.messages, erasure.datasets_marked) == (2, 4, ("ann-only", "ds"))
     assert store.conversations(user="bob", include_archived=True) == []
     for reply in bobs:
         with pytest.raises(NotFoundError):
@@ -755,10 +755,11 @@ def test_forget_a_user_erases_their_conversations_ratings_and_name(store: Store)
     assert (item.raters, item.ups, item.downs) == (("ann",), 1, 0)
     assert (item.status, item.curator, item.tags) == ("rejected", "(erased)", ("bob-tag",))
     assert {e.actor for e in store.audit_log()} == {"(erased)", "admin"}
-    assert store.dataset("ann-only").erased_at is None
+    # bob rated a reply in ann's conversation: the snapshot built from it is marked too.
+    assert store.dataset("ann-only").erased_at is not None
     assert store.dataset("ds").erased_at is not None
     assert [e.after for e in store.audit_log() if e.action == "forget"] == [
-        {"conversations": 2, "messages": 4, "datasets_marked": 1}
+        {"conversations": 2, "messages": 4, "datasets_marked": 2}
     ]
 
 

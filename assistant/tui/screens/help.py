@@ -1,4 +1,4 @@
-"""The help screen (? or F1): every key binding, by where it works."""
+"""The help screen (? or F1): every key binding, by where it works; the review screen has its own."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
             ("? / F1", "this help"),
             ("tab / shift+tab", "move between the list, the replies and the input"),
             ("ctrl+f", "search conversations"),
+            ("ctrl+r", "review rated replies (curators)"),
         ],
     ),
     (
@@ -61,11 +62,39 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
 ]
 
 
-def key_table() -> Table:
+REVIEW_KEYS: list[tuple[str, list[tuple[str, str]]]] = [
+    (
+        "Review queue and detail",
+        [
+            ("up / down, n / p", "next / previous reply"),
+            ("a", "approve (trains on the curated answer, else the correction, else the reply)"),
+            ("e", "edit the ideal answer (ctrl+s saves, esc cancels); the reply is kept"),
+            ("x", "reject: never train on it"),
+            ("t", "tags (comma-separated)"),
+            ("u", "undo your last action (a bulk approval as a whole)"),
+            ("A", "approve all replies matching the filters (asks first)"),
+            ("tab / shift+tab", "move between the list, the detail and the filters"),
+            ("esc / q", "close"),
+        ],
+    ),
+    (
+        "Filters",
+        [
+            ("f", "status: pending, approved, rejected, all"),
+            ("g", "rating: any, thumbs down, thumbs up"),
+            ("/", "search words in the conversation"),
+            ("tab", "tag, rater, model version, since (YYYY-MM-DD)"),
+            ("enter / esc", "back to the list"),
+        ],
+    ),
+]
+
+
+def key_table(keys: list[tuple[str, list[tuple[str, str]]]] = KEYS) -> Table:
     table = Table(box=None, show_header=False, padding=(0, 2))
     table.add_column(style="bold", no_wrap=True, min_width=20)
     table.add_column(max_width=52)
-    for group, rows in KEYS:
+    for group, rows in keys:
         table.add_row(f"[u]{group}[/u]", "")
         for key, what in rows:
             table.add_row(key, what)
@@ -76,13 +105,14 @@ def key_table() -> Table:
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark,f1", "close", "Close")]
 
-    def __init__(self) -> None:
+    def __init__(self, keys: list[tuple[str, list[tuple[str, str]]]] = KEYS) -> None:
         super().__init__(classes="dialog-screen")
+        self.keys = keys
 
     def compose(self):  # noqa: ANN201
         with VerticalScroll(classes="dialog", id="help"):
             yield Static("Keys", classes="dialog-title")
-            yield Static(key_table())
+            yield Static(key_table(self.keys))
 
     def action_close(self) -> None:
         self.dismiss(None)
