@@ -6,20 +6,25 @@ Owns the detection rules and their validation (Luhn, ISO 7064 mod-97, `ipaddress
 library only, no I/O; knows nothing of the store, settings or training. A bad configured pattern is a
 ValueError with a one-line message; the caller turns it into a config error.
 
-Detection order, which decides overlaps: configured patterns (each in its own pass, in the order
-given), then one scan for the built-in kinds where, at any position, e-mail beats IBAN beats card
-beats IP beats phone. A candidate that fails its check (a digit run that fails Luhn) is offered to
-the kinds after it at the same position, so it may still be a phone number.
+Detection order, which decides overlaps: the configured patterns (one pass each, in the order
+given), e-mail addresses, IPv6 addresses (passes that run only when the text has an "@", or two
+colons with hex digits between), then one scan over the places where a number can start, which
+tries IBAN, card, IPv4 and phone there in that order. A candidate that fails its check (a digit run
+that fails Luhn) is offered to the kinds after it, so it may still be a phone number. Placeholders
+are numbered in that order too, per kind and conversation.
 
 Phone numbers, the kind most easily confused with the numbers a support chat is full of:
 - `+CC ...`: 8 to 15 digits, groups separated by single spaces, dashes or dots, an optional
   parenthesised group (`+1 (415) 555-0134`, `+44 (0)20 7946 0958`);
 - `(area) ...`: a parenthesised area code of 2 to 5 digits, 8 to 15 digits in all;
-- otherwise 9 to 15 digits in groups separated by one kind of separator used throughout, every group
-  after the first at least 2 digits long; 10 digits at least when there are fewer than three groups
-  (a ZIP+4 code is 9), and never groups of 3 after a short first one (`100 000 000` is an amount).
-None may touch a longer token (`NH-20471`, `#104233123`, `v2.14.3`, a decimal's fraction) or run on
-into a time or decimal (`2026-11-22 14:30`).
+- otherwise groups separated by one kind of separator used throughout, every group after the first
+  2 to 8 digits long: 9 to 15 digits in three groups or more, unless all groups after a short first
+  one have 3 digits (`100 000 000` is an amount); 10 to 15 digits in two groups (a ZIP+4 code has
+  9); 10 to 12 digits in one run, 15 after the international prefix 00 (longer runs are EANs,
+  timestamps, tracking numbers).
+No value may sit inside a longer token (`NH-20471`, `#104233123`, `SN0123456789`, `v2.14.3`, a
+decimal's fraction), except right after a lower-case word whose space went missing ("Thanks4111
+1111 ..."), and no phone number runs on into a time or decimal (`22 11 2026 14:30`).
 """
 
 from __future__ import annotations
@@ -31,89 +36,140 @@ from collections.abc import Callable, Mapping
 
 PII_KINDS = ("EMAIL", "PHONE", "CARD", "IBAN", "IP")
 
-# What the built-in kinds look like; each is checked further by its validator below. Possessive
-# quantifiers and single-meaning separators keep every pattern linear on hostile input.
-_EMAIL = r"""
-    (?<![\w%+-]) [\w%+-][\w.%+-]*+ @            # local part: a word without @ fails at once
+# What the built-in kinds look like; each candidate is checked further by its validator below.
+# Possessive quantifiers and separators with one meaning keep every pattern linear on hostile input.
+#
+# Where a value that is not an e-mail address may start: a token's start (not after an order
+# number's "#" or an amount's currency), or right after a lower-case word whose space went missing
+# ("Thanks4111 1111 ..."), but not after two hex digits ("deadbeef1234567890" is a hash). An
+# upper-case or one-letter prefix makes the digits part of an ID (SN0123456789, v1.2.3.4).
+_TOKEN_START = r"(?: (?<![\w#$€£¥+]) | (?<=[a-z][g-z]|[g-z][a-z]) )"
+
+_EMAIL = re.compile(
+    r"""
+    (?<![\w%+-]) [\w%+-][\w.%+-]*+ @            # local part: a word without an @ fails at once
     (?:[\w-]+\.)+ [^\W\d_]{2,} (?![\w-])         # domain; a sentence's full stop is not the TLD
-"""
-_IBAN = r"""
-    (?<!\w) [A-Za-z]{2}[0-9]{2}                  # country code, check digits
-    (?: [A-Za-z0-9]{11,30}                       # written as one run
-      | (?:[ ][A-Za-z0-9]{4}){2,8} (?:[ ][A-Za-z0-9]{1,3})? )   # or in groups of 4
-    (?!\w)
-"""
-# Only the groupings printed on cards: free grouping would join a row of unrelated numbers
-# ("104233 2026-11-22 22") into a candidate that passes Luhn one time in ten.
-_CARD = r"""
-    (?<![\w#]) (?<!\w[.,-])
-    (?: [0-9]{13,19}
-      | [0-9]{4} (?P<csep>[ -])[0-9]{4} (?P=csep)[0-9]{4} (?P=csep)[0-9]{1,4} (?:(?P=csep)[0-9]{1,3})?   # 4-4-4-4(-3)
-      | [0-9]{4} (?P<asep>[ -])[0-9]{6} (?P=asep)[0-9]{4,5} )                                       # 4-6-5, 4-6-4
-    (?!\w)
-"""
-_IP = r"""
-    (?<![\w.]) (?:[0-9]{1,3}\.){3}[0-9]{1,3} (?!\w|\.[0-9])
-  | (?<![\w.:]) (?:[0-9A-Fa-f]{0,4}:){2,7} (?:[0-9]{1,3}(?:\.[0-9]{1,3}){3} | [0-9A-Fa-f]{0,4})
+    """,
+    re.VERBOSE,
+)
+_IPV6 = re.compile(
+    r"""
+    (?<![\w:]) (?<![0-9A-Fa-f]\.)               # not inside an address or a dotted number
+    (?P<label>[A-Za-z][A-Za-z0-9]*+:)?          # "ip:" or "ref:" before it, or its own first group
+    (?P<address> (?:[0-9A-Fa-f]{0,4}:){2,7} (?:[0-9]{1,3}(?:\.[0-9]{1,3}){3} | [0-9A-Fa-f]{0,4}) )
     (?![\w:]|\.[0-9])
-"""
-_PHONE = r"""
-    (?: (?<![\w+]) \+[0-9]++ (?: [ .-]?\([0-9]{1,5}\)[ .-]?[0-9]++ | [ .-][0-9]++ )*+
-      | (?<![\w)]) \([0-9]{2,5}\) [ .-]?[0-9]++ (?: (?P<psep>[ .-])[0-9]{2,}+ (?:(?P=psep)[0-9]{2,}+)*+ )?
-      | (?<![\w#$€£¥+]) (?<!\w[.,:/-])           # not the tail of an order number or a decimal
-        [0-9]++ (?: (?P<sep>[ .-])[0-9]{2,}+ (?:(?P=sep)[0-9]{2,}+)*+ )?
-    )
-    (?![\w%]|[.,:/-][0-9])                       # not the head of a date, time, decimal or longer token
-"""
-_PATTERNS = {"EMAIL": _EMAIL, "IBAN": _IBAN, "CARD": _CARD, "IP": _IP, "PHONE": _PHONE}
-_ORDER = tuple(_PATTERNS)
+    """,
+    re.VERBOSE,
+)
+# Every IPv6 address has two colons with only hex digits between them ("::" or ":db8:").
+_IPV6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
+_IBAN = re.compile(
+    r"""
+    (?: (?<![\w#$€£¥+]) [A-Za-z]{2}              # country code (glued to a word only in capitals:
+      | (?<=[a-z][g-z]|[g-z][a-z]) [A-Z]{2} )    # "Thanks51802..." is no IBAN from "KS")
+    [0-9]{2}                                     # check digits
+    (?: [A-Za-z0-9]{11,30}                       # written as one run
+      | (?:[ ][A-Za-z0-9]{4}){2,8} (?:[ ][A-Za-z0-9]{1,3})? )   # or in groups of four
+    (?!\w)
+    """,
+    re.VERBOSE,
+)
 
-
-def _combined(kinds: tuple[str, ...]) -> re.Pattern[str]:
-    # Each kind is a named group, so `lastgroup` says which one matched (inner groups close earlier).
-    return re.compile("|".join(f"(?P<{kind}>{_PATTERNS[kind]})" for kind in kinds), re.VERBOSE)
-
-
-_SCAN_ALL = _combined(_ORDER)
-# Without an @ no e-mail can match, and its branch is the costly one: it reads every word.
-_SCAN_NO_EMAIL = _combined(tuple(kind for kind in _ORDER if kind != "EMAIL"))
-_SINGLE = {kind: re.compile(pattern, re.VERBOSE) for kind, pattern in _PATTERNS.items()}
-_LATER = {kind: _ORDER[i + 1 :] for i, kind in enumerate(_ORDER)}
+# The kinds that start at a digit, "+" or "(", tried in this order at each such place.
+_NUMBER_PATTERNS = {
+    # Only the groupings printed on cards: free grouping would join a row of unrelated numbers
+    # ("104233 2026-11-22 22") into a candidate that passes Luhn one time in ten.
+    "CARD": _TOKEN_START
+    + r"""
+        (?<!\w[.-])                              # not the tail of an order number or a decimal
+        (?: [1-9][0-9]{12,18}                    # no card number starts with 0; phones do (00 44 ...)
+          | [1-9][0-9]{3} (?P<csep>[ -])[0-9]{4} (?P=csep)[0-9]{4} (?P=csep)[0-9]{1,4} (?:(?P=csep)[0-9]{1,3})?
+          | [1-9][0-9]{3} (?P<asep>[ -])[0-9]{6} (?P=asep)[0-9]{4,5} )          # Amex, Diners
+        (?!\w)
+    """,
+    "IP": _TOKEN_START
+    + r"""
+        (?<![0-9]\.) (?:[0-9]{1,3}\.){3}[0-9]{1,3} (?!\w|\.[0-9])
+    """,
+    # Group counts and lengths are bounded so that a long row of numbers costs linear time (each
+    # of its groups starts a candidate); a bounded national candidate must not stop inside a row
+    # that goes on in the same style.
+    "PHONE": r"""
+        (?: (?<![0-9+]) \+[0-9]{1,15}+ (?: [ .-]?\([0-9]{1,5}\)[ .-]?[0-9]{1,15}+ | [ .-][0-9]{1,15}+ ){0,7}+
+          | \([0-9]{2,5}\) [ .-]?[0-9]{1,15}+
+            (?: (?P<psep>[ .-])[0-9]{2,8}+ (?:(?P=psep)[0-9]{2,8}+){0,5}+ (?!(?P=psep)[0-9]{2}) )?
+          | """
+    + _TOKEN_START
+    + r"""
+            (?<![0-9][.:-]) (?<![^\W0-9][.-])    # not after a decimal, time, date or ID ("NH-"); "Tel:" may lead in
+            [0-9]{1,15}+ (?: (?P<sep>[ .-])[0-9]{2,8}+ (?:(?P=sep)[0-9]{2,8}+){0,5}+ (?!(?P=sep)[0-9]{2}) )?
+        )
+        (?![\w%] | [:-][0-9] | \.[0-9]{1,2}(?![0-9.]))   # not the head of a date, time, decimal or longer token
+    """,
+}
+# One alternation; each kind is a named group, so `lastgroup` says which matched (its inner groups
+# close before it does).
+_NUMBERS = re.compile("|".join(f"(?P<{kind}>{p})" for kind, p in _NUMBER_PATTERNS.items()), re.VERBOSE)
+_NUMBER = {kind: re.compile(p, re.VERBOSE) for kind, p in _NUMBER_PATTERNS.items()}
+_LATER = {kind: tuple(_NUMBER_PATTERNS)[i + 1 :] for i, kind in enumerate(_NUMBER_PATTERNS)}
+# Where a number value can start: a "+", "(" or digit that begins a run of at least seven number
+# characters (the shortest value, 1.1.1.1, has seven), or two digits after two letters (an IBAN's
+# check digits: its country code is looked at from there). The pattern starts with a character set,
+# so `re` skips to candidates in C (the alternation tried at every position is five times slower),
+# and each place found costs a round of Python, so most short numbers must not be one.
+_TRIGGER = re.compile(
+    r"[0-9+(] (?<![0-9][0-9]) (?: (?=[0-9 .()+-]{6}) | (?<=[A-Za-z]{2}[0-9])(?=[0-9]) )", re.VERBOSE
+)
 
 _NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_[0-9]+>")
 _DIGIT = re.compile(r"[0-9]")
 _NOT_DIGIT = re.compile(r"[^0-9]")
-_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
 _GROUP_END = re.compile(r"[0-9]+\)?")
 
 # A hit: where the value ends (validators may cut a candidate short) and its identity for numbering.
 _Hit = tuple[int, str]
 
 
-def _email(m: re.Match[str]) -> _Hit | None:
-    return m.end(), m.group().lower()
+# IBAN lengths by country (SWIFT IBAN registry). Only a preference: when several readings of a
+# grouped candidate pass mod-97 ("... 2107 y" may, one time in 97), the one of the country's length
+# wins; a country missing here or a registry change never makes an IBAN go unscrubbed.
+_IBAN_LENGTHS = {
+    entry[:2]: int(entry[2:])
+    for entry in """
+    AD24 AE23 AL28 AT20 AZ28 BA20 BE16 BG22 BH22 BI27 BR29 BY28 CH21 CR22 CY28 CZ24 DE22 DJ27 DK18
+    DO28 EE20 EG29 ES24 FI18 FK18 FO18 FR27 GB22 GE22 GI23 GL18 GR27 GT28 HN28 HR21 HU28 IE22 IL23
+    IQ23 IS26 IT27 JO30 KW30 KZ20 LB28 LC32 LI21 LT20 LU20 LV21 LY25 MC27 MD24 ME22 MK19 MN20 MR27
+    MT31 MU30 NI28 NL18 NO15 OM23 PK24 PL28 PS29 PT25 QA29 RO24 RS22 RU33 SA24 SC31 SD18 SE24 SI19
+    SK24 SM27 SO23 ST25 SV28 TL23 TN24 TR26 UA29 VA22 VG24 XK20 YE30
+    """.split()
+}
 
 
 def _iban(m: re.Match[str]) -> _Hit | None:
-    # The grouped form may run on into words of four letters after it ("... 1332 from"): drop
-    # trailing groups until the rest checks out.
-    groups = m.group().split(" ")
-    for count in range(len(groups), 0, -1):
-        value = "".join(groups[:count]).upper()
-        if len(value) < 15:
-            return None
-        if _mod97(value):
-            return m.start() + len(" ".join(groups[:count])), value
-    return None
-
-
-def _mod97(iban: str) -> bool:
-    if len(iban) > 34 or not iban[:2].isalpha() or not iban[2:4].isdigit():
-        return False
-    # ISO 7064 MOD 97-10: the first four characters move to the end, letters become 10..35.
-    number = "".join(str(int(char, 36)) for char in iban[4:] + iban[:4])
-    return int(number) % 97 == 1
+    # ISO 7064 MOD 97-10 on the IBAN with its first four characters moved to the end, letters
+    # read as 10..35. The grouped form may run on into words after it ("... 1332 from"), so the
+    # remainder is kept as the groups go by and every group end that checks out is a reading.
+    candidate = m.group().upper()
+    head = int("".join(str(int(char, 36)) for char in candidate[:4]))  # always six digits
+    expected = _IBAN_LENGTHS.get(candidate[:2])
+    remainder = 0
+    length = 4
+    best: _Hit | None = None
+    for i in range(4, len(candidate)):
+        char = candidate[i]
+        if char != " ":
+            value = int(char, 36)
+            remainder = (remainder * (100 if value > 9 else 10) + value) % 97
+            length += 1
+        if length > 34:
+            break
+        at_group_end = i + 1 == len(candidate) or candidate[i + 1] == " "
+        if at_group_end and length >= 15 and (remainder * 1_000_000 + head) % 97 == 1:
+            best = m.start() + i + 1, candidate[: i + 1].replace(" ", "")
+            if length == expected:
+                return best
+    return best
 
 
 def _card(m: re.Match[str]) -> _Hit | None:
@@ -139,8 +195,7 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _ip(m: re.Match[str]) -> _Hit | None:
-    candidate = m.group()
+def _canonical_ip(candidate: str) -> str | None:
     # Real addresses have a digit; "dead::beef" or a bare "::" in prose are not worth the risk.
     if not _DIGIT.search(candidate):
         return None
@@ -148,12 +203,17 @@ def _ip(m: re.Match[str]) -> _Hit | None:
         address = ipaddress.ip_address(candidate)
     except ValueError:
         return None
-    return m.end(), str(address)  # the canonical form, so 2001:db8:0::1 and 2001:db8::1 are one
+    return str(address)  # the canonical form, so 2001:db8:0::1 and 2001:DB8::1 are one
+
+
+def _ipv4(m: re.Match[str]) -> _Hit | None:
+    address = _canonical_ip(m.group())
+    return (m.end(), address) if address else None
 
 
 def _phone(m: re.Match[str]) -> _Hit | None:
-    text, start, end = m.string, m.start(), m.end()
-    candidate = text[start:end]
+    start, end = m.span()
+    candidate = m.group()
     digits = _NOT_DIGIT.sub("", candidate)
     if candidate[0] == "+":
         if len(digits) > 15:
@@ -166,24 +226,58 @@ def _phone(m: re.Match[str]) -> _Hit | None:
         return (end, digits) if 8 <= len(digits) <= 15 else None
     if candidate[0] == "(":
         return (end, digits) if 8 <= len(digits) <= 15 else None
-    if not 9 <= len(digits) <= 15:
-        return None
     sep = m.group("sep")
     groups = candidate.split(sep) if sep else [candidate]
-    if len(groups) < 3 and len(digits) < 10:
-        return None
-    if len(groups) >= 3 and len(groups[0]) <= 3 and all(len(group) == 3 for group in groups[1:]):
-        return None
-    return end, digits
+    if len(groups) == 1:
+        # Longer runs are EANs, ISBNs, timestamps and tracking numbers; 00 is the international prefix.
+        ok = 10 <= len(digits) <= (15 if digits.startswith("00") else 12)
+    elif len(groups) == 2:
+        ok = 10 <= len(digits) <= 15  # a ZIP+4 code has 9
+    else:
+        thousands = len(groups[0]) <= 3 and all(len(group) == 3 for group in groups[1:])
+        ok = 9 <= len(digits) <= 15 and not thousands
+    return (end, digits) if ok else None
 
 
-_VALIDATORS: dict[str, Callable[[re.Match[str]], _Hit | None]] = {
-    "EMAIL": _email,
-    "IBAN": _iban,
-    "CARD": _card,
-    "IP": _ip,
-    "PHONE": _phone,
-}
+_VALIDATORS: dict[str, Callable[[re.Match[str]], _Hit | None]] = {"CARD": _card, "IP": _ipv4, "PHONE": _phone}
+
+
+# How far the number patterns look before a trigger (an IBAN's country code and two letters before
+# it) and how far a candidate, with what it looks at after itself, can reach after it.
+_BEHIND = 4
+_AHEAD = 200
+
+
+def _number_at(text: str, at: int, floor: int) -> tuple[str | None, int, int, str]:
+    """The value found from trigger position `at`: (kind, start, end, identity), or, when there is
+    none, (None, at, where to look on, "")."""
+    # Looked for in a window that starts no earlier than `floor`, the end of the last value
+    # replaced, so that value is a boundary ("... 0132.20.121.150.117": a phone number, a full
+    # stop, an IP address); the window also keeps each look short on a long text.
+    offset = max(floor, at - _BEHIND)
+    kind, start, end, value = _value_at(text[offset : at + _AHEAD], at - offset)
+    return kind, start + offset, end + offset, value
+
+
+def _value_at(text: str, at: int) -> tuple[str | None, int, int, str]:
+    # An IBAN starts at its country code, two letters before the trigger.
+    if at >= 2 and text[at - 2 : at].isalpha() and (m := _IBAN.match(text, at - 2)):
+        if hit := _iban(m):
+            return "IBAN", at - 2, *hit
+    m = _NUMBERS.match(text, at)
+    if m is None:
+        return None, at, at + 1, ""
+    kind = m.lastgroup
+    assert kind is not None
+    if hit := _VALIDATORS[kind](m):
+        return kind, at, *hit
+    # A failed candidate may still be a later kind here: a digit run that fails Luhn may be a phone.
+    for later in _LATER[kind]:
+        if (again := _NUMBER[later].match(text, at)) and (hit := _VALIDATORS[later](again)):
+            return later, at, *hit
+    # A card-shaped number that fails Luhn is one number (an account, an order): its last groups
+    # are not a phone number. Anything else may hide a value further on.
+    return None, at, m.end() if kind == "CARD" else at + 1, ""
 
 
 def _compile_custom(name: str, pattern: str) -> re.Pattern[str]:
@@ -229,35 +323,40 @@ class ConversationScrubber:
         if self._custom:
             text = self._scrub_custom(text)
         if "@" in text:
-            scan = _SCAN_ALL
-        elif _DIGIT.search(text):
-            scan = _SCAN_NO_EMAIL
-        else:
-            return text  # every built-in kind needs a digit or an @: most messages stop here
+            text = _EMAIL.sub(lambda m: self._placeholder("EMAIL", m.group().lower()), text)
+        if _IPV6_HINT.search(text):
+            text = _IPV6.sub(self._replace_ipv6, text)
+        return self._scrub_numbers(text)
+
+    def _replace_ipv6(self, m: re.Match[str]) -> str:
+        # "abcd:ef01::1" is one address, "ref:fe80::1" a label and an address, "Thanksf1f5:7453:..."
+        # a word and an address with the space missing: the longest reading that parses wins.
+        text, label, address = m.string, m.start(), m.start("address")
+        starts = [label]
+        if address > label:
+            word = text[label : address - 1]
+            tail = len(word) - len(word.rstrip("0123456789abcdefABCDEF"))
+            if 0 < tail <= 4:
+                starts.append(address - 1 - tail)
+            starts.append(address)
+        for start in starts:
+            if canonical := _canonical_ip(text[start : m.end()]):
+                return text[label:start] + self._placeholder("IP", canonical)
+        return m.group()
+
+    def _scrub_numbers(self, text: str) -> str:
+        trigger = _TRIGGER.search(text)
+        if trigger is None:
+            return text  # no digit, "+" or "(": most messages stop here
         pieces: list[str] = []
         done = 0
-        position = 0
-        while (m := scan.search(text, position)) is not None:
-            start = m.start()
-            kind = m.lastgroup
-            assert kind is not None
-            hit = _VALIDATORS[kind](m)
-            if hit is None:
-                # A failed candidate may still be a later kind at the same place (a digit run that
-                # fails Luhn may be a phone number).
-                for later in _LATER[kind]:
-                    if (again := _SINGLE[later].match(text, start)) and (hit := _VALIDATORS[later](again)):
-                        kind = later
-                        break
-            if hit is None:
-                # A card-shaped number that fails Luhn is one number (an account, an order): its
-                # last groups are not a phone number. Anything else may hide a value further on.
-                position = m.end() if m.lastgroup == "CARD" else start + 1
-                continue
-            end, value = hit
-            pieces.append(text[done:start])
-            pieces.append(self._placeholder(kind, value))
-            done = position = end
+        while trigger is not None:
+            kind, start, end, value = _number_at(text, trigger.start(), done)
+            if kind is not None:
+                pieces.append(text[done:start])
+                pieces.append(self._placeholder(kind, value))
+                done = end
+            trigger = _TRIGGER.search(text, end)
         if not pieces:
             return text
         pieces.append(text[done:])
@@ -265,6 +364,8 @@ class ConversationScrubber:
 
     def _scrub_custom(self, text: str) -> str:
         for name, pattern in self._custom:
+            if pattern.search(text) is None:
+                continue  # most messages: no closure, no guard
             # A later pattern must not rewrite part of an earlier one's placeholder.
             guarded = [m.span() for m in _PLACEHOLDER.finditer(text)] if "<" in text else []
 
