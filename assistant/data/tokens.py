@@ -1,11 +1,19 @@
 """The model's tokenizer, as the dataset builder needs it: lengths of chat-templated conversations
-exactly as TRL's SFTTrainer will tokenise them, and the special-token strings to defuse.
+as TRL's SFTTrainer will tokenise them, and the special-token strings to defuse.
+
+Rows share most of their text (each turn's context repeats the turns before; preference rows repeat
+the prompts), so a length is counted as the template's own tokens for that sequence of roles plus
+the tokens of each message content, every distinct content encoded once. Special tokens split the
+text before byte-level BPE and the templates put a newline or a special token around contents, so
+this equals tokenising the rendered row for ChatML-style templates (tests/data/test_tokens.py
+checks it); `exact=True` renders and tokenises every row instead.
 
 The one module of data/ that imports transformers (and so torch); the builder gets it passed in.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +21,8 @@ from typing import Any
 from assistant.errors import DatasetError
 
 BATCH = 512
+_SLOT = "\ue000{}\ue001"  # private-use characters: never in a template, stripped before counting
+_SLOT_RE = re.compile("\ue000(\\d+)\ue001")
 
 
 class ChatTokenizer:
@@ -25,6 +35,8 @@ class ChatTokenizer:
         self.name = name
         added = [token.content for token in tokenizer.added_tokens_decoder.values() if token.special]
         self.special_tokens = sorted(set(tokenizer.all_special_tokens) | set(added))
+        self._content_tokens: dict[str, int] = {}
+        self._template_tokens: dict[tuple, tuple[int, tuple[int, ...]]] = {}
 
     @classmethod
     def load(cls, path: Path | str, name: str | None = None) -> ChatTokenizer:
@@ -36,7 +48,34 @@ class ChatTokenizer:
             raise DatasetError(f"cannot load the tokenizer from {path}: {str(exc).splitlines()[0]}") from None
         return cls(tokenizer, name or str(path))
 
-    def lengths(self, conversations: Sequence[Sequence[dict[str, Any]]]) -> list[int]:
+    def lengths(self, conversations: Sequence[Sequence[dict[str, Any]]], *, exact: bool = False) -> list[int]:
+        if exact:
+            return self._exact(conversations)
+        contents = {m["content"] for c in conversations for m in c} - self._content_tokens.keys()
+        new = sorted(contents)
+        for start in range(0, len(new), BATCH * 8):
+            batch = new[start : start + BATCH * 8]
+            encoded = self.tokenizer(batch, add_special_tokens=False)["input_ids"]
+            self._content_tokens.update(zip(batch, map(len, encoded), strict=True))
+        lengths = []
+        for conversation in conversations:
+            overhead, shown = self._template(conversation)
+            lengths.append(overhead + sum(self._content_tokens[conversation[i]["content"]] for i in shown))
+        return lengths
+
+    def _template(self, conversation: Sequence[dict[str, Any]]) -> tuple[int, tuple[int, ...]]:
+        """The template's own tokens for this sequence of roles (and weights), and which messages'
+        contents it shows (a template may leave the system message out)."""
+        key = tuple((m["role"], m.get("weight")) for m in conversation)
+        if key not in self._template_tokens:
+            marked = [{**m, "content": _SLOT.format(i)} for i, m in enumerate(conversation)]
+            rendered = self.tokenizer.apply_chat_template(marked, tokenize=False)
+            shown = tuple(int(i) for i in _SLOT_RE.findall(rendered))
+            bare = _SLOT_RE.sub("", rendered)
+            self._template_tokens[key] = (len(self.tokenizer(bare, add_special_tokens=False)["input_ids"]), shown)
+        return self._template_tokens[key]
+
+    def _exact(self, conversations: Sequence[Sequence[dict[str, Any]]]) -> list[int]:
         lengths: list[int] = []
         for start in range(0, len(conversations), BATCH):
             batch = [list(c) for c in conversations[start : start + BATCH]]
