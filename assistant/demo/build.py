@@ -298,13 +298,15 @@ def _fsync_tree(path: Path) -> None:
 def endless_copy(model_dir: Path, out: Path) -> Path:
     """A copy of a model that never ends its turn: replies run to max_new_tokens.
 
-    For benchmarks and tests that need a long stream from a real model.
+    For benchmarks and tests that need a long stream from a real model. Its context is widened (RoPE
+    positions extrapolate; the text is noise either way) so that a stream can outlast a slow machine.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     model.generation_config.suppress_tokens = [tokenizer.convert_tokens_to_ids(t) for t in tokenizer.all_special_tokens]
+    model.config.max_position_embeddings = max(model.config.max_position_embeddings, 32_768)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
