@@ -20,6 +20,8 @@ from assistant.commands.demo import demo
 from assistant.commands.doctor import doctor
 from assistant.commands.feedback import feedback
 from assistant.commands.history import history
+from assistant.commands.models import models
+from assistant.commands.retrain import retrain
 from assistant.errors import AssistantError
 from assistant.formats import json_text
 from assistant.logs import quiet_libraries
@@ -136,6 +138,8 @@ cli.add_command(demo)
 cli.add_command(feedback)
 cli.add_command(dataset)
 cli.add_command(forget)
+cli.add_command(retrain)
+cli.add_command(models)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -63,6 +63,24 @@ class NotAllowedError(AssistantError):
     exit_code = 9
 
 
+class TrainingError(AssistantError):
+    """Retrain cannot run or did not finish: a preflight check failed, a non-finite loss, no checkpoint to resume."""
+
+    exit_code = 10
+
+
+class BusyError(AssistantError):
+    """Another `assistant retrain` holds the data dir's training lock."""
+
+    exit_code = 11
+
+
+class GateRejected(AssistantError):
+    """The new adapter did not beat the active one at the eval gate; it was kept as a candidate or rejected."""
+
+    exit_code = 12
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "other error (the message says what)",
@@ -74,5 +92,8 @@ EXIT_CODES: dict[int, str] = {
     NotFoundError.exit_code: "no such conversation, message or dataset snapshot",
     DatasetError.exit_code: "the dataset cannot be built (too many over-long examples, no tokenizer)",
     NotAllowedError.exit_code: "not allowed: only the configured curators may curate",
+    TrainingError.exit_code: "retrain failed: a preflight check, a non-finite loss, nothing to resume",
+    BusyError.exit_code: "another `assistant retrain` is running",
+    GateRejected.exit_code: "the new adapter did not pass the eval gate and was not promoted",
     130: "interrupted (ctrl+c)",
 }

@@ -115,6 +115,44 @@ class Settings:
         ),
     )
 
+    # -- retrain: the names follow peft and TRL --------------------------------------------
+    lora_r: int = field(default=16, metadata=_help("LoRA rank."))
+    lora_alpha: int = field(default=32, metadata=_help("LoRA alpha (scaling = alpha / r)."))
+    lora_dropout: float = field(default=0.05, metadata=_help("Dropout on the LoRA path while training."))
+    lora_target_modules: tuple[str, ...] = field(
+        default=("all-linear",),
+        metadata=_help("Modules that get LoRA weights: all-linear, or names such as q_proj, v_proj (a TOML list)."),
+    )
+    learning_rate: float = field(
+        default=0.0, metadata=_help("Peak learning rate; 0: 2e-4, or 1e-2 for the built-in demo model.")
+    )
+    lr_scheduler_type: str = field(default="cosine", metadata=_help("Learning-rate schedule: cosine, linear, constant_with_warmup, ..."))
+    warmup_ratio: float = field(default=0.05, metadata=_help("Share of the steps spent warming the learning rate up."))
+    epochs: float = field(default=0.0, metadata=_help("Passes over the training set; 0: 3, or 30 for the demo model."))
+    max_steps: int = field(default=0, metadata=_help("Stop after this many optimiser steps; 0: no limit but epochs."))
+    batch_size: int = field(default=4, metadata=_help("Examples per device per step."))
+    gradient_accumulation_steps: int = field(default=1, metadata=_help("Steps whose gradients add up per update."))
+    eval_steps: int = field(
+        default=0, metadata=_help("Evaluate and checkpoint every this many steps; 0: about ten times per run.")
+    )
+    early_stopping_patience: int = field(
+        default=3, metadata=_help("Stop after this many evaluations without a better eval loss; 0: never (the demo model never does).")
+    )
+    train_seed: int = field(default=0, metadata=_help("Seed of retrain (initialisation, shuffling, dropout)."))
+    gate_margin: float = field(
+        default=0.01,
+        metadata=_help("A candidate is promoted only if its eval loss beats the active adapter's by this much."),
+    )
+    gate_regression_tolerance: float = field(
+        default=0.02,
+        metadata=_help("Largest allowed rise (a fraction) of the loss on earlier snapshots' eval examples."),
+    )
+    gate_max_examples: int = field(default=200, metadata=_help("Most examples of each eval set the gate scores."))
+    probe_prompts: tuple[str, ...] = field(
+        default=(),
+        metadata=_help("Questions every version answers (greedy) in its eval report (a TOML list); empty: a few eval questions."),
+    )
+
     @property
     def db_path(self) -> Path:
         return self.data_dir / "assistant.db"
@@ -122,6 +160,14 @@ class Settings:
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.data_dir / "adapters"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
 
     @property
     def log_path(self) -> Path:
@@ -264,6 +310,18 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("max_length must be at least 16")
     if not 0 <= settings.max_truncated_fraction <= 1:
         raise ConfigError("max_truncated_fraction must be in [0, 1]")
+    positive = ("lora_r", "lora_alpha", "batch_size", "gradient_accumulation_steps", "gate_max_examples")
+    for name in positive:
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"{name} must be at least 1")
+    for name in ("learning_rate", "epochs", "max_steps", "eval_steps", "early_stopping_patience", "gate_margin",
+                 "gate_regression_tolerance"):
+        if getattr(settings, name) < 0:
+            raise ConfigError(f"{name} must be 0 or more")
+    if not 0 <= settings.lora_dropout < 1 or not 0 <= settings.warmup_ratio < 1:
+        raise ConfigError("lora_dropout and warmup_ratio must be in [0, 1)")
+    if not settings.lora_target_modules:
+        raise ConfigError("lora_target_modules must name at least one module (or all-linear)")
     for name, regex in settings.pii_patterns:
         if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
             raise ConfigError(f"pii_patterns: {name!r} must be an upper-case name such as ORDER_ID")

@@ -2,6 +2,12 @@
 
 from assistant.store.db import Store
 from assistant.store.records import (
+    ADAPTER_STATUSES,
+    AdapterEvent,
+    AdapterRecord,
+    MetricPoint,
+    RatingCounts,
+    TrainingRun,
     REASON_TAGS,
     REVIEW_STATUSES,
     AuditEntry,
@@ -21,6 +27,12 @@ from assistant.store.records import (
 )
 
 __all__ = [
+    "ADAPTER_STATUSES",
+    "AdapterEvent",
+    "AdapterRecord",
+    "MetricPoint",
+    "RatingCounts",
+    "TrainingRun",
     "REASON_TAGS",
     "REVIEW_STATUSES",
     "AuditEntry",

@@ -47,6 +47,7 @@ Database = _import_sqlite_utils()
 from assistant.errors import InputError, NotFoundError, StoreError
 from assistant.text import one_line
 from assistant.store.curation import CurationStore, erase_conversations
+from assistant.store.training import TrainingStore
 from assistant.store.migrations import migrations
 from assistant.store.records import (
     REASON_TAGS,
@@ -88,7 +89,7 @@ def _fts_query(text: str) -> str:
     return " ".join(quoted)
 
 
-class Store(CurationStore):
+class Store(CurationStore, TrainingStore):
     """The conversation log. Create with `Store.open(path)`; one per thread."""
 
     def __init__(self, db: Database, path: Path, clock: Clock) -> None:

@@ -135,3 +135,69 @@ def m004_curation_and_datasets(db: Database) -> None:
         CREATE INDEX dataset_conversations_conversation ON dataset_conversations (conversation_id);
         """
     )
+
+
+@migrations()
+def m005_training_and_adapters(db: Database) -> None:
+    db.executescript(
+        """
+        -- One `assistant retrain` run (its files live in runs/<id>/). status: running, interrupted
+        -- (killed; `--resume` continues it), failed, nothing (no data), published (a version came out).
+        CREATE TABLE training_runs (
+            id TEXT PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL CHECK (status IN ('running', 'interrupted', 'failed', 'nothing', 'published')),
+            user TEXT NOT NULL,
+            pid INTEGER,
+            dataset_id TEXT,
+            data_until TEXT,               -- the store's time when the dataset was read
+            base_model TEXT NOT NULL DEFAULT '',
+            config TEXT NOT NULL DEFAULT '{}',
+            version TEXT,
+            error TEXT
+        );
+
+        -- Per-step metrics, written as training logs them (a resumed run rewrites the steps it repeats).
+        CREATE TABLE training_metrics (
+            run_id TEXT NOT NULL REFERENCES training_runs (id) ON DELETE CASCADE,
+            split TEXT NOT NULL CHECK (split IN ('train', 'eval')),
+            step INTEGER NOT NULL,
+            epoch REAL,
+            loss REAL,
+            grad_norm REAL,
+            learning_rate REAL,
+            at TEXT NOT NULL,
+            PRIMARY KEY (run_id, split, step)
+        ) WITHOUT ROWID;
+
+        -- Published adapter versions (adapters/<version>/). At most one is active.
+        CREATE TABLE adapters (
+            version TEXT PRIMARY KEY,
+            path TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('candidate', 'active', 'rejected', 'retired')),
+            reason TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            run_id TEXT,
+            dataset_id TEXT,
+            data_until TEXT,
+            base_model TEXT NOT NULL DEFAULT '',
+            metrics TEXT NOT NULL DEFAULT '{}',
+            report TEXT NOT NULL DEFAULT '{}',
+            activated_at TEXT,
+            deleted_at TEXT
+        );
+        CREATE UNIQUE INDEX adapters_one_active ON adapters (status) WHERE status = 'active';
+
+        -- Every status change of a version: who, when, why. Rollback walks the activations back.
+        CREATE TABLE adapter_events (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            version TEXT,
+            previous TEXT,
+            reason TEXT NOT NULL DEFAULT ''
+        );
+        """
+    )

@@ -191,3 +191,75 @@ class TrainingConversation:
     user: str
     system_prompt: str
     messages: tuple[TrainingMessage, ...]
+
+
+ADAPTER_STATUSES = ("candidate", "active", "rejected", "retired")
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    id: str
+    started_at: str
+    finished_at: str | None
+    status: str
+    user: str
+    pid: int | None
+    dataset_id: str | None
+    data_until: str | None
+    base_model: str
+    config: dict[str, Any]
+    version: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    split: str  # "train" or "eval"
+    step: int
+    epoch: float | None
+    loss: float | None
+    grad_norm: float | None
+    learning_rate: float | None
+
+
+@dataclass(frozen=True)
+class AdapterRecord:
+    version: str
+    path: str
+    status: str
+    reason: str
+    created_at: str
+    run_id: str | None
+    dataset_id: str | None
+    data_until: str | None
+    base_model: str
+    metrics: dict[str, Any]
+    report: dict[str, Any]
+    activated_at: str | None
+    deleted_at: str | None
+    dataset_erased_at: str | None = None  # the dataset snapshot it was trained on held data since erased
+
+
+@dataclass(frozen=True)
+class AdapterEvent:
+    id: int
+    at: str
+    actor: str
+    action: str
+    version: str | None
+    previous: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class RatingCounts:
+    """Thumbs on the replies one adapter version produced."""
+
+    replies: int
+    up: int
+    down: int
+
+    @property
+    def up_rate(self) -> float | None:
+        rated = self.up + self.down
+        return self.up / rated if rated else None

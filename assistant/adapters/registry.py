@@ -1,0 +1,176 @@
+"""Adapter versions on disk: `adapters/vNNNN/` with the weights, their config and `meta.json`.
+
+A version is written to a staging directory beside the others, flushed to disk and renamed into
+place, so a reader sees a whole version or none; a published directory is never modified (the
+files are made read-only). `meta.json` records the base model, the dataset snapshot, the training
+configuration, metrics, the eval report, the creation time, the code version and a SHA-256 of
+every other file. Loading verifies those checksums and refuses pickle files: only safetensors.
+
+No torch here: the chat's parent process and the CLI verify adapters without loading a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from assistant.errors import ModelError, NotFoundError
+
+META = "meta.json"
+WEIGHTS = "adapter_model.safetensors"
+CONFIG = "adapter_config.json"
+REQUIRED = (WEIGHTS, CONFIG)
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
+VERSION = re.compile(r"^v(\d{4,})$")
+
+
+def version_name(number: int) -> str:
+    return f"v{number:04d}"
+
+
+def version_number(name: str) -> int:
+    match = VERSION.match(name)
+    if not match:
+        raise NotFoundError(f"{name!r} is not an adapter version (expected v0001, v0002, ...)")
+    return int(match.group(1))
+
+
+def normalise_version(text: str) -> str:
+    """`3`, `v3` and `v0003` all name v0003."""
+    text = text.strip()
+    digits = text[1:] if text[:1] in {"v", "V"} else text
+    if not digits.isdigit():
+        raise NotFoundError(f"{text!r} is not an adapter version (expected v0001, v0002, ...)")
+    return version_name(int(digits))
+
+
+def adapters_dir(data_dir: Path) -> Path:
+    return data_dir / "adapters"
+
+
+def published(data_dir: Path) -> Iterator[Path]:
+    root = adapters_dir(data_dir)
+    if root.is_dir():
+        yield from sorted(p for p in root.iterdir() if p.is_dir() and VERSION.match(p.name))
+
+
+def next_version(data_dir: Path, taken: set[str] = frozenset()) -> str:
+    numbers = [version_number(p.name) for p in published(data_dir)] + [version_number(v) for v in taken]
+    return version_name(max(numbers, default=0) + 1)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksums(directory: Path) -> dict[str, str]:
+    return {p.name: sha256_file(p) for p in sorted(directory.iterdir()) if p.is_file() and p.name != META}
+
+
+def publish(source: Path, data_dir: Path, version: str, meta: dict[str, Any]) -> Path:
+    """Copy an adapter saved by peft (`source`) into `adapters/<version>/` with `meta.json`, atomically.
+
+    Only the safetensors weights and the adapter config are taken; anything else peft wrote (a
+    README) stays behind. Raises if the version exists: a published version is never replaced.
+    """
+    check_files(source, verify=False)
+    root = adapters_dir(data_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / version
+    if target.exists():
+        raise ModelError(f"adapter {version} already exists; published versions are never replaced")
+    staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=root))
+    try:
+        for name in REQUIRED:
+            shutil.copyfile(source / name, staging / name)
+        meta = {**meta, "version": version, "files": checksums(staging)}
+        (staging / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        for file in staging.iterdir():
+            with open(file, "rb") as handle:
+                os.fsync(handle.fileno())
+            file.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        os.rename(staging, target)  # fails if another process published the same version meanwhile
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_meta(directory: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((directory / META).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"adapter {directory} has no {META}") from None
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"adapter {directory}: {META} is unreadable ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"adapter {directory}: {META} is not a JSON object")
+    return meta
+
+
+def check_files(directory: Path, *, verify: bool = True) -> dict[str, Any] | None:
+    """Refuse what must not be loaded: a missing directory or file, pickle files, and (when the
+    directory has a meta.json, or `verify` demands one) files that do not match its checksums.
+
+    Returns the meta.json contents, or None for a plain peft adapter directory without one.
+    """
+    if not directory.is_dir():
+        raise ModelError(f"adapter directory not found: {directory}")
+    pickled = sorted(p.name for p in directory.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+    if pickled:
+        raise ModelError(f"adapter {directory.name} contains a pickle file ({pickled[0]}); only safetensors are loaded")
+    for required in REQUIRED:
+        if not (directory / required).is_file():
+            raise ModelError(f"adapter {directory.name} has no {required}")
+    if not verify and not (directory / META).is_file():
+        return None
+    meta = read_meta(directory)
+    expected = meta.get("files")
+    if not isinstance(expected, dict) or not all(name in expected for name in REQUIRED):
+        raise ModelError(f"adapter {directory.name}: {META} lists no checksums for its weights")
+    actual = checksums(directory)
+    extra = sorted(set(actual) - set(expected))
+    if extra:
+        raise ModelError(f"adapter {directory.name} has a file its {META} does not list ({extra[0]})")
+    for name, digest in expected.items():
+        if actual.get(name) != digest:
+            problem = "is missing" if name not in actual else "does not match its checksum"
+            raise ModelError(f"adapter {directory.name}: {name} {problem}; refusing to load it")
+    return meta
+
+
+def remove(directory: Path) -> None:
+    """Delete a version's directory (read-only files included)."""
+    if not directory.exists():
+        return
+    for file in directory.iterdir():
+        file.chmod(stat.S_IWUSR | stat.S_IRUSR)
+    trash = directory.with_name(f".{directory.name}.deleted")
+    os.rename(directory, trash)
+    shutil.rmtree(trash, ignore_errors=True)

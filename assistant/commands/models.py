@@ -1,0 +1,133 @@
+"""`assistant models`: the published adapter versions, and which one every chat serves.
+
+    assistant models list
+    assistant models show v0003          # gate report, probe answers, thumbs, loss curves
+    assistant models promote v0003       # running chats switch to it within seconds
+    assistant models rollback            # back to the version active before
+    assistant models delete v0002
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import click
+
+from assistant.adapters import registry
+from assistant.commands.common import Context, settings_options
+from assistant.errors import InputError
+from assistant.formats import json_text
+from assistant.text import one_line
+
+
+@click.group()
+def models() -> None:
+    """List, inspect, promote, roll back and delete adapter versions."""
+
+
+def _record_dict(record, ratings) -> dict:  # noqa: ANN001
+    rating = ratings.get(record.version)
+    return {
+        "version": record.version,
+        "status": record.status,
+        "reason": record.reason,
+        "created_at": record.created_at,
+        "activated_at": record.activated_at,
+        "dataset_id": record.dataset_id,
+        "dataset_erased": record.dataset_erased_at is not None,
+        "base_model": record.base_model,
+        "metrics": record.metrics,
+        "verdict": record.report.get("verdict"),
+        "replies": rating.replies if rating else 0,
+        "thumbs_up": rating.up if rating else 0,
+        "thumbs_down": rating.down if rating else 0,
+    }
+
+
+@models.command(name="list")
+@click.option("--all", "show_all", is_flag=True, help="Include deleted versions.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@settings_options
+def list_(state: Context, show_all: bool, as_json: bool) -> None:
+    """Every version, newest first; `*` marks the active one."""
+    store = state.store()
+    records = store.adapters(include_deleted=show_all)
+    ratings = store.adapter_ratings()
+    if as_json:
+        click.echo(json_text([_record_dict(r, ratings) for r in records]))
+        return
+    if not records:
+        click.echo("no adapter versions yet: `assistant retrain` makes the first")
+        return
+    from assistant.adapters.report import rating_line
+
+    for record in records:
+        eval_loss = record.metrics.get("eval_loss")
+        loss = f"{eval_loss:.4f}" if isinstance(eval_loss, (int, float)) else "-"
+        flags = [flag for flag, on in (("ERASED data", record.dataset_erased_at), ("deleted", record.deleted_at)) if on]
+        click.echo(
+            f"{'*' if record.status == 'active' else ' '} {record.version}  {record.status:<9}  {record.created_at[:16]}  "
+            f"eval loss {loss}  {rating_line(ratings.get(record.version))}" + (f"  [{', '.join(flags)}]" if flags else "")
+        )
+    if store.active_adapter() is None:
+        click.echo("no version is active: chats use the base model")
+
+
+@models.command()
+@click.argument("version")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with the eval report and metrics).")
+@settings_options
+def show(state: Context, version: str, as_json: bool) -> None:
+    """One version: status, gate report, probe answers, thumbs on its replies, loss curves."""
+    from assistant.adapters.report import describe
+
+    store = state.store()
+    record = store.adapter(registry.normalise_version(version))
+    points = store.run_metrics(record.run_id) if record.run_id else []
+    ratings = store.adapter_ratings()
+    if as_json:
+        click.echo(json_text({**_record_dict(record, ratings), "report": record.report,
+                              "loss": [p.__dict__ for p in points]}))
+        return
+    width = max(40, min(100, shutil.get_terminal_size((80, 24)).columns - 2))
+    click.echo(describe(record, points, ratings.get(record.version), width=width))
+
+
+@models.command()
+@click.argument("version")
+@click.option("--reason", default="", help="Recorded with the change.")
+@settings_options
+def promote(state: Context, version: str, reason: str) -> None:
+    """Make VERSION the active adapter (running chats switch to it between replies)."""
+    settings = state.settings
+    store = state.store()
+    name = registry.normalise_version(version)
+    store.adapter(name)
+    registry.check_files(registry.adapters_dir(settings.data_dir) / name)
+    record = store.promote(name, actor=settings.user, reason=reason or f"promoted by {settings.user}")
+    click.echo(f"{record.version} is active")
+
+
+@models.command()
+@click.option("--reason", default="", help="Recorded with the change.")
+@settings_options
+def rollback(state: Context, reason: str) -> None:
+    """Deactivate the active version and reactivate the one before it (or the base model)."""
+    settings = state.settings
+    before, after = state.store().rollback(actor=settings.user, reason=reason or f"rolled back by {settings.user}")
+    click.echo(f"rolled back {before}: " + (f"{after} is active" if after else "chats use the base model"))
+
+
+@models.command()
+@click.argument("version")
+@settings_options
+def delete(state: Context, version: str) -> None:
+    """Delete an inactive version's files (its record and history stay)."""
+    settings = state.settings
+    store = state.store()
+    name = registry.normalise_version(version)
+    if store.adapter(name).status == "active":
+        raise InputError(f"{name} is active; promote another version or roll back first")
+    store.delete_adapter(name, actor=settings.user)
+    registry.remove(registry.adapters_dir(settings.data_dir) / name)
+    click.echo(f"deleted {name}")

@@ -1,0 +1,74 @@
+"""What one retrain trains: LoRA shape, schedule and seed, resolved from the settings.
+
+Zeros in the settings mean "automatic": a real model gets the usual QLoRA numbers (lr 2e-4, 3
+epochs); the built-in demo model, small and trained from scratch, needs much larger steps to learn
+new answers from a handful of examples (lr 1e-2, 30 epochs, no early stopping: its eval loss on a
+few held-out questions says little about whether it learned the approved answers). No torch here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from assistant.settings import Settings
+
+EVALUATIONS_PER_RUN = 10
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+    target_modules: tuple[str, ...]
+    learning_rate: float
+    lr_scheduler_type: str
+    warmup_ratio: float
+    epochs: float
+    max_steps: int  # 0: epochs decide
+    batch_size: int
+    gradient_accumulation_steps: int
+    eval_steps: int  # 0: decided from the number of steps
+    early_stopping_patience: int
+    seed: int
+    max_length: int
+    warm_start: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, is_demo: bool, warm_start: bool = False) -> TrainConfig:
+        return cls(
+            lora_r=settings.lora_r,
+            lora_alpha=settings.lora_alpha,
+            lora_dropout=settings.lora_dropout,
+            target_modules=settings.lora_target_modules,
+            learning_rate=settings.learning_rate or (1e-2 if is_demo else 2e-4),
+            lr_scheduler_type=settings.lr_scheduler_type,
+            warmup_ratio=settings.warmup_ratio,
+            epochs=settings.epochs or (30.0 if is_demo else 3.0),
+            max_steps=settings.max_steps,
+            batch_size=settings.batch_size,
+            gradient_accumulation_steps=settings.gradient_accumulation_steps,
+            eval_steps=settings.eval_steps,
+            early_stopping_patience=0 if is_demo else settings.early_stopping_patience,
+            seed=settings.train_seed,
+            max_length=settings.max_length,
+            warm_start=warm_start,
+        )
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        return cls(**{**values, "target_modules": tuple(values["target_modules"])})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "target_modules": list(self.target_modules)}
+
+    def total_steps(self, train_examples: int) -> int:
+        per_epoch = math.ceil(train_examples / (self.batch_size * self.gradient_accumulation_steps))
+        steps = max(1, math.ceil(per_epoch * self.epochs))
+        return min(steps, self.max_steps) if self.max_steps else steps
+
+    def interval(self, total_steps: int) -> int:
+        """Steps between evaluations and checkpoints."""
+        return self.eval_steps or max(1, math.ceil(total_steps / EVALUATIONS_PER_RUN))

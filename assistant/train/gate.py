@@ -1,0 +1,198 @@
+"""The eval gate: is the new adapter better than the one serving now?
+
+The candidate, the active adapter (if any) and the bare base model are scored as they are served:
+the 4-bit base with the adapter unmerged on top. Each gets
+
+- its loss on the eval split of the candidate's dataset (assistant tokens only, token-weighted);
+- its loss on a regression set: eval examples of earlier snapshots that still exist and are not
+  training examples now;
+- its greedy answers to the probe prompts, kept in the report for people to read.
+
+`decide` is the rule, kept pure: promote only if the candidate beats the baseline (the active
+adapter, else the base model) on eval loss by at least `margin` and does not raise the regression
+loss by more than `tolerance` (a fraction). A candidate worse than the baseline is rejected; one
+that is better but not by enough, or regresses, stays a candidate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from assistant.engine.base import ChatMessage
+from assistant.train.loop import load_base_4bit, load_training_tokenizer, read_rows
+
+log = logging.getLogger(__name__)
+
+PROBE_TOKENS = 96
+DEFAULT_PROBES = 3
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str  # "promote", "keep" (stays a candidate) or "reject"
+    reason: str
+
+
+def decide(scores: dict[str, dict[str, Any]], *, margin: float, tolerance: float) -> Verdict:
+    candidate = scores["candidate"]
+    baseline_name = "active" if "active" in scores else "base"
+    baseline = scores[baseline_name]
+    label = f"the active adapter {baseline.get('version')}" if baseline_name == "active" else "the base model"
+    new, old = candidate.get("eval_loss"), baseline.get("eval_loss")
+    if new is None or old is None or not math.isfinite(new):
+        return Verdict("reject", "no eval loss to compare (empty eval split or non-finite loss)")
+    gain = old - new
+    if gain < 0:
+        return Verdict("reject", f"eval loss {new:.4f} is worse than {label}'s {old:.4f}")
+    if gain < margin:
+        return Verdict("keep", f"eval loss {new:.4f} beats {label}'s {old:.4f} by {gain:.4f}, less than the margin {margin}")
+    new_reg, old_reg = candidate.get("regression_loss"), baseline.get("regression_loss")
+    if new_reg is not None and old_reg is not None and new_reg > old_reg * (1 + tolerance):
+        rise = new_reg / old_reg - 1 if old_reg else math.inf
+        return Verdict(
+            "keep",
+            f"regression loss rose {rise:.1%} ({old_reg:.4f} -> {new_reg:.4f}), more than the tolerance {tolerance:.0%}",
+        )
+    return Verdict("promote", f"eval loss {new:.4f} beats {label}'s {old:.4f} by {gain:.4f}")
+
+
+def regression_rows(earlier: Sequence[Path], current_train: Sequence[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """Eval rows of earlier snapshots (newest first), without duplicates or current training rows."""
+    seen = {json.dumps(row["messages"], sort_keys=True) for row in current_train}
+    rows = []
+    for directory in earlier:
+        for row in read_rows(directory / "eval.jsonl"):
+            key = json.dumps(row["messages"], sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                rows.append(row)
+                if len(rows) >= limit:
+                    return rows
+    return rows
+
+
+def probe_prompts(configured: Sequence[str], eval_rows: Sequence[dict[str, Any]]) -> list[str]:
+    if configured:
+        return list(configured)
+    prompts: list[str] = []
+    for row in eval_rows:
+        users = [m["content"] for m in row["messages"] if m["role"] == "user"]
+        if users and users[-1] not in prompts:
+            prompts.append(users[-1])
+        if len(prompts) == DEFAULT_PROBES:
+            break
+    return prompts
+
+
+def evaluate(
+    base_path: Path,
+    candidate_dir: Path,
+    active: tuple[str, Path] | None,
+    dataset_dir: Path,
+    earlier_datasets: Sequence[Path],
+    *,
+    on_cuda: bool,
+    max_examples: int,
+    max_length: int,
+    probes: Sequence[str],
+    system_prompt: str,
+    progress: Callable[[str], None] = lambda text: None,
+) -> dict[str, Any]:
+    """Score candidate, active and base; the report (without the verdict)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    from assistant.engine.prompt import encode_chat
+
+    eval_rows = read_rows(dataset_dir / "eval.jsonl")[:max_examples]
+    regression = regression_rows(earlier_datasets, read_rows(dataset_dir / "train.jsonl"), max_examples)
+    prompts = probe_prompts(probes, eval_rows)
+    tokenizer = load_training_tokenizer(base_path)
+    serving_tokenizer = AutoTokenizer.from_pretrained(base_path)
+    model = load_base_4bit(base_path, on_cuda=on_cuda)
+    model = PeftModel.from_pretrained(model, candidate_dir, adapter_name="candidate", is_trainable=False)
+    if active is not None:
+        model.load_adapter(active[1], adapter_name="active", is_trainable=False)
+    model.eval()
+    device = next(model.parameters()).device
+
+    def encoded(rows: Sequence[dict[str, Any]]) -> list[tuple[list[int], list[int]]]:
+        out = []
+        for row in rows:
+            ids = tokenizer.apply_chat_template(
+                row["messages"], tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+            )
+            input_ids, mask = list(ids["input_ids"])[:max_length], list(ids["assistant_masks"])[:max_length]
+            if sum(mask[1:]):
+                out.append((input_ids, mask))
+        return out
+
+    eval_set, regression_set = encoded(eval_rows), encoded(regression)
+
+    def loss(examples: list[tuple[list[int], list[int]]]) -> float | None:
+        if not examples:
+            return None
+        total, count = 0.0, 0
+        with torch.inference_mode():
+            for input_ids, mask in examples:
+                ids = torch.tensor([input_ids], device=device)
+                labels = torch.tensor([[t if m else -100 for t, m in zip(input_ids, mask, strict=True)]], device=device)
+                n = int((labels[0, 1:] != -100).sum())
+                total += float(model(input_ids=ids, labels=labels).loss) * n
+                count += n
+        return total / count
+
+    stop = [serving_tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|eot_id|>", "<|endoftext|>")]
+    stop = [t for t in stop if isinstance(t, int) and t >= 0 and t != serving_tokenizer.unk_token_id]
+    if serving_tokenizer.eos_token_id is not None:
+        stop.append(serving_tokenizer.eos_token_id)
+
+    def answer(prompt: str) -> str:
+        messages = [ChatMessage("system", system_prompt), ChatMessage("user", prompt)] if system_prompt else [ChatMessage("user", prompt)]
+        ids = torch.tensor([encode_chat(serving_tokenizer, messages)], device=device)
+        with torch.inference_mode():
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=PROBE_TOKENS,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                eos_token_id=sorted(set(stop)) or None,
+                pad_token_id=stop[0] if stop else None,
+            )
+        return serving_tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+
+    scores: dict[str, dict[str, Any]] = {}
+    answers: dict[str, dict[str, str]] = {p: {} for p in prompts}
+
+    def score(name: str, version: str | None) -> None:
+        progress(f"Scoring the {name}" + (f" {version}" if version else ""))
+        scores[name] = {"version": version, "eval_loss": loss(eval_set), "regression_loss": loss(regression_set)}
+        for prompt in prompts:
+            answers[prompt][name] = answer(prompt)
+
+    model.set_adapter("candidate")
+    score("candidate", None)
+    if active is not None:
+        model.set_adapter("active")
+        score("active", active[0])
+    with model.disable_adapter():
+        score("base", None)
+    del model
+    if on_cuda:
+        torch.cuda.empty_cache()
+    return {
+        "scores": scores,
+        "eval_examples": len(eval_set),
+        "regression_examples": len(regression_set),
+        "probes": [{"prompt": p, "answers": answers[p]} for p in prompts],
+    }

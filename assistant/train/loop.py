@@ -1,0 +1,301 @@
+"""One training run: a fresh (or warm-started) LoRA adapter on the base model loaded in 4-bit NF4
+with double quantisation, prepared with peft's `prepare_model_for_kbit_training`, trained by TRL's
+SFTTrainer with assistant-only loss, evaluated and checkpointed every interval. With early stopping
+on, training stops when the eval loss stops improving and the best checkpoint's adapter comes out;
+without it, the adapter of the last step does.
+
+The same code runs on CUDA (bf16 compute) and on CPU (bitsandbytes' CPU 4-bit, fp32 compute), which
+is how the tests train real adapters on the tiny model.
+
+Interruptions: every checkpoint gets a `COMPLETE` marker once it is fully written; `resume` continues
+from the newest marked one and deletes any checkpoint a kill left half-written. A non-finite loss or
+gradient norm aborts at once (the trainer's NaN filtering of logs is off, so nothing hides it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assistant.errors import ModelError, TrainingError
+from assistant.store.records import MetricPoint
+from assistant.train.config import TrainConfig
+from assistant.train.templates import training_template
+
+log = logging.getLogger(__name__)
+
+COMPLETE = "COMPLETE"
+CHECKPOINTS = "checkpoints"
+ADAPTER = "adapter"
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    total: int
+    loss: float | None
+    eval_loss: float | None
+
+
+@dataclass
+class Reporter:
+    """Where a run's progress goes: per-step metrics (the store) and a progress display."""
+
+    metrics: Callable[[list[MetricPoint]], None] = lambda points: None
+    progress: Callable[[Progress], None] = lambda progress: None
+
+
+@dataclass
+class Outcome:
+    adapter_dir: Path
+    steps: int
+    total_steps: int
+    train_loss: float | None
+    best_eval_loss: float | None
+    stopped_early: bool
+    resumed_from: int | None
+    history: list[MetricPoint] = field(default_factory=list)
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "total_steps": self.total_steps,
+            "train_loss": self.train_loss,
+            "eval_loss": self.best_eval_loss,
+            "stopped_early": self.stopped_early,
+            "resumed_from_step": self.resumed_from,
+        }
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def quantization_config(on_cuda: bool):  # noqa: ANN201
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16 if on_cuda else torch.float32,
+    )
+
+
+def load_base_4bit(base_path: Path, *, on_cuda: bool):  # noqa: ANN201
+    """The base model as it is trained and gated: 4-bit NF4, double quantisation."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            base_path,
+            quantization_config=quantization_config(on_cuda),
+            device_map={"": 0} if on_cuda else "cpu",
+            dtype=torch.bfloat16 if on_cuda else torch.float32,
+            use_safetensors=True,
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load the base model from {base_path}: {str(exc).splitlines()[0]}") from None
+
+
+def load_training_tokenizer(base_path: Path):  # noqa: ANN201
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    template = training_template(tokenizer)
+    if template is None:
+        raise TrainingError(
+            "the model's chat template does not mark assistant tokens ({% generation %}) and is not ChatML; "
+            "assistant-only training is impossible with it"
+        )
+    tokenizer.chat_template = template
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def complete_checkpoints(checkpoints: Path) -> list[Path]:
+    """Fully written checkpoints, oldest first."""
+    if not checkpoints.is_dir():
+        return []
+    found = [p for p in checkpoints.glob("checkpoint-*") if (p / COMPLETE).is_file()]
+    return sorted(found, key=lambda p: int(p.name.rsplit("-", 1)[1]))
+
+
+def discard_incomplete(checkpoints: Path) -> None:
+    if checkpoints.is_dir():
+        for path in checkpoints.glob("checkpoint-*"):
+            if not (path / COMPLETE).is_file():
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def train_adapter(
+    base_path: Path,
+    dataset_dir: Path,
+    run_dir: Path,
+    config: TrainConfig,
+    *,
+    on_cuda: bool,
+    warm_start_from: Path | None = None,
+    resume: bool = False,
+    reporter: Reporter | None = None,
+) -> Outcome:
+    """Train, and save the best adapter to run_dir/adapter (safetensors)."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, PeftModel, prepare_model_for_kbit_training
+    from transformers import EarlyStoppingCallback, PrinterCallback, TrainerCallback, set_seed
+    from trl import SFTConfig, SFTTrainer
+
+    report = reporter or Reporter()
+    train_rows = read_rows(dataset_dir / "train.jsonl")
+    eval_rows = read_rows(dataset_dir / "eval.jsonl")
+    if not train_rows:
+        raise TrainingError(f"the dataset {dataset_dir.name} has no training examples")
+    checkpoints = run_dir / CHECKPOINTS
+    resume_from: Path | None = None
+    if resume:
+        discard_incomplete(checkpoints)
+        done = complete_checkpoints(checkpoints)
+        resume_from = done[-1] if done else None
+
+    set_seed(config.seed)
+    tokenizer = load_training_tokenizer(base_path)
+    model = load_base_4bit(base_path, on_cuda=on_cuda)
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+    peft_config = None
+    if warm_start_from is not None:
+        model = PeftModel.from_pretrained(model, warm_start_from, is_trainable=True)
+    else:
+        targets = config.target_modules
+        peft_config = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules="all-linear" if targets == ("all-linear",) else list(targets),
+            task_type="CAUSAL_LM",
+        )
+
+    total = config.total_steps(len(train_rows))
+    interval = config.interval(total)
+    has_eval = bool(eval_rows)
+    stop_early = has_eval and config.early_stopping_patience > 0
+    history: list[MetricPoint] = []
+    best = {"eval": None, "train": None}
+    last: dict[str, float | None] = {"eval": None}
+
+    class Watch(TrainerCallback):
+        """Records every logged step, refuses non-finite numbers, reports progress."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+            logs = logs or {}
+            step = state.global_step
+            points = []
+            if "loss" in logs:
+                points.append(
+                    MetricPoint("train", step, logs.get("epoch"), logs["loss"], logs.get("grad_norm"), logs.get("learning_rate"))
+                )
+                best["train"] = logs["loss"]
+            if "eval_loss" in logs:
+                points.append(MetricPoint("eval", step, logs.get("epoch"), logs["eval_loss"], None, None))
+                last["eval"] = logs["eval_loss"]
+                if best["eval"] is None or logs["eval_loss"] < best["eval"]:
+                    best["eval"] = logs["eval_loss"]
+            for name in ("loss", "grad_norm", "eval_loss"):
+                value = logs.get(name)
+                if isinstance(value, (int, float)) and not math.isfinite(value):
+                    report.metrics(points)
+                    raise TrainingError(f"non-finite {name.replace('_', ' ')} ({value}) at step {step}; the run is aborted")
+            if points:
+                history.extend(points)
+                report.metrics(points)
+                report.progress(Progress(step, total, best["train"], best["eval"]))
+
+        def on_save(self, args, state, control, **kwargs):  # noqa: ANN001
+            saved = checkpoints / f"checkpoint-{state.global_step}"
+            if saved.is_dir():
+                (saved / COMPLETE).write_text(str(state.global_step), encoding="utf-8")
+
+    callbacks: list[Any] = [Watch()]
+    if stop_early:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    sft = SFTConfig(
+        output_dir=str(checkpoints),
+        assistant_only_loss=True,
+        max_length=config.max_length,
+        num_train_epochs=config.epochs,
+        max_steps=total,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=max(0, round(total * config.warmup_ratio)),
+        seed=config.seed,
+        data_seed=config.seed,
+        logging_steps=1,
+        logging_nan_inf_filter=False,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=interval if has_eval else None,
+        save_strategy="steps",
+        save_steps=interval,
+        save_total_limit=2,
+        load_best_model_at_end=stop_early,
+        metric_for_best_model="eval_loss" if stop_early else None,
+        greater_is_better=False if stop_early else None,
+        gradient_checkpointing=True,
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=not on_cuda,
+        bf16=on_cuda,
+        fp16=False,
+        dataloader_num_workers=0,
+    )
+    try:
+        trainer = SFTTrainer(
+            model=model,
+            args=sft,
+            train_dataset=Dataset.from_list(train_rows),
+            eval_dataset=Dataset.from_list(eval_rows) if has_eval else None,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=callbacks,
+        )
+    except ValueError as exc:
+        raise TrainingError(f"cannot set up training: {str(exc).splitlines()[0]}") from None
+    trainer.remove_callback(PrinterCallback)
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    steps = trainer.state.global_step
+
+    out = run_dir / ADAPTER
+    partial = run_dir / f"{ADAPTER}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    trainer.model.save_pretrained(partial, safe_serialization=True)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(partial, out)
+    best_eval = trainer.state.best_metric if stop_early else last["eval"]
+    del trainer, model
+    if on_cuda:
+        torch.cuda.empty_cache()
+    return Outcome(
+        adapter_dir=out,
+        steps=steps,
+        total_steps=total,
+        train_loss=result.training_loss,
+        best_eval_loss=best_eval if best_eval is not None else best["eval"],
+        stopped_early=steps < total,
+        resumed_from=int(resume_from.name.rsplit("-", 1)[1]) if resume_from else None,
+        history=history,
+    )

@@ -1,0 +1,114 @@
+"""Checks before any heavy work: is there something to train, will it train, can this machine do it?
+
+Counts, token length quantiles and the share of examples dropped for length come from the
+snapshot's manifest; examples with no trainable token are found with the training template (an
+assistant turn cut off by `max_length`, or a template that marks nothing); the device check looks
+for CUDA and bitsandbytes. `check` raises TrainingError (exit 10) naming the first failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from assistant.errors import TrainingError
+
+
+@dataclass(frozen=True)
+class Preflight:
+    dataset_id: str
+    train_examples: int
+    eval_examples: int
+    token_quantiles: dict[str, Any]  # of the train split: min, p50, p90, p99, max
+    dropped_too_long: int
+    truncated_fraction: float
+    zero_trainable: int
+    device: str
+    cuda: bool
+    bitsandbytes: str | None  # its version, None when it cannot be imported
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        q = self.token_quantiles
+        lengths = ", ".join(f"{k} {q[k]}" for k in ("min", "p50", "p90", "p99", "max") if k in q) or "-"
+        return [
+            f"dataset {self.dataset_id}: {self.train_examples} train, {self.eval_examples} eval examples",
+            f"tokens per example: {lengths}",
+            f"dropped for length: {self.dropped_too_long} ({self.truncated_fraction:.1%})",
+            f"examples with no trainable token: {self.zero_trainable}",
+            f"device: {self.device}; CUDA {'yes' if self.cuda else 'no'}; bitsandbytes {self.bitsandbytes or 'missing'}",
+        ]
+
+
+def bitsandbytes_version() -> str | None:
+    try:
+        import bitsandbytes
+    except Exception:  # a broken install raises all sorts of errors at import
+        return None
+    return getattr(bitsandbytes, "__version__", "unknown")
+
+
+def run_preflight(
+    dataset_id: str,
+    manifest: dict[str, Any],
+    train_rows: list[dict[str, Any]],
+    eval_rows: list[dict[str, Any]],
+    tokenizer: Any,
+    *,
+    max_length: int,
+    max_truncated_fraction: float,
+    device: str,
+) -> Preflight:
+    """Gather the facts and the problems; nothing raises here (see `check`)."""
+    import torch
+
+    counts = manifest.get("counts", {})
+    filters = counts.get("filters", {})
+    dropped = int(filters.get("dropped_too_long", 0))
+    considered = len(train_rows) + len(eval_rows) + dropped
+    fraction = dropped / considered if considered else 0.0
+    zero = 0
+    for row in train_rows:
+        ids = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+        if not any(ids["assistant_masks"][:max_length]):
+            zero += 1
+    cuda = torch.cuda.is_available()
+    bnb = bitsandbytes_version()
+    problems = []
+    if device == "cuda" and not cuda:
+        problems.append("device is cuda but no CUDA GPU is available")
+    if bnb is None:
+        problems.append("bitsandbytes cannot be imported; 4-bit training needs it (pip install bitsandbytes)")
+    if fraction > max_truncated_fraction:
+        problems.append(f"{fraction:.1%} of the examples are longer than max_length {max_length} (limit {max_truncated_fraction:.0%})")
+    if train_rows and zero == len(train_rows):
+        problems.append("no training example has a trainable token: the chat template marks no assistant tokens")
+    elif zero:
+        problems.append(f"{zero} of {len(train_rows)} training examples have no trainable token (answers cut off by max_length {max_length})")
+    tokens = manifest.get("tokens", {}).get("train", {})
+    return Preflight(
+        dataset_id=dataset_id,
+        train_examples=len(train_rows),
+        eval_examples=len(eval_rows),
+        token_quantiles={k: v for k, v in tokens.items() if k in {"min", "p50", "p90", "p99", "max", "mean"}},
+        dropped_too_long=dropped,
+        truncated_fraction=fraction,
+        zero_trainable=zero,
+        device="cuda" if (device == "cuda" or (device == "auto" and cuda)) else "cpu",
+        cuda=cuda,
+        bitsandbytes=bnb,
+        problems=problems,
+    )
+
+
+def check(preflight: Preflight) -> None:
+    if preflight.problems:
+        raise TrainingError(f"preflight: {preflight.problems[0]}")
+

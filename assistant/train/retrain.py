@@ -1,0 +1,348 @@
+"""One `assistant retrain`: lock, dataset snapshot, preflight, QLoRA training, eval gate, publishing.
+
+    lock (data_dir/retrain.lock; a second run fails at once)
+      -> enough new approvals? (--min-new)
+      -> dataset snapshot (the same builder as `assistant dataset build`)
+      -> preflight (--dry-run stops here)
+      -> training run in runs/<id>/ (checkpoints; --resume continues the newest interrupted run)
+      -> gate: candidate vs active vs base
+      -> publish adapters/vNNNN/ (candidate or rejected) and promote it if it passed (or --force)
+
+Nothing is published from a run that failed or was interrupted. Every adapter is trained from the
+base model on the whole curated dataset unless `warm_start` asks to continue the active adapter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from assistant import __version__
+from assistant.adapters import registry
+from assistant.errors import BusyError, TrainingError
+from assistant.settings import Settings
+from assistant.store import Store
+from assistant.train.config import TrainConfig
+from assistant.train.loop import Progress, Reporter, read_rows
+from assistant.train.preflight import Preflight
+
+log = logging.getLogger(__name__)
+
+LOCK = "retrain.lock"
+RUN_INFO = "run.json"
+
+
+@dataclass(frozen=True)
+class Options:
+    min_new: int = 0
+    dry_run: bool = False
+    resume: bool = False
+    warm_start: bool = False
+    force_reason: str | None = None  # promote whatever the gate says, recording why
+
+
+@dataclass
+class Events:
+    """What a retrain tells whoever runs it (the CLI prints it)."""
+
+    status: Callable[[str], None] = lambda text: None
+    preflight: Callable[[Preflight], None] = lambda preflight: None
+    progress: Callable[[Progress], None] = lambda progress: None
+
+
+@dataclass
+class Result:
+    status: str  # nothing, dry-run, promoted, kept, rejected
+    message: str
+    run_id: str | None = None
+    version: str | None = None
+    dataset_id: str | None = None
+    preflight: dict[str, Any] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def lock_path(settings: Settings) -> Path:
+    return settings.data_dir / LOCK
+
+
+def retrain(settings: Settings, store: Store, options: Options, events: Events | None = None) -> Result:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lock_path(settings)), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise BusyError(_busy_message(store)) from None
+    try:
+        store.mark_stale_runs()
+        return _Retrain(settings, store, options, events or Events()).run()
+    finally:
+        lock.release()
+
+
+def _busy_message(store: Store) -> str:
+    runs = [r for r in store.training_runs(limit=5) if r.status == "running"]
+    if runs:
+        run = runs[0]
+        return f"another retrain is running (run {run.id}, started {run.started_at} by {run.user}, pid {run.pid})"
+    return "another retrain is running (it holds the training lock)"
+
+
+class _Retrain:
+    def __init__(self, settings: Settings, store: Store, options: Options, events: Events) -> None:
+        self.settings, self.store, self.options, self.events = settings, store, options, events
+
+    def run(self) -> Result:
+        if self.options.resume:
+            return self._resume()
+        if self.options.min_new:
+            since = self.store.last_data_until()
+            new = self.store.curation_counts(since=since).approved_since
+            if new < self.options.min_new:
+                return Result("nothing", f"nothing to train: {new} new approved examples < {self.options.min_new}")
+        choice = self._resolve_model()
+        from assistant.data.builder import BuildPolicy
+        from assistant.data.snapshot import build_snapshot
+        from assistant.data.tokens import ChatTokenizer
+
+        self.events.status("Building the dataset snapshot")
+        data_until = self.store.now()
+        snapshot = build_snapshot(
+            self.store,
+            self.settings.data_dir,
+            BuildPolicy.from_settings(self.settings),
+            ChatTokenizer.load(choice.path, choice.name),
+            user=self.settings.user,
+        )
+        train_rows = read_rows(snapshot.path / "train.jsonl")
+        if not train_rows:
+            return Result(
+                "nothing", "nothing to train: the dataset has no approved examples", dataset_id=snapshot.id
+            )
+        config = TrainConfig.from_settings(self.settings, is_demo=choice.is_demo, warm_start=self.options.warm_start)
+        preflight = self._preflight(snapshot.id, snapshot.manifest, snapshot.path, train_rows, choice.path)
+        if self.options.dry_run:
+            return Result("dry-run", "preflight passed; nothing trained (--dry-run)", dataset_id=snapshot.id,
+                          preflight=preflight.as_dict())
+        warm = self._warm_start_dir() if self.options.warm_start else None
+        run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+        run_dir = self.settings.runs_dir / run_id
+        run_dir.mkdir(parents=True)
+        info = {
+            "run_id": run_id,
+            "dataset_id": snapshot.id,
+            "dataset_path": str(snapshot.path),
+            "data_until": data_until,
+            "base_model": {"name": choice.name, "path": str(choice.path), "source": choice.source, "is_demo": choice.is_demo},
+            "config": config.as_dict(),
+            "warm_start_from": str(warm[1]) if warm else None,
+            "warm_start_version": warm[0] if warm else None,
+        }
+        (run_dir / RUN_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        self.store.start_run(run_id, user=self.settings.user, pid=os.getpid(), base_model=choice.name, config=config.as_dict())
+        self.store.update_run(run_id, dataset_id=snapshot.id, data_until=data_until)
+        return self._train_and_publish(run_dir, info, preflight, resume=False)
+
+    def _resume(self) -> Result:
+        run = self.store.resumable_run()
+        if run is None:
+            raise TrainingError("nothing to resume: no interrupted retrain run")
+        run_dir = self.settings.runs_dir / run.id
+        try:
+            info = json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise TrainingError(f"cannot resume run {run.id}: its {RUN_INFO} is missing or unreadable") from None
+        dataset_dir = Path(info["dataset_path"])
+        train_rows = read_rows(dataset_dir / "train.jsonl")
+        if not train_rows:
+            raise TrainingError(f"cannot resume run {run.id}: its dataset {info['dataset_id']} is gone")
+        from assistant.data.snapshot import read_manifest
+
+        self.events.status(f"Resuming run {run.id}")
+        preflight = self._preflight(info["dataset_id"], read_manifest(dataset_dir), dataset_dir, train_rows, Path(info["base_model"]["path"]))
+        self.store.update_run(run.id, status="running", pid=os.getpid(), error=None)
+        return self._train_and_publish(run_dir, info, preflight, resume=True)
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def _resolve_model(self):  # noqa: ANN202
+        from assistant.engine.resolve import resolve_model
+
+        def progress(message: str, fraction: float | None) -> None:
+            self.events.status(message + (f" {fraction:.0%}" if fraction is not None else ""))
+
+        return resolve_model(self.settings, progress)
+
+    def _warm_start_dir(self) -> tuple[str, Path] | None:
+        active = self.store.active_adapter()
+        if active is None:
+            raise TrainingError("--warm-start needs an active adapter to continue from; there is none")
+        path = registry.adapters_dir(self.settings.data_dir) / active.version
+        registry.check_files(path)
+        return active.version, path
+
+    def _on_cuda(self) -> bool:
+        import torch
+
+        return self.settings.device != "cpu" and torch.cuda.is_available()
+
+    def _preflight(self, dataset_id: str, manifest: dict, dataset_dir: Path, train_rows: list, base_path: Path) -> Preflight:
+        from assistant.train.loop import load_training_tokenizer
+        from assistant.train.preflight import check, run_preflight
+
+        self.events.status("Preflight")
+        try:
+            tokenizer = load_training_tokenizer(base_path)
+        except TrainingError as exc:
+            raise TrainingError(f"preflight: {exc.message}") from None
+        preflight = run_preflight(
+            dataset_id,
+            manifest,
+            train_rows,
+            read_rows(dataset_dir / "eval.jsonl"),
+            tokenizer,
+            max_length=self.settings.max_length,
+            max_truncated_fraction=self.settings.max_truncated_fraction,
+            device=self.settings.device,
+        )
+        self.events.preflight(preflight)
+        check(preflight)
+        return preflight
+
+    def _train_and_publish(self, run_dir: Path, info: dict[str, Any], preflight: Preflight, *, resume: bool) -> Result:
+        from assistant.train.loop import train_adapter
+
+        run_id = info["run_id"]
+        config = TrainConfig.from_dict(info["config"])
+        base_path = Path(info["base_model"]["path"])
+        dataset_dir = Path(info["dataset_path"])
+        on_cuda = self._on_cuda()
+        warm = Path(info["warm_start_from"]) if info.get("warm_start_from") else None
+        reporter = Reporter(metrics=lambda points: self.store.record_metrics(run_id, points), progress=self.events.progress)
+        self.events.status("Training")
+        try:
+            outcome = train_adapter(
+                base_path, dataset_dir, run_dir, config, on_cuda=on_cuda, warm_start_from=warm, resume=resume, reporter=reporter
+            )
+        except TrainingError as exc:
+            self.store.update_run(run_id, status="failed", error=exc.message)
+            raise
+        except KeyboardInterrupt:
+            self.store.update_run(run_id, status="interrupted", error="interrupted; `assistant retrain --resume` continues")
+            raise
+        except Exception as exc:
+            log.exception("training failed")
+            message = f"training failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            self.store.update_run(run_id, status="failed", error=message)
+            raise TrainingError(message) from None
+
+        self.events.status("Eval gate: scoring candidate, active adapter and base model")
+        report, verdict = self._gate(outcome.adapter_dir, base_path, dataset_dir, info["dataset_id"])
+        status = "promote" if verdict.verdict == "promote" else verdict.verdict
+        forced = self.options.force_reason
+        if forced is not None and status != "promote":
+            report["forced"] = forced
+        version = registry.next_version(self.settings.data_dir, {a.version for a in self.store.adapters(include_deleted=True)})
+        meta = {
+            "base_model": {**info["base_model"], **_base_identity(base_path, info["base_model"].get("source", ""))},
+            "dataset_snapshot": info["dataset_id"],
+            "data_until": info["data_until"],
+            "run_id": run_id,
+            "training_config": info["config"],
+            "warm_start_from": info.get("warm_start_version"),
+            "metrics": outcome.metrics(),
+            "eval_report": report,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "code_version": __version__,
+        }
+        path = registry.publish(outcome.adapter_dir, self.settings.data_dir, version, meta)
+        self.store.register_adapter(
+            version,
+            path=str(path),
+            actor=self.settings.user,
+            run_id=run_id,
+            dataset_id=info["dataset_id"],
+            data_until=info["data_until"],
+            base_model=info["base_model"]["name"],
+            metrics=outcome.metrics(),
+            report=report,
+            status="rejected" if status == "reject" and forced is None else "candidate",
+            reason=verdict.reason,
+        )
+        self.store.update_run(run_id, status="published", version=version)
+        result = Result(
+            status="promoted",
+            message="",
+            run_id=run_id,
+            version=version,
+            dataset_id=info["dataset_id"],
+            preflight=preflight.as_dict(),
+            metrics=outcome.metrics(),
+            report=report,
+        )
+        if status == "promote" or forced is not None:
+            reason = verdict.reason if forced is None else f"forced: {forced} (gate: {verdict.reason})"
+            self.store.promote(version, actor=self.settings.user, reason=reason)
+            result.message = f"{version} is active: {reason}"
+            return result
+        result.status = "kept" if status == "keep" else "rejected"
+        result.message = f"{version} not promoted ({'kept as a candidate' if status == 'keep' else 'rejected'}): {verdict.reason}"
+        return result
+
+    def _gate(self, candidate: Path, base_path: Path, dataset_dir: Path, dataset_id: str):  # noqa: ANN202
+        from assistant.train.gate import decide, evaluate
+
+        active = self.store.active_adapter()
+        active_dir = None
+        if active is not None:
+            path = registry.adapters_dir(self.settings.data_dir) / active.version
+            try:
+                registry.check_files(path)
+                active_dir = (active.version, path)
+            except Exception as exc:  # an unreadable active adapter cannot be a baseline; the base model is
+                log.warning("active adapter %s cannot be scored: %s", active.version, exc)
+        earlier = [
+            Path(d.path) for d in self.store.datasets() if d.id != dataset_id and not d.erased_at and Path(d.path).is_dir()
+        ]
+        report = evaluate(
+            base_path,
+            candidate,
+            active_dir,
+            dataset_dir,
+            earlier,
+            on_cuda=self._on_cuda(),
+            max_examples=self.settings.gate_max_examples,
+            max_length=self.settings.max_length,
+            probes=self.settings.probe_prompts,
+            system_prompt=self.settings.system_prompt,
+            progress=self.events.status,
+        )
+        verdict = decide(report["scores"], margin=self.settings.gate_margin, tolerance=self.settings.gate_regression_tolerance)
+        report.update(verdict=verdict.verdict, reason=verdict.reason, margin=self.settings.gate_margin,
+                      tolerance=self.settings.gate_regression_tolerance)
+        return report, verdict
+
+
+def _base_identity(path: Path, source: str) -> dict[str, str]:
+    """The hub revision of a cached model, else a hash of its config and weights."""
+    if source.startswith("hub"):
+        return {"revision": path.name}
+    digest = hashlib.sha256()
+    for file in sorted([*path.glob("*.safetensors"), path / "config.json"]):
+        if file.is_file():
+            digest.update(file.name.encode())
+            digest.update(registry.sha256_file(file).encode())
+    return {"sha256": digest.hexdigest()}

@@ -1,0 +1,40 @@
+"""Chat templates for training: they mark the tokens an assistant turn trains on.
+
+TRL's assistant-only loss needs `{% generation %}` markers in the template. The demo model's
+template has them; most hub models' (Qwen's ChatML among them) do not. For a ChatML model the
+training template below is used instead; it renders exactly like ChatML and honours `"weight": 0`
+on context turns (the OpenAI fine-tuning convention the dataset uses). Any other template without
+markers is refused by the preflight: nothing would train.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CHATML_TRAINING_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' }}"
+    "{%- if message['role'] == 'assistant' and not (message['weight'] is defined and message['weight'] == 0) %}"
+    "{%- generation %}{{- message['content'] + '<|im_end|>' }}{%- endgeneration %}"
+    "{{- '\\n' }}"
+    "{%- else %}"
+    "{{- message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+def marks_generation(template: str | None) -> bool:
+    return bool(template) and "generation" in template and "endgeneration" in template
+
+
+def training_template(tokenizer: Any) -> str | None:
+    """The template to train with: the model's own if it marks assistant tokens, ChatML's training
+    variant for a ChatML model, else None (cannot train assistant-only)."""
+    own = getattr(tokenizer, "chat_template", None)
+    if marks_generation(own):
+        return own
+    if own and "<|im_start|>" in own and "<|im_start|>" in tokenizer.get_vocab():
+        return CHATML_TRAINING_TEMPLATE
+    return None
