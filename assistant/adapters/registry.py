@@ -29,7 +29,7 @@ WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"
 REQUIRED = (WEIGHTS, CONFIG)
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
-VERSION = re.compile(r"^v(\d{4,})$")
+VERSION = re.compile(r"^v([0-9]{4,})$")
 
 
 def version_name(number: int) -> str:
@@ -47,7 +47,7 @@ def normalise_version(text: str) -> str:
     """`3`, `v3` and `v0003` all name v0003."""
     text = text.strip()
     digits = text[1:] if text[:1] in {"v", "V"} else text
-    if not digits.isdigit():
+    if not (digits.isascii() and digits.isdigit()):
         raise NotFoundError(f"{text!r} is not an adapter version (expected v0001, v0002, ...)")
     return version_name(int(digits))
 
@@ -173,4 +173,4 @@ def remove(directory: Path) -> None:
         file.chmod(stat.S_IWUSR | stat.S_IRUSR)
     trash = directory.with_name(f".{directory.name}.deleted")
     os.rename(directory, trash)
-    shutil.rmtree(trash, ignore_errors=True)
+    shutil.rmtree(trash)

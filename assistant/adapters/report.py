@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from assistant.store.records import AdapterRecord, MetricPoint, RatingCounts
-from assistant.text import one_line, terminal_safe
+from assistant.text import one_line, plural, terminal_safe
 
 
 def loss_plot(points: Sequence[MetricPoint], *, width: int = 72, height: int = 16) -> str:
@@ -42,7 +42,7 @@ def rating_line(ratings: RatingCounts | None) -> str:
         return "no replies yet"
     rate = ratings.up_rate
     share = f", {rate:.0%} up" if rate is not None else ""
-    return f"{ratings.replies} replies, {ratings.up} 👍 {ratings.down} 👎{share}"
+    return f"{plural(ratings.replies, 'reply', 'replies')}, {ratings.up} 👍 {ratings.down} 👎{share}"
 
 
 def gate_lines(report: dict[str, Any]) -> list[str]:

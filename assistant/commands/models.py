@@ -15,7 +15,7 @@ import click
 
 from assistant.adapters import registry
 from assistant.commands.common import Context, settings_options
-from assistant.errors import InputError
+from assistant.errors import InputError, NotFoundError, StoreError
 from assistant.formats import json_text
 from assistant.text import one_line
 
@@ -102,7 +102,8 @@ def promote(state: Context, version: str, reason: str) -> None:
     settings = state.settings
     store = state.store()
     name = registry.normalise_version(version)
-    store.adapter(name)
+    if store.adapter(name).deleted_at:
+        raise NotFoundError(f"adapter {name} was deleted")
     registry.check_files(registry.adapters_dir(settings.data_dir) / name)
     record = store.promote(name, actor=settings.user, reason=reason or f"promoted by {settings.user}")
     click.echo(f"{record.version} is active")
@@ -128,6 +129,9 @@ def delete(state: Context, version: str) -> None:
     name = registry.normalise_version(version)
     if store.adapter(name).status == "active":
         raise InputError(f"{name} is active; promote another version or roll back first")
+    try:
+        registry.remove(registry.adapters_dir(settings.data_dir) / name)
+    except OSError as exc:
+        raise StoreError(f"cannot delete the files of {name}: {exc.strerror}") from None
     store.delete_adapter(name, actor=settings.user)
-    registry.remove(registry.adapters_dir(settings.data_dir) / name)
     click.echo(f"deleted {name}")

@@ -230,6 +230,7 @@ class TrainingStore:
                 target = None
             why = reason or "rolled back"
             db["adapters"].update(current, {"status": "rejected", "reason": why})
+            self._event(db, actor, "rolled back", current, None, why)
             if target is not None:
                 db["adapters"].update(
                     target, {"status": "active", "reason": f"rollback from {current}", "activated_at": self._now()}

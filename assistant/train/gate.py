@@ -45,7 +45,7 @@ def decide(scores: dict[str, dict[str, Any]], *, margin: float, tolerance: float
     baseline = scores[baseline_name]
     label = f"the active adapter {baseline.get('version')}" if baseline_name == "active" else "the base model"
     new, old = candidate.get("eval_loss"), baseline.get("eval_loss")
-    if new is None or old is None or not math.isfinite(new):
+    if new is None or old is None or not (math.isfinite(new) and math.isfinite(old)):
         return Verdict("reject", "no eval loss to compare (empty eval split or non-finite loss)")
     gain = old - new
     if gain < 0:
@@ -53,13 +53,18 @@ def decide(scores: dict[str, dict[str, Any]], *, margin: float, tolerance: float
     if gain < margin:
         return Verdict("keep", f"eval loss {new:.4f} beats {label}'s {old:.4f} by {gain:.4f}, less than the margin {margin}")
     new_reg, old_reg = candidate.get("regression_loss"), baseline.get("regression_loss")
-    if new_reg is not None and old_reg is not None and new_reg > old_reg * (1 + tolerance):
-        rise = new_reg / old_reg - 1 if old_reg else math.inf
+    if new_reg is not None and old_reg is not None and not new_reg <= old_reg * (1 + tolerance):
         return Verdict(
             "keep",
-            f"regression loss rose {rise:.1%} ({old_reg:.4f} -> {new_reg:.4f}), more than the tolerance {tolerance:.0%}",
+            f"regression loss rose {_rise(old_reg, new_reg)} ({old_reg:.4f} -> {new_reg:.4f}), more than the tolerance {tolerance:.0%}",
         )
     return Verdict("promote", f"eval loss {new:.4f} beats {label}'s {old:.4f} by {gain:.4f}")
+
+
+def _rise(old: float, new: float) -> str:
+    if not math.isfinite(new):
+        return "to a non-finite value"
+    return f"{new / old - 1:.1%}" if old > 0 else "from zero"
 
 
 def regression_rows(earlier: Sequence[Path], current_train: Sequence[dict[str, Any]], limit: int) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -129,9 +130,9 @@ class _Retrain:
         )
         train_rows = read_rows(snapshot.path / "train.jsonl")
         if not train_rows:
-            return Result(
-                "nothing", "nothing to train: the dataset has no approved examples", dataset_id=snapshot.id
-            )
+            dropped = sum(v for k, v in snapshot.manifest["counts"]["filters"].items() if k.startswith("dropped"))
+            why = f" ({dropped} filtered out: `assistant dataset stats` says why)" if dropped else ""
+            return Result("nothing", f"nothing to train: the dataset has no approved examples{why}", dataset_id=snapshot.id)
         config = TrainConfig.from_settings(self.settings, is_demo=choice.is_demo, warm_start=self.options.warm_start)
         preflight = self._preflight(snapshot.id, snapshot.manifest, snapshot.path, train_rows, choice.path)
         if self.options.dry_run:
@@ -283,6 +284,8 @@ class _Retrain:
             reason=verdict.reason,
         )
         self.store.update_run(run_id, status="published", version=version)
+        for leftover in (run_dir / "checkpoints", outcome.adapter_dir):  # published: only run.json stays
+            shutil.rmtree(leftover, ignore_errors=True)
         result = Result(
             status="promoted",
             message="",

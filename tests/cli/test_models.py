@@ -1,0 +1,331 @@
+"""`assistant models list|show|promote|rollback|delete`.
+
+The versions are real small adapter directories (safetensors weights written with numpy, a JSON
+config) published with `adapters.registry.publish` into the data dir and registered in the store,
+as `assistant retrain` does; no model is loaded by these commands.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from assistant.adapters import registry
+from assistant.store import MetricPoint, ReplyRecord, Store
+from tests.cli.helpers import open_store
+from tests.conftest import HOSTILE_QUESTION, HOSTILE_REPLY
+
+NO_VERSIONS = "no adapter versions yet: `assistant retrain` makes the first"
+BASE_ONLY = "no version is active: chats use the base model"
+EVIL_REASON = "too \x1b[31mclose\x1b[0m\x07 to call"
+
+
+@pytest.fixture(autouse=True)
+def wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`models show` fits its text to the terminal: make that width the same everywhere."""
+    monkeypatch.setenv("COLUMNS", "100")
+
+
+@pytest.fixture
+def models(cli, data_dir: Path):  # noqa: ANN001, ANN201
+    def run(*args: str):  # noqa: ANN202
+        return cli("models", *args, "--data-dir", data_dir, "--user", "cora")
+
+    return run
+
+
+@pytest.fixture
+def publish(store: Store, data_dir: Path, tmp_path: Path):  # noqa: ANN201
+    """Publish a small real adapter as VERSION into the data dir and register it."""
+
+    def run(version: str, **kwargs: Any) -> Path:
+        source = tmp_path / f"peft-{version}"
+        source.mkdir()
+        rng = np.random.default_rng(registry.version_number(version))
+        save_file({"lora_A.weight": rng.standard_normal((2, 8), dtype=np.float32)}, str(source / registry.WEIGHTS))
+        (source / registry.CONFIG).write_text(json.dumps({"peft_type": "LORA", "r": 2}), encoding="utf-8")
+        path = registry.publish(source, data_dir, version, {"base_model": {"name": "tiny"}})
+        store.register_adapter(version, path=str(path), actor="cora", base_model="tiny", **kwargs)
+        return path
+
+    return run
+
+
+def _reply(store: Store, adapter: str) -> int:
+    conversation = store.create_conversation("ann", "sys")
+    asked = store.add_message(conversation.id, "user", "Is the hub waterproof?")
+    record = ReplyRecord("Splash-proof.", "tiny", adapter, {}, 10.0, 3, 30.0, "stop")
+    return store.add_message(conversation.id, "assistant", record.content, parent_id=asked.id, reply=record).id
+
+
+def _active(data_dir: Path) -> str | None:
+    store = open_store(data_dir)
+    try:
+        active = store.active_adapter()
+        return active.version if active else None
+    finally:
+        store.close()
+
+
+REPORT = {
+    "verdict": "keep",
+    "reason": EVIL_REASON,
+    "scores": {
+        "candidate": {"version": None, "eval_loss": 1.2345, "regression_loss": 2.5},
+        "base": {"version": None, "eval_loss": 1.24, "regression_loss": 2.4},
+    },
+    "eval_examples": 4,
+    "regression_examples": 0,
+    "probes": [{"prompt": HOSTILE_QUESTION, "answers": {"candidate": HOSTILE_REPLY, "base": "I do not know."}}],
+}
+
+
+@pytest.fixture
+def seeded(store: Store, publish) -> dict[str, Any]:  # noqa: ANN001
+    """v0001 (trained on a conversation erased since, with a report and loss curves), v0002 active
+    with a thumbs-up reply, v0003 rejected."""
+    kept = store.create_conversation("bob", "sys")
+    erased = store.create_conversation("bob", "sys")
+    store.register_dataset("ds-old", "datasets/ds-old", {}, [kept.id, erased.id], "cora")
+    store.start_run("run-1", user="cora", pid=1, base_model="tiny", config={})
+    store.record_metrics(
+        "run-1",
+        [MetricPoint("train", s, s / 10, 2.0 - s / 10, 0.5, 1e-2) for s in range(1, 11)]
+        + [MetricPoint("eval", s, s / 10, 2.1 - s / 10, None, None) for s in (5, 10)],
+    )
+    publish("v0001", run_id="run-1", dataset_id="ds-old", metrics={"eval_loss": 1.2345, "steps": 10, "train_loss": 1.0},
+            report=REPORT, reason="less than the margin")
+    publish("v0002", metrics={"eval_loss": 1.1})
+    store.promote("v0002", actor="cora")
+    publish("v0003", status="rejected", reason="worse")
+    store.rate(_reply(store, "v0002"), "ann", 1)
+    store.forget("cora", conversation_id=erased.id)
+    return {"erased": erased.id}
+
+
+# -- list ------------------------------------------------------------------------------------
+
+
+def test_list_with_no_versions(models) -> None:  # noqa: ANN001
+    result = models("list")
+    assert (result.code, result.out, result.err) == (0, NO_VERSIONS + "\n", "")
+
+    as_json = models("list", "--json")
+    assert as_json.code == 0 and json.loads(as_json.out) == []
+
+
+def test_list_marks_the_active_version_and_erased_data(models, seeded: dict) -> None:  # noqa: ANN001
+    result = models("list")
+
+    assert result.code == 0, result.err
+    v3, v2, v1 = result.out.splitlines()  # newest first; a version is active, so no base-model line
+    assert v2.startswith("* v0002  active ")
+    assert "eval loss 1.1000" in v2 and re.search(r"  1 repl(y|ies), 1 👍 0 👎, 100% up$", v2)
+    assert v1.startswith("  v0001  candidate ")
+    assert "eval loss 1.2345" in v1 and "no replies yet" in v1 and v1.endswith("[ERASED data]")
+    assert v3.startswith("  v0003  rejected ") and "eval loss -" in v3 and "ERASED" not in v3
+    assert "\x1b" not in result.out
+
+
+def test_list_says_when_no_version_is_active(models, publish) -> None:  # noqa: ANN001
+    publish("v0001")
+
+    result = models("list")
+
+    assert result.code == 0, result.err
+    [line, last] = result.out.splitlines()
+    assert line.startswith("  v0001  candidate ") and line.endswith("  no replies yet")
+    assert last == BASE_ONLY
+
+
+def test_list_json(models, seeded: dict) -> None:  # noqa: ANN001
+    result = models("list", "--json")
+
+    assert result.code == 0, result.err
+    listed = {item["version"]: item for item in json.loads(result.out)}
+    assert list(listed) == ["v0003", "v0002", "v0001"]
+    assert {v: item["status"] for v, item in listed.items()} == {
+        "v0003": "rejected", "v0002": "active", "v0001": "candidate"
+    }
+    assert (listed["v0002"]["replies"], listed["v0002"]["thumbs_up"], listed["v0002"]["thumbs_down"]) == (1, 1, 0)
+    assert listed["v0001"]["dataset_erased"] is True and listed["v0002"]["dataset_erased"] is False
+    assert listed["v0001"]["verdict"] == "keep" and listed["v0001"]["metrics"]["eval_loss"] == 1.2345
+    assert listed["v0001"]["dataset_id"] == "ds-old" and listed["v0001"]["base_model"] == "tiny"
+
+
+# -- show ------------------------------------------------------------------------------------
+
+
+def test_show_prints_the_verdict_probe_answers_and_the_loss_plot(models, seeded: dict) -> None:  # noqa: ANN001
+    result = models("show", "v1")
+
+    assert result.code == 0, result.err
+    out = result.out
+    lines = out.splitlines()
+    assert lines[0] == "v0001  candidate - less than the margin"
+    assert "dataset ds-old (ERASED data since: retrain to drop it)" in lines
+    assert "training run run-1: 10 steps, train loss 1.0000, best eval loss 1.2345" in lines
+    assert "replies: no replies yet" in lines
+    gate = lines.index("Eval gate")
+    assert lines[gate + 1] == "verdict: keep - too close to call"
+    assert lines[gate + 2].startswith("  candidate") and "eval loss 1.2345  regression loss 2.5000" in lines[gate + 2]
+    assert lines[gate + 3].startswith("  base") and "eval loss 1.2400" in lines[gate + 3]
+
+    probes = lines.index("Probe answers (greedy)")
+    assert lines[probes + 1] == f"  Q: {HOSTILE_QUESTION}"
+    answer = lines[probes + 2]
+    assert answer.startswith("    candidate: Fine RED ") and "link" in answer and "boom" in answer
+    assert lines[probes + 3] == "         base: I do not know."
+
+    loss = lines.index("Loss")
+    plot = "\n".join(lines[loss + 1:])
+    assert len(lines) - loss > 8 and "step" in plot and "train loss" in plot and "eval loss" in plot
+    for control in ("\x1b", "\x07", "\x9b", "\x9d"):
+        assert control not in out
+
+
+def test_show_of_the_active_version_counts_its_thumbs(models, seeded: dict) -> None:  # noqa: ANN001
+    result = models("show", "2")
+
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert lines[0].startswith("v0002  active")
+    assert ", active since " in lines[1]
+    assert any(re.fullmatch(r"replies: 1 repl(y|ies), 1 👍 0 👎, 100% up", line) for line in lines)
+    assert lines[lines.index("Eval gate") + 1] == "not evaluated"
+    assert "Loss" not in lines and "Probe answers (greedy)" not in lines  # no run, no report
+
+
+def test_show_json(models, seeded: dict) -> None:  # noqa: ANN001
+    result = models("show", "v0001", "--json")
+
+    assert result.code == 0, result.err
+    shown = json.loads(result.out)
+    assert shown["version"] == "v0001" and shown["dataset_erased"] is True
+    assert shown["report"]["probes"][0]["answers"]["candidate"] == HOSTILE_REPLY  # JSON keeps the text exactly
+    assert "\x1b" not in result.out  # escaped in the JSON text
+    assert [(p["split"], p["step"]) for p in shown["loss"]][:2] == [("train", 1), ("train", 2)]
+    assert len(shown["loss"]) == 12 and shown["loss"][-1] == {
+        "split": "eval", "step": 10, "epoch": 1.0, "loss": pytest.approx(1.1), "grad_norm": None, "learning_rate": None
+    }
+
+
+# -- promote ---------------------------------------------------------------------------------
+
+
+def test_promote_makes_a_version_active(models, seeded: dict, data_dir: Path) -> None:  # noqa: ANN001
+    result = models("promote", "v0001", "--reason", "\x1b]0;evil\x07better on billing")
+
+    assert (result.code, result.out, result.err) == (0, "v0001 is active\n", "")
+    assert _active(data_dir) == "v0001"
+    listed = models("list").out.splitlines()
+    assert listed[2].startswith("* v0001  active ")
+    assert listed[1].startswith("  v0002  retired ")
+    shown = models("show", "v0001").out.splitlines()
+    assert shown[0] == "v0001  active - better on billing"
+
+
+def test_promote_refuses_a_version_whose_files_fail_their_checksums(
+    models, seeded: dict, data_dir: Path  # noqa: ANN001
+) -> None:
+    weights = data_dir / "adapters" / "v0001" / registry.WEIGHTS
+    weights.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01
+    weights.write_bytes(bytes(data))
+
+    result = models("promote", "v0001")
+
+    assert result.code == 5
+    assert result.out == ""
+    assert result.err_lines == [
+        f"error: adapter v0001: {registry.WEIGHTS} does not match its checksum; refusing to load it"
+    ]
+    assert _active(data_dir) == "v0002"
+
+
+def test_promote_refuses_a_version_whose_files_are_gone(models, seeded: dict, data_dir: Path) -> None:  # noqa: ANN001
+    registry.remove(data_dir / "adapters" / "v0003")
+
+    result = models("promote", "v0003")
+
+    assert result.code == 5
+    assert len(result.err_lines) == 1 and result.err_lines[0].startswith("error: adapter directory not found")
+    assert _active(data_dir) == "v0002"
+
+
+# -- rollback --------------------------------------------------------------------------------
+
+
+def test_rollback_back_to_the_base_model(models, seeded: dict, data_dir: Path) -> None:  # noqa: ANN001
+    assert models("promote", "v0001").code == 0
+
+    first = models("rollback")
+    assert (first.code, first.out) == (0, "rolled back v0001: v0002 is active\n")
+    assert _active(data_dir) == "v0002"
+
+    second = models("rollback", "--reason", "both are bad")
+    assert (second.code, second.out) == (0, "rolled back v0002: chats use the base model\n")
+    assert _active(data_dir) is None
+    assert models("list").out.splitlines()[-1] == BASE_ONLY
+
+    third = models("rollback")
+    assert third.code == 4
+    assert third.err_lines == ["error: no adapter is active: nothing to roll back"]
+
+
+# -- delete ----------------------------------------------------------------------------------
+
+
+def test_delete_refuses_the_active_version(models, seeded: dict, data_dir: Path) -> None:  # noqa: ANN001
+    result = models("delete", "v0002")
+
+    assert result.code == 4
+    assert result.err_lines == ["error: v0002 is active; promote another version or roll back first"]
+    assert (data_dir / "adapters" / "v0002").is_dir()
+    assert _active(data_dir) == "v0002"
+
+
+def test_delete_removes_the_files_of_another_version(models, seeded: dict, data_dir: Path) -> None:  # noqa: ANN001
+    result = models("delete", "1")
+
+    assert (result.code, result.out) == (0, "deleted v0001\n")
+    assert sorted(p.name for p in (data_dir / "adapters").iterdir()) == ["v0002", "v0003"]
+    assert [line.split()[0] for line in models("list").out.splitlines()] == ["v0003", "*"]
+    everything = models("list", "--all").out.splitlines()
+    assert everything[-1].startswith("  v0001  retired ") and everything[-1].endswith("[ERASED data, deleted]")
+    assert json.loads(models("list", "--json", "--all").out)[-1]["version"] == "v0001"
+    assert "deleted " in models("show", "v0001").out  # the record and its history stay
+
+    again = models("delete", "v0001")
+    assert again.code == 7 and again.err_lines == ["error: adapter v0001 was deleted already"]
+    promote = models("promote", "v0001")  # its files are gone (5); the record says deleted (7)
+    assert promote.code in (5, 7) and len(promote.err_lines) == 1
+    assert _active(data_dir) == "v0002"
+
+
+# -- unknown versions ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [("show",), ("promote",), ("delete",), ("show", "--json")])
+def test_an_unknown_version(models, seeded: dict, command: tuple[str, ...]) -> None:  # noqa: ANN001
+    result = models(*command, "v9")
+
+    assert result.code == 7
+    assert result.out == ""
+    assert result.err_lines == ["error: no adapter version v0009"]
+
+
+@pytest.mark.parametrize("command", ["show", "promote", "delete"])
+def test_a_name_that_is_not_a_version(models, seeded: dict, command: str) -> None:  # noqa: ANN001
+    result = models(command, "latest")
+
+    assert result.code == 7
+    assert result.err_lines == ["error: 'latest' is not an adapter version (expected v0001, v0002, ...)"]

@@ -1,0 +1,284 @@
+"""The eval gate's rule and its inputs, kept pure: `decide`, the regression set, the probe prompts;
+and the training configuration resolved from the settings (automatic values, step arithmetic)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from assistant.settings import load_settings
+from assistant.train.config import EVALUATIONS_PER_RUN, TrainConfig
+from assistant.train.gate import DEFAULT_PROBES, Verdict, decide, probe_prompts, regression_rows
+
+MARGIN, TOLERANCE = 0.01, 0.02
+
+
+def _score(eval_loss: float | None, regression_loss: float | None = None, version: str | None = None) -> dict[str, Any]:
+    return {"version": version, "eval_loss": eval_loss, "regression_loss": regression_loss}
+
+
+def _decide(candidate: dict, *, base: dict | None = None, active: dict | None = None,  # noqa: ANN001
+            margin: float = MARGIN, tolerance: float = TOLERANCE) -> Verdict:
+    scores = {"candidate": candidate}
+    if active is not None:
+        scores["active"] = active
+    if base is not None:
+        scores["base"] = base
+    return decide(scores, margin=margin, tolerance=tolerance)
+
+
+# -- decide ----------------------------------------------------------------------------------
+
+
+def test_promote_when_the_candidate_beats_the_baseline_by_the_margin() -> None:
+    verdict = _decide(_score(1.0, 2.0), base=_score(1.5, 2.0))
+    assert verdict == Verdict("promote", "eval loss 1.0000 beats the base model's 1.5000 by 0.5000")
+
+
+def test_a_gain_of_exactly_the_margin_is_enough() -> None:
+    # 1.25 - 1.0 is exactly 0.25 in binary floating point.
+    assert _decide(_score(1.0), base=_score(1.25), margin=0.25).verdict == "promote"
+    assert _decide(_score(1.0), base=_score(1.0), margin=0.0).verdict == "promote"
+
+
+def test_keep_when_better_but_under_the_margin() -> None:
+    verdict = _decide(_score(1.495), base=_score(1.5))
+    assert verdict.verdict == "keep"
+    assert verdict.reason == "eval loss 1.4950 beats the base model's 1.5000 by 0.0050, less than the margin 0.01"
+    assert _decide(_score(1.5), base=_score(1.5)).verdict == "keep"  # a tie is no gain
+
+
+def test_reject_when_worse() -> None:
+    verdict = _decide(_score(1.6, 1.0), base=_score(1.5, 2.0))
+    assert verdict == Verdict("reject", "eval loss 1.6000 is worse than the base model's 1.5000")
+
+
+def test_keep_when_the_regression_loss_rises_past_the_tolerance() -> None:
+    verdict = _decide(_score(1.0, 2.1), base=_score(1.5, 2.0))
+    assert verdict.verdict == "keep"
+    assert verdict.reason == "regression loss rose 5.0% (2.0000 -> 2.1000), more than the tolerance 2%"
+
+
+def test_a_regression_rise_within_the_tolerance_still_promotes() -> None:
+    assert _decide(_score(1.0, 2.03), base=_score(1.5, 2.0)).verdict == "promote"
+    assert _decide(_score(1.0, 1.0), base=_score(1.5, 2.0)).verdict == "promote"  # it got better
+    assert _decide(_score(1.0, 3.0), base=_score(1.5, 2.0), tolerance=0.6).verdict == "promote"
+
+
+@pytest.mark.parametrize(
+    ("candidate_reg", "baseline_reg"), [(None, 2.0), (2.0, None), (None, None)], ids=["candidate", "baseline", "both"]
+)
+def test_no_regression_set_means_no_regression_check(candidate_reg: float | None, baseline_reg: float | None) -> None:
+    assert _decide(_score(1.0, candidate_reg), base=_score(1.5, baseline_reg)).verdict == "promote"
+
+
+def test_the_baseline_is_the_active_adapter_when_there_is_one() -> None:
+    base = _score(3.0, 2.0)
+    active = _score(1.2, 2.0, version="v0002")
+
+    promoted = _decide(_score(1.1, 2.0), active=active, base=base, margin=0.05)
+    assert promoted.verdict == "promote"
+    assert promoted.reason == "eval loss 1.1000 beats the active adapter v0002's 1.2000 by 0.1000"
+
+    close = _decide(_score(1.19, 2.0), active=active, base=base, margin=0.05)  # far better than base: not enough
+    assert close.verdict == "keep" and "the active adapter v0002's 1.2000" in close.reason
+
+    worse = _decide(_score(1.3, 2.0), active=active, base=base)
+    assert worse == Verdict("reject", "eval loss 1.3000 is worse than the active adapter v0002's 1.2000")
+
+    regressed = _decide(_score(1.0, 2.5), active=_score(1.2, 2.0, version="v0002"), base=_score(3.0, 1.0))
+    assert regressed.verdict == "keep" and "25.0%" in regressed.reason
+
+
+def test_the_base_model_is_the_baseline_without_an_active_adapter() -> None:
+    verdict = _decide(_score(1.0), base=_score(1.2))
+    assert "the base model's 1.2000" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("candidate", "baseline"),
+    [(None, 1.5), (1.0, None), (None, None), (math.nan, 1.5), (math.inf, 1.5), (-math.inf, 1.5)],
+    ids=["candidate-none", "baseline-none", "both-none", "candidate-nan", "candidate-inf", "candidate-neg-inf"],
+)
+def test_no_eval_loss_to_compare_rejects(candidate: float | None, baseline: float | None) -> None:
+    verdict = _decide(_score(candidate, 1.0), base=_score(baseline, 1.0))
+    assert verdict == Verdict("reject", "no eval loss to compare (empty eval split or non-finite loss)")
+
+
+def test_decide_needs_a_baseline() -> None:
+    with pytest.raises(KeyError):
+        decide({"candidate": _score(1.0)}, margin=MARGIN, tolerance=TOLERANCE)
+
+
+# -- regression_rows -------------------------------------------------------------------------
+
+
+def _row(question: str, answer: str = "An answer.", **extra: Any) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}], **extra}
+
+
+def _snapshot(root: Path, name: str, *rows: dict[str, Any]) -> Path:
+    path = root / name
+    path.mkdir()
+    (path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_regression_rows_dedup_and_leave_out_current_training_rows(tmp_path: Path) -> None:
+    newer = _snapshot(tmp_path, "newer", _row("a"), _row("b"), _row("a"), _row("c"))
+    older = _snapshot(tmp_path, "older", _row("b", source="other"), _row("d"), _row("e"))
+    no_eval = tmp_path / "no-eval"
+    no_eval.mkdir()  # a snapshot without an eval file adds nothing
+    current_train = [_row("c"), _row("e", "A different answer.")]
+
+    rows = regression_rows([newer, no_eval, older], current_train, limit=100)
+
+    # "b" of the older snapshot has the same messages (its other fields do not matter); "c" is
+    # trained on now; "e" is trained on now only with another answer, so its old row stays.
+    assert rows == [_row("a"), _row("b"), _row("d"), _row("e")]
+
+
+def test_regression_rows_respect_the_limit_newest_first(tmp_path: Path) -> None:
+    newer = _snapshot(tmp_path, "newer", _row("a"), _row("b"))
+    older = _snapshot(tmp_path, "older", _row("c"), _row("d"))
+
+    assert regression_rows([newer, older], [], limit=3) == [_row("a"), _row("b"), _row("c")]
+    assert regression_rows([newer, older], [], limit=1) == [_row("a")]
+    assert regression_rows([older, newer], [_row("c")], limit=2) == [_row("d"), _row("a")]
+    assert regression_rows([], [], limit=5) == []
+
+
+def test_regression_rows_compare_messages_whatever_the_key_order(tmp_path: Path) -> None:
+    reordered = {"messages": [{"content": "a", "role": "user"}, {"content": "An answer.", "role": "assistant"}]}
+    snapshot = _snapshot(tmp_path, "s", reordered)
+    assert regression_rows([snapshot], [_row("a")], limit=10) == []
+
+
+# -- probe_prompts ---------------------------------------------------------------------------
+
+
+def _chat(*users: str) -> dict[str, Any]:
+    messages = [{"role": "system", "content": "sys"}]
+    for user in users:
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": "ok"}]
+    return {"messages": messages}
+
+
+def test_configured_probe_prompts_win() -> None:
+    rows = [_chat("q1"), _chat("q2")]
+    assert probe_prompts(("Where is my parcel?", "Hi"), rows) == ["Where is my parcel?", "Hi"]
+    assert probe_prompts(["only one"], []) == ["only one"]
+
+
+def test_probe_prompts_default_to_distinct_last_user_turns_of_eval_rows() -> None:
+    rows = [
+        _chat("first", "q1"),  # the last user turn counts
+        _chat("q1"),  # a repeat
+        {"messages": [{"role": "system", "content": "sys"}]},  # no user turn
+        _chat("q2"),
+        _chat("q3"),
+        _chat("q4"),
+    ]
+    assert DEFAULT_PROBES == 3
+    assert probe_prompts((), rows) == ["q1", "q2", "q3"]
+    assert probe_prompts((), rows[:2]) == ["q1"]
+    assert probe_prompts((), []) == []
+
+
+# -- TrainConfig -----------------------------------------------------------------------------
+
+
+def _settings(data_dir: Path, **overrides: Any):  # noqa: ANN202
+    return load_settings(data_dir=data_dir, environ={}, overrides={"user": "ann", **overrides}).settings
+
+
+def test_automatic_values_for_the_demo_and_a_real_model(data_dir: Path) -> None:
+    settings = _settings(data_dir)
+    real = TrainConfig.from_settings(settings, is_demo=False)
+    demo = TrainConfig.from_settings(settings, is_demo=True)
+
+    assert (real.learning_rate, real.epochs, real.early_stopping_patience) == (2e-4, 3.0, settings.early_stopping_patience)
+    assert real.early_stopping_patience > 0
+    assert (demo.learning_rate, demo.epochs, demo.early_stopping_patience) == (1e-2, 30.0, 0)
+    for config in (real, demo):
+        assert (config.lora_r, config.lora_alpha, config.lora_dropout) == (
+            settings.lora_r, settings.lora_alpha, settings.lora_dropout
+        )
+        assert config.target_modules == settings.lora_target_modules
+        assert (config.batch_size, config.gradient_accumulation_steps, config.max_steps, config.eval_steps) == (
+            settings.batch_size, settings.gradient_accumulation_steps, settings.max_steps, settings.eval_steps
+        )
+        assert (config.seed, config.max_length, config.warm_start) == (settings.train_seed, settings.max_length, False)
+    assert TrainConfig.from_settings(settings, is_demo=False, warm_start=True).warm_start is True
+
+
+def test_explicit_settings_override_the_automatic_values(data_dir: Path) -> None:
+    settings = _settings(
+        data_dir, learning_rate=5e-4, epochs=2.5, early_stopping_patience=5, lora_r=4, lora_target_modules=["q_proj"]
+    )
+    real = TrainConfig.from_settings(settings, is_demo=False)
+    demo = TrainConfig.from_settings(settings, is_demo=True)
+
+    assert (real.learning_rate, real.epochs, real.early_stopping_patience) == (5e-4, 2.5, 5)
+    assert (demo.learning_rate, demo.epochs, demo.early_stopping_patience) == (5e-4, 2.5, 0)  # the demo never stops early
+    assert real.lora_r == 4 and real.target_modules == ("q_proj",)
+
+
+@pytest.fixture
+def config(data_dir: Path) -> TrainConfig:
+    return replace(
+        TrainConfig.from_settings(_settings(data_dir), is_demo=False),
+        batch_size=4, gradient_accumulation_steps=1, epochs=3.0, max_steps=0, eval_steps=0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("examples", "changes", "steps"),
+    [
+        (10, {}, 9),  # ceil(10 / 4) = 3 steps per epoch, 3 epochs
+        (8, {}, 6),
+        (10, {"gradient_accumulation_steps": 2}, 6),  # ceil(10 / 8) = 2 per epoch
+        (10, {"epochs": 1.5}, 5),  # ceil(3 * 1.5)
+        (10, {"epochs": 0.1}, 1),  # at least one step
+        (0, {}, 1),
+        (10, {"max_steps": 5}, 5),  # max_steps caps
+        (10, {"max_steps": 50}, 9),  # and does not stretch
+        (1000, {"batch_size": 1}, 3000),
+    ],
+)
+def test_total_steps(config: TrainConfig, examples: int, changes: dict[str, Any], steps: int) -> None:
+    assert replace(config, **changes).total_steps(examples) == steps
+
+
+@pytest.mark.parametrize(("total", "interval"), [(100, 10), (95, 10), (101, 11), (10, 1), (5, 1), (1, 1)])
+def test_interval_gives_about_ten_evaluations_per_run(config: TrainConfig, total: int, interval: int) -> None:
+    assert EVALUATIONS_PER_RUN == 10
+    assert config.interval(total) == interval
+
+
+def test_interval_of_explicit_eval_steps(config: TrainConfig) -> None:
+    assert replace(config, eval_steps=7).interval(1000) == 7
+    assert replace(config, eval_steps=7).interval(3) == 7
+
+
+def test_as_dict_and_from_dict_round_trip_through_json(config: TrainConfig) -> None:
+    config = replace(config, target_modules=("q_proj", "v_proj"), warm_start=True)
+    values = config.as_dict()
+
+    assert values["target_modules"] == ["q_proj", "v_proj"]
+    assert values["learning_rate"] == config.learning_rate and values["warm_start"] is True
+    assert TrainConfig.from_dict(json.loads(json.dumps(values))) == config
+    assert TrainConfig.from_dict(values) == config
+    assert config.as_dict() == values  # from_dict did not change what it was given
+
+
+# -- known gaps ------------------------------------------------------------------------------
+
+
+def test_a_non_finite_regression_loss_is_not_promoted() -> None:
+    assert _decide(_score(1.0, math.nan), base=_score(1.5, 2.0)).verdict != "promote"

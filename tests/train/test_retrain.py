@@ -1,0 +1,218 @@
+"""`assistant retrain` end to end on the tiny model: real TRL, peft and bitsandbytes (CPU 4-bit)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+from assistant.adapters import registry
+from assistant.errors import TrainingError
+from assistant.settings import load_settings
+from assistant.store import Store
+from assistant.train.retrain import Options, lock_path, retrain
+from tests.cli.conftest import cli, isolated_env  # noqa: F401 - fixtures
+from tests.conftest import load_backend
+from tests.train.conftest import ANSWERS, PROBE, configure, curate
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def settings_of(data_dir: Path):  # noqa: ANN201
+    return load_settings(data_dir=data_dir, environ={}).settings
+
+
+def test_retrain_publishes_and_promotes_an_adapter_that_learned_the_curated_answers(trained_dir: Path, tiny_model_dir: Path) -> None:
+    store = Store.open(trained_dir / "assistant.db")
+    active = store.active_adapter()
+    assert active is not None and active.version == "v0001"
+    assert active.report["verdict"] == "promote"
+    scores = active.report["scores"]
+    assert scores["candidate"]["eval_loss"] < scores["base"]["eval_loss"] - 0.01
+    assert {p["prompt"] for p in active.report["probes"]} == {PROBE, "Where is my parcel?"}
+
+    directory = trained_dir / "adapters" / "v0001"
+    assert sorted(p.name for p in directory.iterdir()) == ["adapter_config.json", "adapter_model.safetensors", "meta.json"]
+    meta = registry.check_files(directory)
+    assert meta["dataset_snapshot"] == active.dataset_id
+    assert meta["base_model"]["sha256"] and meta["base_model"]["path"] == str(tiny_model_dir)
+    assert meta["training_config"]["lora_r"] == 16 and meta["training_config"]["target_modules"] == ["all-linear"]
+    assert meta["eval_report"]["verdict"] == "promote" and meta["metrics"]["steps"] == 180
+    assert meta["code_version"] and meta["created_at"]
+
+    run = store.training_run(active.run_id)
+    assert sorted(p.name for p in (trained_dir / "runs" / run.id).iterdir()) == ["run.json"], "checkpoints are cleaned up"
+    assert run.status == "published" and run.version == "v0001" and run.finished_at
+    points = store.run_metrics(run.id)
+    assert [p.step for p in points if p.split == "train"] == list(range(1, 181))
+    assert len([p for p in points if p.split == "eval"]) == 10
+    assert not list((trained_dir / "adapters").glob(".*")), "no staging directory left behind"
+
+    # Served as the chat serves it (full-precision base, unmerged adapter), greedy: the curated answer.
+    from assistant.engine.base import ChatMessage, GenerationParams
+
+    backend = load_backend(tiny_model_dir, adapter=str(directory))
+    reply = backend.stream([ChatMessage("user", PROBE)], GenerationParams(max_new_tokens=32, temperature=0))
+    assert "".join(reply) == ANSWERS["reset"]
+    assert backend.identity.adapter == "v0001"
+
+
+def test_min_new_does_nothing_until_enough_new_approvals(data_copy: Path, cli) -> None:  # noqa: ANN001, F811
+    result = cli("retrain", "--min-new", "3", "--data-dir", data_copy)
+    assert result.code == 0
+    assert "nothing to train: 0 new approved examples < 3" in result.out
+    store = Store.open(data_copy / "assistant.db")
+    curate(store, questions={"reset": ["Thermostat blinking red, reset?"]})
+    result = cli("retrain", "--min-new", "3", "--json", "--data-dir", data_copy)
+    assert result.code == 0 and json.loads(result.out)["status"] == "nothing"
+    assert [a.version for a in store.adapters()] == ["v0001"]
+
+
+def test_an_empty_or_all_rejected_dataset_has_nothing_to_train(tmp_path: Path, tiny_model_dir: Path, cli) -> None:  # noqa: ANN001, F811
+    empty = tmp_path / "empty"
+    configure(empty, tiny_model_dir)
+    result = cli("retrain", "--data-dir", empty)
+    assert result.code == 0 and "nothing to train" in result.out
+
+    rejected = tmp_path / "rejected"
+    settings = configure(rejected, tiny_model_dir)
+    curate(Store.open(settings.db_path), approve=False)
+    result = cli("retrain", "--json", "--data-dir", rejected)
+    assert result.code == 0 and json.loads(result.out)["status"] == "nothing"
+    assert not (rejected / "adapters").exists() and not (rejected / "runs").exists()
+
+
+def test_dry_run_stops_after_the_preflight(tmp_path: Path, tiny_model_dir: Path, cli) -> None:  # noqa: ANN001, F811
+    settings = configure(tmp_path / "data", tiny_model_dir)
+    curate(Store.open(settings.db_path))
+    result = cli("retrain", "--dry-run", "--data-dir", settings.data_dir)
+    assert result.code == 0, result.err
+    assert "preflight passed" in result.out
+    assert "examples with no trainable token: 0" in result.err and "bitsandbytes" in result.err
+    assert "tokens per example: min" in result.err
+    assert not (settings.data_dir / "runs").exists()
+
+
+def test_preflight_refuses_a_template_that_marks_no_assistant_tokens(tmp_path: Path, tiny_model_dir: Path, cli) -> None:  # noqa: ANN001, F811
+    plain = tmp_path / "plain-template-model"
+    plain.mkdir()
+    for file in tiny_model_dir.iterdir():
+        if file.is_file():
+            (plain / file.name).write_bytes(file.read_bytes())
+    (plain / "chat_template.jinja").write_text("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}")
+    settings = configure(tmp_path / "data", plain)
+    curate(Store.open(settings.db_path))
+    result = cli("retrain", "--data-dir", settings.data_dir)
+    assert result.code == TrainingError.exit_code
+    assert result.err_lines[-1].startswith("error: preflight: the model's chat template does not mark assistant tokens")
+    assert not (settings.data_dir / "runs").exists()
+
+
+def test_a_second_retrain_is_refused_while_one_runs(tmp_path: Path, tiny_model_dir: Path, cli) -> None:  # noqa: ANN001, F811
+    settings = configure(tmp_path / "data", tiny_model_dir)
+    with FileLock(str(lock_path(settings)), timeout=0):
+        result = cli("retrain", "--data-dir", settings.data_dir)
+    assert result.code == 11
+    assert result.err_lines == ["error: another retrain is running (it holds the training lock)"]
+
+
+def test_a_non_finite_loss_aborts_and_publishes_nothing(tmp_path: Path, tiny_model_dir: Path, data_copy: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "nan-model"
+    broken.mkdir()
+    for file in tiny_model_dir.iterdir():
+        if file.is_file():
+            (broken / file.name).write_bytes(file.read_bytes())
+    weights = load_file(broken / "model.safetensors")
+    weights["model.norm.weight"][0] = float("nan")
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+
+    settings = configure(data_copy, broken, max_steps=20)
+    store = Store.open(settings.db_path)
+    curate(store, questions={"reset": ["Thermostat blinking red, reset?"]})
+    with pytest.raises(TrainingError, match=r"non-finite (loss|grad norm)"):
+        retrain(settings, store, Options())
+    run = store.training_runs()[0]
+    assert run.status == "failed" and "non-finite" in run.error
+    assert [a.version for a in store.adapters()] == ["v0001"] and store.active_adapter().version == "v0001"
+    assert sorted(p.name for p in (data_copy / "adapters").iterdir()) == ["v0001"]
+
+
+def test_kill_9_during_training_then_resume_completes_from_the_checkpoint(data_copy: Path, tiny_model_dir: Path) -> None:
+    settings = configure(data_copy, tiny_model_dir, max_steps=100, eval_steps=10)
+    store = Store.open(settings.db_path)
+    curate(store, questions={"reset": ["Thermostat blinking red, reset?"]})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
+    env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO), XDG_CONFIG_HOME=str(data_copy / "xdg"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "assistant", "retrain", "--data-dir", str(data_copy)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not list((data_copy / "runs").glob("*/checkpoints/checkpoint-*/COMPLETE")):
+            assert process.poll() is None, "retrain ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 3 minutes"
+            time.sleep(0.2)
+        time.sleep(0.5)  # somewhere in the next interval
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(30)
+    run = store.training_runs()[0]
+    assert run.status == "running" and run.version is None
+    assert store.active_adapter().version == "v0001"
+    assert sorted(p.name for p in (data_copy / "adapters").iterdir()) == ["v0001"]
+    killed_at = max(p.step for p in store.run_metrics(run.id) if p.split == "train")
+
+    result = retrain(settings, store, Options(resume=True))
+    assert result.run_id == run.id and result.metrics["steps"] == 100
+    resumed_from = result.metrics["resumed_from_step"]
+    assert resumed_from is not None and resumed_from % 10 == 0 and killed_at - resumed_from <= 10 + 1
+    assert store.training_run(run.id).status == "published"
+    assert result.version == "v0002"
+    assert store.active_adapter().version == ("v0002" if result.status == "promoted" else "v0001")
+
+
+def test_resume_without_an_interrupted_run_says_so(data_copy: Path, cli) -> None:  # noqa: ANN001, F811
+    result = cli("retrain", "--resume", "--data-dir", data_copy)
+    assert result.code == TrainingError.exit_code
+    assert result.err_lines == ["error: nothing to resume: no interrupted retrain run"]
+
+
+def test_the_gate_rejects_an_adapter_trained_on_shuffled_answers(data_copy: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    from assistant.train.config import TrainConfig
+    from assistant.train.gate import decide, evaluate
+    from assistant.train.loop import read_rows, train_adapter
+
+    settings = settings_of(data_copy)
+    store = Store.open(settings.db_path)
+    active = store.active_adapter()
+    good = data_copy / "datasets" / active.dataset_id
+    shuffled_dir = tmp_path / "shuffled"
+    shuffled_dir.mkdir()
+    rows = read_rows(good / "train.jsonl")
+    answers = [row["messages"][-1]["content"] for row in rows]
+    rotated = answers[4:] + answers[:4]  # every question gets another topic's answer
+    assert all(a != b for a, b in zip(answers, rotated, strict=True))
+    with open(shuffled_dir / "train.jsonl", "w", encoding="utf-8") as out:
+        for row, answer in zip(rows, rotated, strict=True):
+            row["messages"][-1]["content"] = answer
+            out.write(json.dumps(row) + "\n")
+    config = TrainConfig.from_settings(settings, is_demo=False)
+    outcome = train_adapter(tiny_model_dir, shuffled_dir, tmp_path / "run", config, on_cuda=False)
+    report = evaluate(
+        tiny_model_dir, outcome.adapter_dir, ("v0001", data_copy / "adapters" / "v0001"), good, [],
+        on_cuda=False, max_examples=50, max_length=256, probes=[PROBE], system_prompt="",
+    )
+    verdict = decide(report["scores"], margin=settings.gate_margin, tolerance=settings.gate_regression_tolerance)
+    assert verdict.verdict == "reject", verdict
+    assert "worse than the active adapter v0001" in verdict.reason
+    assert report["probes"][0]["answers"]["active"] == ANSWERS["reset"]
