@@ -31,8 +31,11 @@ def context(conversation: Conversation, thread: Sequence[Message]) -> list[ChatM
 
 
 def reply_record(reply: Reply, identity: ModelIdentity, params: GenerationParams) -> ReplyRecord:
+    """`identity`: the backend's when the reply was asked for; the one the engine set on the reply
+    (`Reply.identity`, which an adapter swap between the two can change) wins."""
     stats = reply.stats
     assert stats is not None, "record a reply only after it has finished"
+    identity = reply.identity or identity
     return ReplyRecord(
         content=reply.text,
         model=identity.model,

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from assistant import __version__
-from assistant.commands.common import Context, load_backend, settings_options
+from assistant.commands.common import Context, follow_active_adapter, load_backend, settings_options
 from assistant.commands.dataset import dataset, forget
 from assistant.commands.demo import demo
 from assistant.commands.doctor import doctor
@@ -82,6 +82,7 @@ def ask(state: Context, question: str, conversation_id: int | None, as_json: boo
     if conversation_id is not None:
         store.conversation(conversation_id)  # fail before loading a model
     backend = load_backend(settings, quiet=as_json)
+    follow_active_adapter(backend, store, settings)
     stream_to = None if as_json else _echo_chunk
     conversation, _question, answer = run_turn(
         store, backend, settings, question, conversation_id=conversation_id, on_text=stream_to

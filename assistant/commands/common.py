@@ -99,3 +99,22 @@ def load_backend(settings: Settings, *, quiet: bool = False):  # noqa: ANN201
     if backend.identity.is_demo:
         console.print(DEMO_NOTICE, style="dim", markup=False)
     return backend
+
+
+def follow_active_adapter(backend, store, settings: Settings) -> None:  # noqa: ANN001
+    """Serve the registry's active version, as the chat does, unless the `adapter` setting pins one.
+
+    A version that cannot be loaded is reported and the base model answers.
+    """
+    if settings.adapter:
+        return
+    active = store.active_adapter()
+    if active is None:
+        return
+    from assistant.adapters.registry import adapters_dir
+    from assistant.errors import ModelError
+
+    try:
+        backend.swap_adapter(active.version, adapters_dir(settings.data_dir) / active.version)
+    except ModelError as exc:
+        click.echo(f"warning: {one_line(str(exc))}; answering with the base model", err=True)

@@ -20,9 +20,21 @@ from assistant.formats import json_text
 from assistant.text import one_line
 
 
-@click.group()
-def models() -> None:
-    """List, inspect, promote, roll back and delete adapter versions."""
+@click.group(invoke_without_command=True)
+@click.pass_context
+def models(ctx: click.Context) -> None:
+    """List, inspect, promote, roll back and delete adapter versions (no command: the models screen)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(screen)
+
+
+@models.command(hidden=True)
+@settings_options
+def screen(state: Context) -> None:
+    """The models screen (Textual): versions, reports, loss curves; promote and roll back."""
+    from assistant.tui.models_app import ModelsApp
+
+    ModelsApp(state.settings, state.store()).run()
 
 
 def _record_dict(record, ratings) -> dict:  # noqa: ANN001

@@ -12,6 +12,8 @@ runs, 12 the gate did not promote the new adapter; the rest as for every command
 
 from __future__ import annotations
 
+import signal
+
 import click
 
 from assistant.commands.common import Context, settings_options
@@ -91,9 +93,11 @@ def retrain(
         warm_start=warm_start,
         force_reason=(reason or f"forced by {settings.user}") if force else None,
     )
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # `systemctl stop`: the run is marked interrupted
     try:
         result = run_retrain(settings, state.store(), options, Events(on_status, on_preflight, on_progress))
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if task is not None:
             bar.stop()
     if as_json:
@@ -106,6 +110,10 @@ def retrain(
         if as_json:
             raise SystemExit(GateRejected.exit_code)
         raise GateRejected(f"{result.version} was not promoted (see `assistant models show {result.version}`)")
+
+
+def _interrupt(signum, frame) -> None:  # noqa: ANN001
+    raise KeyboardInterrupt
 
 
 def _gate_lines(report: dict) -> list[str]:

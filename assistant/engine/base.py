@@ -1,4 +1,5 @@
-"""The chat backend interface: stream a reply to a list of chat messages, cancel it, say who answers.
+"""The chat backend interface: stream a reply to a list of chat messages, cancel it, say who answers,
+swap the adapter that answers.
 
 The UI and the commands only see this interface, so a remote OpenAI-compatible backend can be
 added beside the in-process one without touching them. No torch here.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 
@@ -63,15 +65,29 @@ class CancelEvent(Protocol):
 class Reply:
     """A reply being generated: iterate for text chunks; `cancel()` from any thread.
 
-    `stats` is set once the iteration has finished, whatever ended it.
+    `stats` is set once the iteration has finished, whatever ended it. `identity` is who produces
+    the reply (the adapter serving when its generation started, not when it was asked for): known
+    once the first chunk has arrived or the iteration has ended, None before that or when the backend
+    does not say. The backend gives it as a value, or as a function that reads it when asked.
     """
 
-    def __init__(self, chunks: Iterator[tuple[str, int]], cancel_event: CancelEvent, max_new_tokens: int):
+    def __init__(
+        self,
+        chunks: Iterator[tuple[str, int]],
+        cancel_event: CancelEvent,
+        max_new_tokens: int,
+        identity: ModelIdentity | Callable[[], ModelIdentity | None] | None = None,
+    ):
         self._chunks = chunks
         self._cancel = cancel_event
         self._max_new_tokens = max_new_tokens
+        self._identity = identity
         self.stats: ReplyStats | None = None
         self.text = ""
+
+    @property
+    def identity(self) -> ModelIdentity | None:
+        return self._identity() if callable(self._identity) else self._identity
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -135,5 +151,13 @@ class Backend(Protocol):
     def identity(self) -> ModelIdentity: ...
 
     def stream(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Reply: ...
+
+    def swap_adapter(self, version: str | None, path: Path | None) -> ModelIdentity:
+        """Serve adapter `version` from `path` (None: the bare base model) from the next reply on.
+
+        Callable from any thread; a reply being generated finishes with the adapter it started with.
+        A version that cannot be served raises ModelError and the current one keeps answering.
+        """
+        ...
 
     def close(self) -> None: ...

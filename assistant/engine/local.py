@@ -4,14 +4,24 @@ On CUDA the base model is loaded in 4-bit NF4 with double quantisation and bf16 
 it is trained. On CPU it is full precision unless `cpu_load_in_4bit` asks for bitsandbytes'
 CPU 4-bit. Weights are read from safetensors only. Generation runs in its own thread and
 streams token by token; cancelling stops it at the next token.
+
+Adapters are hot-swapped between replies (`swap_adapter`), never during one: the swap holds the
+lock that generation holds. The new version is loaded beside the one serving, under its own peft
+adapter name, without reloading the base model; it is checked (every weight in its file loaded, a
+finite probe forward pass) before it serves, and the old one is then deleted, so memory stays flat.
+Serving no adapter keeps the peft wrapper with its adapter layers disabled.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import re
+import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -24,6 +34,7 @@ from transformers import (
 )
 from transformers.generation.streamers import BaseStreamer
 
+from assistant.adapters.registry import WEIGHTS, check_files
 from assistant.engine.base import CancelEvent, ChatMessage, GenerationParams, LoadProgress, ModelIdentity, Reply
 from assistant.engine.prompt import encode_chat
 from assistant.engine.resolve import ModelChoice, resolve_model
@@ -44,25 +55,23 @@ def pick_device(requested: str) -> str:
 
 
 def check_adapter_dir(path: Path) -> None:
-    """Only safetensors adapters are loaded; a directory with pickled weights is refused."""
-    if not path.is_dir():
-        raise ModelError(f"adapter directory not found: {path}")
-    pickled = sorted(p.name for p in path.iterdir() if p.suffix in {".bin", ".pt", ".pth", ".pkl"})
-    if pickled:
-        raise ModelError(f"adapter {path} contains pickle files ({pickled[0]}); only safetensors are loaded")
-    for required in ("adapter_model.safetensors", "adapter_config.json"):
-        if not (path / required).is_file():
-            raise ModelError(f"adapter {path} has no {required}")
+    """Only safetensors adapters are loaded: pickle files, missing files and (for a published version)
+    files that do not match the checksums in its meta.json are refused."""
+    check_files(path, verify=False)
 
 
 class LocalBackend:
-    """A loaded model and tokenizer. `stream()` may be called from any thread; one reply at a time."""
+    """A loaded model and tokenizer. `stream()` and `swap_adapter()` may be called from any thread;
+    one reply at a time, and a swap waits for the reply being generated."""
 
     def __init__(self, model, tokenizer, identity: ModelIdentity) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self._identity = identity
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held by a generation or a swap
+        self._adapter: str | None = _peft_adapter(model)  # the peft adapter name loaded, if any
+        self._disabled = False  # the adapter layers are off: the bare base model answers
+        self._loads = 0
         self._device = next(model.parameters()).device
         vocab = tokenizer.get_vocab()
         stop: set[int] = {vocab[t] for t in END_OF_TURN_TOKENS if t in vocab}
@@ -96,15 +105,21 @@ class LocalBackend:
 
     def stream(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Reply:
         cancel = threading.Event()
-        chunks, budget = self.generate(messages, params, cancel)
-        return Reply(chunks, cancel, budget)
+        started: list[ModelIdentity] = []
+        chunks, budget = self.generate(messages, params, cancel, on_start=started.append)
+        return Reply(chunks, cancel, budget, identity=lambda: started[0] if started else None)
 
     def generate(
-        self, messages: Sequence[ChatMessage], params: GenerationParams, cancel: CancelEvent
+        self,
+        messages: Sequence[ChatMessage],
+        params: GenerationParams,
+        cancel: CancelEvent,
+        on_start: Callable[[ModelIdentity], None] | None = None,
     ) -> tuple[Iterator[tuple[str, int]], int]:
         """Start a reply in a thread: its (new text, new tokens) pieces as they come, and its token budget.
 
-        Generation stops at the next token once `cancel` is set.
+        Generation stops at the next token once `cancel` is set. `on_start` gets the identity that
+        produces the reply, from the generation thread once it holds the model, before any piece.
         """
         ids = self.encode(messages, params.max_new_tokens)
         max_new_tokens = min(params.max_new_tokens, self._context - len(ids))
@@ -128,6 +143,8 @@ class LocalBackend:
         def generate() -> None:
             try:
                 with self._lock, torch.inference_mode():
+                    if on_start is not None:
+                        on_start(self._identity)
                     self.model.generate(**kwargs)
             except BaseException as exc:  # reported to the reader of the stream
                 log.exception("generation failed")
@@ -147,8 +164,164 @@ class LocalBackend:
 
         return stream_then_join(), max_new_tokens
 
+    def swap_adapter(self, version: str | None, path: Path | None) -> ModelIdentity:
+        """Serve adapter `version` from `path` (None: the bare base model) from the next reply on.
+
+        Waits for the reply being generated. The files are verified against the version's meta.json
+        first; a version that cannot be served raises ModelError and the current one keeps answering.
+        """
+        expected = None
+        if version is not None:
+            if path is None:
+                raise ModelError(f"adapter {version}: no directory given")
+            check_files(path, verify=True)
+            expected = _file_fingerprint(path / WEIGHTS, version)
+        with self._lock:
+            if version is None:
+                self._serve_base()
+            else:
+                self._serve_adapter(version, path, expected)
+            self._identity = replace(self._identity, adapter=version)
+            log.info("serving %s", self._identity.label)
+            return self._identity
+
+    def _serve_base(self) -> None:
+        if self._adapter is not None and not self._disabled:
+            self.model.base_model.disable_adapter_layers()
+            self._disabled = True
+
+    def _serve_adapter(self, version: str, path: Path, expected: dict[str, tuple[list, float]]) -> None:
+        from peft import PeftModel
+
+        name = self._new_adapter_name(version)
+        old, was_disabled, wrapped = self._adapter, self._disabled, isinstance(self.model, PeftModel)
+        try:
+            if wrapped:
+                self.model.load_adapter(path, adapter_name=name, is_trainable=False)
+                self.model.set_adapter(name)
+                if was_disabled:
+                    self.model.base_model.enable_adapter_layers()
+            else:
+                self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name, is_trainable=False)
+            self.model.eval()
+            self._check_loaded(version, name, expected)
+        except Exception as exc:
+            self._drop_new_adapter(name, old, was_disabled, wrapped)
+            if isinstance(exc, ModelError):
+                raise
+            raise ModelError(f"cannot apply adapter {version}: {_first_line(exc)}") from None
+        if old is not None:
+            self.model.delete_adapter(old)
+        self._adapter, self._disabled = name, False
+
+    def _new_adapter_name(self, version: str) -> str:
+        """The version's name, unless a peft adapter of that name is loaded (a version promoted again)."""
+        base = re.sub(r"[^\w-]", "_", version) or "adapter"
+        loaded = getattr(self.model, "peft_config", {})
+        name = base
+        while name in loaded:
+            self._loads += 1
+            name = f"{base}-{self._loads}"
+        return name
+
+    def _check_loaded(self, version: str, name: str, expected: dict[str, tuple[list, float]]) -> None:
+        """Every weight of the file is in the model under `name`, and the model answers finite logits with it."""
+        loaded = _model_fingerprint(self.model, name)
+        if loaded.keys() != expected.keys() or any(loaded[kind][0] != expected[kind][0] for kind in expected):
+            saved = sum(len(shapes) for shapes, _ in expected.values())
+            found = sum(len(shapes) for shapes, _ in loaded.values())
+            raise ModelError(
+                f"adapter {version} does not fit the model ({saved} LoRA weights in its file, {found} in the model)"
+            )
+        for kind, (_, total) in expected.items():
+            if abs(loaded[kind][1] - total) > 1e-3 * max(1.0, abs(total)):
+                raise ModelError(f"adapter {version}: its {kind} weights were not loaded as saved")
+        ids = torch.tensor([encode_chat(self.tokenizer, [ChatMessage("user", "Hello")])], device=self._device)
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+        if not torch.isfinite(logits).all():
+            raise ModelError(f"adapter {version} makes the model produce NaN or infinite scores; not serving it")
+
+    def _drop_new_adapter(self, name: str, old: str | None, was_disabled: bool, wrapped: bool) -> None:
+        """Back to what served before a failed swap."""
+        if not wrapped:
+            self.model = _strip_adapter_layers(self.model)
+            return
+        if old is not None:
+            self.model.set_adapter(old)
+            if was_disabled:
+                self.model.base_model.disable_adapter_layers()
+        if name in self.model.peft_config:
+            self.model.delete_adapter(name)
+        self.model.eval()
+
     def close(self) -> None:
         """Nothing to release: the model goes with the process."""
+
+
+def _peft_adapter(model) -> str | None:  # noqa: ANN001
+    peft = sys.modules.get("peft")  # not imported: no adapter was applied (and importing it is slow)
+    return model.active_adapter if peft is not None and isinstance(model, peft.PeftModel) else None
+
+
+def _lora_kind(name: str) -> str | None:
+    """`lora_A`, `lora_B`, ... for a LoRA weight's name (saved or loaded), None for any other."""
+    return next((part for part in name.split(".") if part.startswith("lora_")), None)
+
+
+def _fingerprint(weights: Iterable[tuple[str, torch.Tensor]]) -> dict[str, tuple[list, float]]:
+    """Per kind of LoRA weight: the sorted shapes and the sum of absolute values.
+
+    Names are not compared: peft and transformers may rename keys on the way in.
+    """
+    shapes: dict[str, Counter] = {}
+    totals: dict[str, float] = {}
+    for name, tensor in weights:
+        kind = _lora_kind(name)
+        if kind is None:
+            continue
+        shapes.setdefault(kind, Counter())[tuple(tensor.shape)] += 1
+        totals[kind] = totals.get(kind, 0.0) + tensor.detach().double().abs().sum().item()
+    return {kind: (sorted(shapes[kind].elements()), totals[kind]) for kind in shapes}
+
+
+def _file_fingerprint(weights: Path, version: str) -> dict[str, tuple[list, float]]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(weights, framework="pt") as handle:
+            found = _fingerprint((key, handle.get_tensor(key)) for key in handle.keys())
+    except Exception as exc:  # a damaged file raises the reader's own error types
+        raise ModelError(f"adapter {version}: {weights.name} is unreadable ({_first_line(exc)})") from None
+    if not found:
+        raise ModelError(f"adapter {version}: {weights.name} holds no LoRA weights")
+    return found
+
+
+def _model_fingerprint(model, name: str) -> dict[str, tuple[list, float]]:  # noqa: ANN001
+    def weights() -> Iterator[tuple[str, torch.Tensor]]:
+        for key, parameter in model.named_parameters():
+            parts = key.split(".")
+            if name in parts[1:] and parts[parts.index(name) - 1].startswith("lora_"):
+                yield key, parameter
+
+    return _fingerprint(weights())
+
+
+def _strip_adapter_layers(model):  # noqa: ANN001, ANN202
+    """The transformers model under a failed peft wrapping, with the adapter layers it injected removed."""
+    from peft import PeftModel
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    if isinstance(model, PeftModel):
+        model = model.base_model.model
+    for key, module in list(model.named_modules()):
+        if isinstance(module, BaseTunerLayer):
+            parent, _, child = key.rpartition(".")
+            setattr(model.get_submodule(parent), child, module.get_base_layer())
+    if hasattr(model, "peft_config"):
+        del model.peft_config
+    return model
 
 
 class _Cancelled(StoppingCriteria):

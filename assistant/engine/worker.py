@@ -4,10 +4,12 @@ The chat app serves its model from here. Generating with a small model is mostly
 own process it would share the GIL with rendering, and key presses would wait behind tokens. The
 worker process loads the configured model with `open_backend` and serves one reply at a time over a
 pipe. Cancelling sets an event shared with the worker, which generation checks at every token.
+Adapters are swapped between replies: a swap waits until no reply is open, and no reply starts
+until the worker has answered it.
 
-Protocol (parent -> worker): ("stream", messages, params), ("stop",).
-Worker -> parent: ("progress", text, fraction), ("ready", identity), ("start", token_budget),
-("chunk", text, tokens), ("end",), ("error", kind, message, hint).
+Protocol (parent -> worker): ("stream", messages, params), ("swap", version, path or None), ("stop",).
+Worker -> parent: ("progress", text, fraction), ("ready", identity), ("start", token_budget, identity),
+("chunk", text, tokens), ("end",), ("swapped", identity), ("error", kind, message, hint).
 
 This module must stay importable without torch: the parent never loads it.
 """
@@ -19,7 +21,9 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from assistant import errors
@@ -32,7 +36,10 @@ STOP_TIMEOUT_S = 5.0
 
 
 class ProcessBackend:
-    """The configured model, loaded and run in a child process. Create with `ProcessBackend.start`."""
+    """The configured model, loaded and run in a child process. Create with `ProcessBackend.start`.
+
+    Replies are read by one consumer at a time; `swap_adapter` may be called from any thread.
+    """
 
     def __init__(self, settings: Settings) -> None:
         ensure_resource_tracker()
@@ -44,6 +51,7 @@ class ProcessBackend:
         )
         self._child_conn = child
         self._identity: ModelIdentity | None = None
+        self._idle = threading.Condition()  # guards the pipe between replies; notified when a reply closes
         self._open = False  # a reply was requested and its end not read yet
 
     @classmethod
@@ -85,17 +93,34 @@ class ProcessBackend:
             raise errors.ModelError("the model process is gone; restart the app") from None
 
     def stream(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Reply:
-        """Start a reply. One at a time: a reply left unread is stopped first."""
-        if self._open:
-            self._finish_open_reply()
-        self._cancel.clear()
-        self._send(("stream", [ChatMessage(m.role, m.content) for m in messages], params))
-        self._open = True
-        kind, *payload = self._receive()
-        if kind == "error":
-            self._open = False
-            raise _error(*payload)
-        return Reply(self._chunks(), self._cancel, payload[0])
+        """Start a reply. One at a time: a reply left unread is stopped first. Waits for a swap in progress."""
+        with self._idle:
+            if self._open:
+                self._finish_open_reply()
+            self._cancel.clear()
+            self._send(("stream", [ChatMessage(m.role, m.content) for m in messages], params))
+            self._open = True
+            kind, *payload = self._receive()
+            if kind == "error":
+                self._closed()
+                raise _error(*payload)
+        budget, identity = payload
+        return Reply(self._chunks(), self._cancel, budget, identity=identity)
+
+    def swap_adapter(self, version: str | None, path: Path | None) -> ModelIdentity:
+        """Serve adapter `version` from `path` (None: the bare base model) from the next reply on.
+
+        Waits until the open reply has been read to its end; no reply starts until the worker has
+        swapped. A version that cannot be served raises its error and the current one keeps answering.
+        """
+        with self._idle:
+            self._idle.wait_for(lambda: not self._open)
+            self._send(("swap", version, None if path is None else str(path)))
+            kind, *payload = self._receive()
+            if kind == "error":
+                raise _error(*payload)
+            self._identity = payload[0]
+            return self._identity
 
     def _chunks(self) -> Iterator[tuple[str, int]]:
         try:
@@ -104,13 +129,18 @@ class ProcessBackend:
                 if kind == "chunk":
                     yield payload[0], payload[1]
                     continue
-                self._open = False
+                self._closed()
                 if kind == "error":
                     raise _error(*payload)
                 return
         finally:
             if self._open:  # the reader stopped early
                 self._finish_open_reply()
+
+    def _closed(self) -> None:
+        with self._idle:
+            self._open = False
+            self._idle.notify_all()
 
     def _finish_open_reply(self) -> None:
         """Stop the reply in progress and read it to its end, so the next one starts on a clean pipe."""
@@ -120,7 +150,7 @@ class ProcessBackend:
                 pass
         except errors.ModelError:
             pass
-        self._open = False
+        self._closed()
 
     def close(self) -> None:
         """Stop the worker (it also ends with the app: it is a daemon process)."""
@@ -170,7 +200,10 @@ def _report(conn, exc: BaseException) -> None:  # noqa: ANN001
 
 
 def serve(conn, cancel, settings: Settings) -> None:  # noqa: ANN001
-    """The worker process: load the model, then answer stream requests until told to stop."""
+    """The worker process: load the model, then answer stream and swap requests until told to stop.
+
+    Requests are served in order, so the identity sent with "start" is the one that produces the reply.
+    """
     from assistant.logs import quiet_libraries, setup_logging
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # ctrl+c belongs to the app, which stops us
@@ -194,6 +227,15 @@ def serve(conn, cancel, settings: Settings) -> None:  # noqa: ANN001
             request = conn.recv()
         except (EOFError, OSError):
             return  # the app is gone
+        if request[0] == "swap":
+            _, version, path = request
+            try:
+                identity = backend.swap_adapter(version, None if path is None else Path(path))
+            except BaseException as exc:
+                _report(conn, exc)
+                continue
+            conn.send(("swapped", identity))
+            continue
         if request[0] != "stream":
             return
         _, messages, params = request
@@ -202,7 +244,7 @@ def serve(conn, cancel, settings: Settings) -> None:  # noqa: ANN001
         except BaseException as exc:
             _report(conn, exc)
             continue
-        conn.send(("start", budget))
+        conn.send(("start", budget, backend.identity))
         try:
             for text, tokens in chunks:
                 conn.send(("chunk", text, tokens))

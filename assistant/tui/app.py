@@ -3,6 +3,13 @@
 The model loads in a thread worker while the app is already usable: history can be browsed and
 questions typed; the status bar shows the loading progress and a banner says when the demo model
 is in use.
+
+Unless `settings.adapter` pins the chat to one adapter directory, the chat follows the registry's
+active version: every `SWAP_POLL_S` seconds (and right after the model loads) it reads
+`Store.active_adapter()`, and when that differs from what the backend serves, a thread worker
+swaps it in between replies (`Backend.swap_adapter`). Promotions and rollbacks, from this app,
+another one or the CLI, reach every running chat this way. A version the backend refuses is not
+tried again until the active version changes; the old one keeps answering.
 """
 
 from __future__ import annotations
@@ -15,23 +22,34 @@ from textual.app import App
 from textual.binding import Binding
 from textual.widgets import Static
 
+from assistant.adapters.registry import adapters_dir
 from assistant.engine.base import Backend
 from assistant.engine.resolve import DEMO_NOTICE
 from assistant.errors import AssistantError
 from assistant.settings import Settings
-from assistant.store import Store
+from assistant.store import AdapterRecord, Store
 from assistant.text import one_line
 from assistant.tui.loader import BackendLoader
-from assistant.tui.messages import LoadProgressed, ModelFailed, ModelLoaded
+from assistant.tui.messages import (
+    ActiveAdapterChanged,
+    AdapterRefused,
+    AdapterSwapped,
+    LoadProgressed,
+    ModelFailed,
+    ModelLoaded,
+)
 from assistant.tui.screens.chat import ChatScreen
 from assistant.tui.screens.help import HelpScreen
+from assistant.tui.screens.models import ModelsScreen
 from assistant.tui.screens.review import ReviewScreen
+from assistant.tui.swap import SwapPolicy, refused_text, swapped_text
 from assistant.tui.widgets.status import StatusBar
 
 log = logging.getLogger(__name__)
 
 
 class AssistantApp(App):
+    SWAP_POLL_S = 2.0  # how often the registry's active adapter version is read
     CSS_PATH = "app.tcss"
     TITLE = "assistant"
     ENABLE_COMMAND_PALETTE = False
@@ -40,6 +58,7 @@ class AssistantApp(App):
         Binding("ctrl+n", "new_conversation", "New", priority=True),
         Binding("ctrl+r", "review", "Review", show=False),
         Binding("f1", "help", "Help"),
+        Binding("f2", "models", "Models"),
         Binding("question_mark", "help", "Help", show=False),
     ]
 
@@ -50,6 +69,7 @@ class AssistantApp(App):
         self.loader = loader
         self.backend: Backend | None = None
         self.load_error: str | None = None
+        self.swaps = SwapPolicy()
 
     def on_mount(self) -> None:
         self.push_screen(ChatScreen())
@@ -104,6 +124,9 @@ class AssistantApp(App):
         banner = chat.query_one("#demo-banner", Static)
         banner.update(event.notice or "")
         banner.display = event.notice is not None
+        if not self.settings.adapter:  # else pinned to that adapter: nothing to follow
+            self.check_active_adapter()  # before a waiting question is answered: its swap goes first
+            self.set_interval(self.SWAP_POLL_S, self.check_active_adapter)
         await chat.model_ready()
 
     def on_model_failed(self, event: ModelFailed) -> None:
@@ -112,6 +135,61 @@ class AssistantApp(App):
         self.chat.query_one(StatusBar).failed(event.error)
         self.notify(f"The model could not be loaded: {one_line(event.error, 200)}", severity="error", markup=False)
 
+    # -- following the active adapter version ---------------------------------------------------
+
+    def check_active_adapter(self) -> None:
+        """Swap to the registry's active version if the backend serves another (a cheap SELECT)."""
+        backend = self.backend
+        if backend is None or self.settings.adapter:
+            return
+        try:
+            record = self.store.active_adapter()
+        except AssistantError as exc:
+            log.warning("could not read the active adapter version: %s", exc)
+            return
+        version = record.version if record is not None else None
+        if self.swaps.wanted(version, backend.identity.adapter):
+            self.swaps.started()
+            self._swap_adapter(backend, record)
+
+    @work(thread=True, exclusive=True, group="swap", exit_on_error=False)
+    def _swap_adapter(self, backend: Backend, record: AdapterRecord | None) -> None:
+        version = record.version if record is not None else None
+        path = adapters_dir(self.settings.data_dir) / version if version is not None else None
+        previous = backend.identity.adapter
+        try:
+            identity = backend.swap_adapter(version, path)
+        except AssistantError as exc:
+            self.post_message(AdapterRefused(version, str(exc)))
+            return
+        except Exception as exc:  # the old adapter keeps answering; the log has the details
+            log.exception("swapping to adapter %s failed", version)
+            self.post_message(AdapterRefused(version, f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(AdapterSwapped(record, identity, previous))
+
+    def on_adapter_swapped(self, event: AdapterSwapped) -> None:
+        self.swaps.succeeded()
+        log.info("now serving adapter %s (was %s)", event.identity.adapter, event.previous)
+        self.chat.query_one(StatusBar).loaded(event.identity)
+        self.notify(swapped_text(event.record, event.previous), markup=False)
+
+    def on_adapter_refused(self, event: AdapterRefused) -> None:
+        self.swaps.failed(event.version)
+        serving = self.backend.identity.adapter if self.backend is not None else None
+        log.warning("adapter %s refused: %s", event.version, event.reason)
+        self.notify(
+            refused_text(event.version, serving, event.reason),
+            severity="error",
+            markup=False,
+            timeout=10,
+        )
+
+    def on_active_adapter_changed(self, event: ActiveAdapterChanged) -> None:
+        self.check_active_adapter()
+
+    # -- keys --------------------------------------------------------------------------------
+
     async def action_new_conversation(self) -> None:
         if self.screen is self.chat:
             await self.chat.new_conversation()
@@ -119,6 +197,10 @@ class AssistantApp(App):
     def action_review(self) -> None:
         if self.screen is self.chat:
             self.push_screen(ReviewScreen())
+
+    def action_models(self) -> None:
+        if self.screen is self.chat:
+            self.push_screen(ModelsScreen())
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from assistant.engine.base import Backend, Reply
+from assistant.engine.base import Backend, ModelIdentity, Reply
+from assistant.store import AdapterRecord
 
 
 @dataclass
@@ -43,3 +44,24 @@ class ReplyFailed(Message):
     key: int
     reply: Reply | None  # None when the reply could not even start
     error: str
+
+
+@dataclass
+class AdapterSwapped(Message):
+    """The backend now serves `record`'s version (None: the bare base model)."""
+
+    record: AdapterRecord | None
+    identity: ModelIdentity
+    previous: str | None  # the version served before
+
+
+@dataclass
+class AdapterRefused(Message):
+    """The backend refused `version` and keeps serving what it served."""
+
+    version: str | None
+    reason: str
+
+
+class ActiveAdapterChanged(Message):
+    """The registry's active version was changed in this app (promote, rollback): look again now."""

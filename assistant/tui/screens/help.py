@@ -18,6 +18,7 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
             ("tab / shift+tab", "move between the list, the replies and the input"),
             ("ctrl+f", "search conversations"),
             ("ctrl+r", "review rated replies (curators)"),
+            ("F2", "adapter versions: promote, roll back"),
         ],
     ),
     (
@@ -46,10 +47,20 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
         "Conversation list",
         [
             ("enter", "open"),
-            ("r / F2", "rename"),
+            ("r", "rename"),
             ("a", "archive or unarchive"),
             ("d / delete", "delete (asks first)"),
             ("A", "show or hide archived conversations"),
+        ],
+    ),
+    (
+        "Adapter versions (F2)",
+        [
+            ("up / down", "move between versions; the detail shows the highlighted one"),
+            ("p", "promote: every chat answers with it within seconds (asks first)"),
+            ("b", "roll back the active version to the one before it (asks first)"),
+            ("r", "refresh"),
+            ("esc", "back to the chat"),
         ],
     ),
     (

@@ -18,7 +18,7 @@ from assistant.tui.widgets.chatlog import clock_time
 
 class ConversationOptions(OptionList):
     BINDINGS = [
-        Binding("f2,r", "screen.rename_conversation", "Rename"),
+        Binding("r", "screen.rename_conversation", "Rename"),
         Binding("a", "screen.toggle_archive", "Archive"),
         Binding("delete,d", "screen.delete_conversation", "Delete"),
         Binding("A", "screen.toggle_show_archived", "Show archived"),
