@@ -118,8 +118,8 @@ class ReviewScreen(Screen):
     ]
 
     def __init__(self, *, standalone: bool = False, adapter_since: str | None = None) -> None:
-        """`adapter_since`: when the last adapter was published; approvals after it are counted
-        apart (None counts every approval)."""
+        """`adapter_since`: approvals after this time are counted apart; None: after the data of the
+        newest published adapter was read (every approval when there is none)."""
         super().__init__()
         self.standalone = standalone
         self.adapter_since = adapter_since
@@ -238,7 +238,7 @@ class ReviewScreen(Screen):
         old_ids = [item.message.id for item in self.items]
         try:
             items = self.store.review_queue(self.filters())
-            self.counts = self.store.curation_counts(since=self.adapter_since)
+            self.counts = self.store.curation_counts(since=self.adapter_since or self.store.last_data_until())
         except AssistantError as exc:
             self.notify(f"Could not read the queue: {one_line(str(exc), 200)}", severity="error", markup=False)
             return
