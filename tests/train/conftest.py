@@ -50,7 +50,8 @@ def configure(data_dir: Path, model_dir: Path, **extra: object) -> Settings:
     import json
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    lines = TRAIN_CONFIG.format(model=model_dir) + "".join(f"{k} = {json.dumps(v)}\n" for k, v in extra.items())
+    base = [line for line in TRAIN_CONFIG.format(model=model_dir).splitlines() if line.split(" = ")[0] not in extra]
+    lines = "\n".join(base) + "\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in extra.items())
     (data_dir / "config.toml").write_text(lines, encoding="utf-8")
     return load_settings(data_dir=data_dir, environ={}).settings
 

@@ -216,3 +216,20 @@ def test_the_gate_rejects_an_adapter_trained_on_shuffled_answers(data_copy: Path
     assert verdict.verdict == "reject", verdict
     assert "worse than the active adapter v0001" in verdict.reason
     assert report["probes"][0]["answers"]["active"] == ANSWERS["reset"]
+
+
+def test_warm_start_continues_from_the_active_adapter(data_copy: Path, tiny_model_dir: Path) -> None:
+    from safetensors.torch import load_file
+
+    settings = configure(data_copy, tiny_model_dir, max_steps=2, learning_rate=1e-7, warmup_ratio=0.0)
+    store = Store.open(settings.db_path)
+    curate(store, questions={"reset": ["Thermostat blinking red, reset?"]})
+    result = retrain(settings, store, Options(warm_start=True, force_reason="test"))
+    meta = registry.read_meta(data_copy / "adapters" / result.version)
+    assert meta["warm_start_from"] == "v0001"
+    before = load_file(data_copy / "adapters" / "v0001" / "adapter_model.safetensors")
+    after = load_file(data_copy / "adapters" / result.version / "adapter_model.safetensors")
+    assert before.keys() == after.keys()
+    lora_b = [k for k in before if "lora_B" in k]
+    assert lora_b and all(before[k].abs().sum() > 0 for k in lora_b)  # trained weights, not a fresh init
+    assert all((before[k] - after[k]).abs().max() < 1e-3 for k in before)
