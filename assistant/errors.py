@@ -63,6 +63,10 @@ class NotAllowedError(AssistantError):
     exit_code = 9
 
 
+class ConflictError(InputError):
+    """Someone else changed it first: the active adapter version changed while a retrain was gating."""
+
+
 class TrainingError(AssistantError):
     """Retrain cannot run or did not finish: a preflight check failed, a non-finite loss, no checkpoint to resume."""
 

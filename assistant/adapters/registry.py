@@ -174,3 +174,19 @@ def remove(directory: Path) -> None:
     trash = directory.with_name(f".{directory.name}.deleted")
     os.rename(directory, trash)
     shutil.rmtree(trash)
+
+
+def sweep_staging(data_dir: Path) -> list[str]:
+    """Remove what a killed publish or delete left behind (`.vNNNN.*` directories). Call it only
+    while holding the retrain lock: publishing happens only under it."""
+    root = adapters_dir(data_dir)
+    if not root.is_dir():
+        return []
+    removed = []
+    for path in root.iterdir():
+        if path.is_dir() and re.match(r"^\.v[0-9]{4,}\.", path.name):
+            for file in path.iterdir():
+                file.chmod(stat.S_IWUSR | stat.S_IRUSR)
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    return removed

@@ -141,9 +141,9 @@ def delete(state: Context, version: str) -> None:
     name = registry.normalise_version(version)
     if store.adapter(name).status == "active":
         raise InputError(f"{name} is active; promote another version or roll back first")
+    store.delete_adapter(name, actor=settings.user)  # refuses the active version, in one transaction
     try:
         registry.remove(registry.adapters_dir(settings.data_dir) / name)
     except OSError as exc:
-        raise StoreError(f"cannot delete the files of {name}: {exc.strerror}") from None
-    store.delete_adapter(name, actor=settings.user)
+        raise StoreError(f"{name} is deleted but its files could not be removed: {exc.strerror}") from None
     click.echo(f"deleted {name}")

@@ -17,7 +17,7 @@ import signal
 import click
 
 from assistant.commands.common import Context, settings_options
-from assistant.errors import GateRejected
+from assistant.errors import GateRejected, InputError
 from assistant.formats import json_text
 from assistant.text import one_line
 
@@ -52,6 +52,8 @@ def retrain(
     from assistant.train.retrain import Events, Options
     from assistant.train.retrain import retrain as run_retrain
 
+    if resume and (dry_run or warm_start or min_new or max_steps is not None or epochs is not None):
+        raise InputError("--resume continues a run as it was configured; it takes no --dry-run, --warm-start, --min-new, --max-steps or --epochs")
     state.overrides.update({k: v for k, v in {"max_steps": max_steps, "epochs": epochs}.items() if v is not None})
     settings = state.settings
     console = Console(stderr=True, quiet=as_json, highlight=False)

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from assistant.errors import InputError, NotFoundError
+from assistant.errors import ConflictError, InputError, NotFoundError
 from assistant.store.records import (
     ADAPTER_STATUSES,
     AdapterEvent,
@@ -194,8 +194,12 @@ class TrainingStore:
             db["adapters"].update(version, {"report": json.dumps(report, sort_keys=True)})
         return self.adapter(version)
 
-    def promote(self, version: str, *, actor: str, reason: str = "") -> AdapterRecord:
-        """Make `version` the active one; the version active before it is retired (rollback returns to it)."""
+    def promote(self, version: str, *, actor: str, reason: str = "", expected_active: Any = ...) -> AdapterRecord:
+        """Make `version` the active one; the version active before it is retired (rollback returns to it).
+
+        `expected_active` (a version, or None for the base model): refuse with ConflictError unless that
+        is what is active now, so a decision made against it is not applied over a later change.
+        """
         with self._write() as db:
             row = self._adapter_row(db, version)
             if row["deleted_at"]:
@@ -204,6 +208,11 @@ class TrainingStore:
                 return self.adapter(version)
             previous = db.execute("SELECT version FROM adapters WHERE status = 'active'").fetchone()
             previous = previous[0] if previous else None
+            if expected_active is not ... and previous != expected_active:
+                raise ConflictError(
+                    f"the active version changed to {previous or 'the base model'} while {version} was evaluated "
+                    f"against {expected_active or 'the base model'}; promote it by hand if it is still wanted"
+                )
             if previous:
                 db["adapters"].update(previous, {"status": "retired", "reason": f"replaced by {version}"})
             db["adapters"].update(version, {"status": "active", "reason": reason, "activated_at": self._now()})

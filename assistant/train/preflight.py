@@ -65,6 +65,7 @@ def run_preflight(
     max_length: int,
     max_truncated_fraction: float,
     device: str,
+    require_eval: bool = True,
 ) -> Preflight:
     """Gather the facts and the problems; nothing raises here (see `check`)."""
     import torch
@@ -86,6 +87,11 @@ def run_preflight(
         problems.append("device is cuda but no CUDA GPU is available")
     if bnb is None:
         problems.append("bitsandbytes cannot be imported; 4-bit training needs it (pip install bitsandbytes)")
+    if require_eval and train_rows and not eval_rows:
+        problems.append(
+            "no eval examples, so the gate could not judge the new adapter (approve answers in more conversations "
+            "or raise eval_fraction; --force trains and promotes without the gate)"
+        )
     if fraction > max_truncated_fraction:
         problems.append(f"{fraction:.1%} of the examples are longer than max_length {max_length} (limit {max_truncated_fraction:.0%})")
     if train_rows and zero == len(train_rows):

@@ -30,7 +30,7 @@ from filelock import FileLock, Timeout
 
 from assistant import __version__
 from assistant.adapters import registry
-from assistant.errors import BusyError, TrainingError
+from assistant.errors import AssistantError, BusyError, ConflictError, TrainingError
 from assistant.settings import Settings
 from assistant.store import Store
 from assistant.train.config import TrainConfig
@@ -89,6 +89,7 @@ def retrain(settings: Settings, store: Store, options: Options, events: Events |
         raise BusyError(_busy_message(store)) from None
     try:
         store.mark_stale_runs()
+        registry.sweep_staging(settings.data_dir)
         return _Retrain(settings, store, options, events or Events()).run()
     finally:
         lock.release()
@@ -153,6 +154,10 @@ class _Retrain:
             "warm_start_version": warm[0] if warm else None,
         }
         (run_dir / RUN_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        for old in self.store.training_runs(limit=1000):
+            if old.status == "interrupted":  # a new run supersedes it: --resume would train older data
+                self.store.update_run(old.id, status="failed", error=f"superseded by run {run_id}")
+                shutil.rmtree(self.settings.runs_dir / old.id / "checkpoints", ignore_errors=True)
         self.store.start_run(run_id, user=self.settings.user, pid=os.getpid(), base_model=choice.name, config=config.as_dict())
         self.store.update_run(run_id, dataset_id=snapshot.id, data_until=data_until)
         return self._train_and_publish(run_dir, info, preflight, resume=False)
@@ -161,6 +166,9 @@ class _Retrain:
         run = self.store.resumable_run()
         if run is None:
             raise TrainingError("nothing to resume: no interrupted retrain run")
+        registered = [a for a in self.store.adapters(include_deleted=True) if a.run_id == run.id]
+        if registered:
+            return self._finish_registered(run.id, registered[0])
         run_dir = self.settings.runs_dir / run.id
         try:
             info = json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8"))
@@ -170,12 +178,28 @@ class _Retrain:
         train_rows = read_rows(dataset_dir / "train.jsonl")
         if not train_rows:
             raise TrainingError(f"cannot resume run {run.id}: its dataset {info['dataset_id']} is gone")
+        erased = [d for d in self.store.datasets() if d.id == info["dataset_id"] and d.erased_at]
+        if erased:
+            raise TrainingError(
+                f"cannot resume run {run.id}: its dataset holds data erased since; start a new `assistant retrain`"
+            )
         from assistant.data.snapshot import read_manifest
 
         self.events.status(f"Resuming run {run.id}")
         preflight = self._preflight(info["dataset_id"], read_manifest(dataset_dir), dataset_dir, train_rows, Path(info["base_model"]["path"]))
         self.store.update_run(run.id, status="running", pid=os.getpid(), error=None)
         return self._train_and_publish(run_dir, info, preflight, resume=True)
+
+    def _finish_registered(self, run_id: str, record) -> Result:  # noqa: ANN001
+        """The run died after registering its version: promote it if the gate (or --force) said so."""
+        passed = record.report.get("verdict") == "promote" or "forced" in record.report
+        if passed and record.status == "candidate" and not record.deleted_at and record.activated_at is None:
+            self.store.promote(record.version, actor=self.settings.user, reason=record.reason)
+        self.store.update_run(run_id, status="published", version=record.version, error=None)
+        status = "promoted" if passed else ("kept" if record.status == "candidate" else "rejected")
+        return Result(status, f"run {run_id} had published {record.version}; finished it ({status})",
+                      run_id=run_id, version=record.version, dataset_id=record.dataset_id,
+                      metrics=record.metrics, report=record.report)
 
     # -- steps ---------------------------------------------------------------------------------
 
@@ -209,6 +233,8 @@ class _Retrain:
             tokenizer = load_training_tokenizer(base_path)
         except TrainingError as exc:
             raise TrainingError(f"preflight: {exc.message}") from None
+        except (OSError, ValueError) as exc:
+            raise TrainingError(f"preflight: cannot load the tokenizer from {base_path}: {str(exc).splitlines()[0]}") from None
         preflight = run_preflight(
             dataset_id,
             manifest,
@@ -218,6 +244,7 @@ class _Retrain:
             max_length=self.settings.max_length,
             max_truncated_fraction=self.settings.max_truncated_fraction,
             device=self.settings.device,
+            require_eval=self.options.force_reason is None,
         )
         self.events.preflight(preflight)
         check(preflight)
@@ -250,11 +277,25 @@ class _Retrain:
             self.store.update_run(run_id, status="failed", error=message)
             raise TrainingError(message) from None
 
+        try:
+            return self._gate_and_publish(run_dir, info, outcome, preflight)
+        except KeyboardInterrupt:
+            self.store.update_run(run_id, status="interrupted", error="interrupted after training; `assistant retrain --resume` retries")
+            raise
+        except Exception as exc:
+            log.exception("gating or publishing failed")
+            message = exc.message if isinstance(exc, AssistantError) else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            self.store.update_run(run_id, status="interrupted", error=f"after training: {message}")
+            raise TrainingError(f"after training: {message} (`assistant retrain --resume` retries)") from None
+
+    def _gate_and_publish(self, run_dir: Path, info: dict[str, Any], outcome, preflight: Preflight) -> Result:  # noqa: ANN001
+        run_id = info["run_id"]
+        base_path = Path(info["base_model"]["path"])
         self.events.status("Eval gate: scoring candidate, active adapter and base model")
-        report, verdict = self._gate(outcome.adapter_dir, base_path, dataset_dir, info["dataset_id"])
-        status = "promote" if verdict.verdict == "promote" else verdict.verdict
+        active_before = self.store.active_adapter()
+        report, verdict = self._gate(outcome.adapter_dir, base_path, Path(info["dataset_path"]), info["dataset_id"])
         forced = self.options.force_reason
-        if forced is not None and status != "promote":
+        if forced is not None and verdict.verdict != "promote":
             report["forced"] = forced
         version = registry.next_version(self.settings.data_dir, {a.version for a in self.store.adapters(include_deleted=True)})
         meta = {
@@ -280,43 +321,48 @@ class _Retrain:
             base_model=info["base_model"]["name"],
             metrics=outcome.metrics(),
             report=report,
-            status="rejected" if status == "reject" and forced is None else "candidate",
+            status="rejected" if verdict.verdict == "reject" and forced is None else "candidate",
             reason=verdict.reason,
         )
+        result = Result("promoted", "", run_id=run_id, version=version, dataset_id=info["dataset_id"],
+                        preflight=preflight.as_dict(), metrics=outcome.metrics(), report=report)
+        outcome_status = {"promote": "promoted", "keep": "kept", "reject": "rejected"}[verdict.verdict]
+        reason = verdict.reason
+        if verdict.verdict == "promote" or forced is not None:
+            reason = verdict.reason if forced is None else f"forced: {forced} (gate: {verdict.reason})"
+            try:
+                # Promoted only over the version the gate compared with: a promotion or rollback made
+                # meanwhile (another window, the CLI) wins, and this one stays a candidate.
+                self.store.promote(version, actor=self.settings.user, reason=reason,
+                                   expected_active=active_before.version if active_before else None)
+                outcome_status = "promoted"
+            except ConflictError as exc:
+                outcome_status, reason = "kept", exc.message
+                self.store.set_adapter_status(version, "candidate", actor=self.settings.user, reason=reason)
         self.store.update_run(run_id, status="published", version=version)
         for leftover in (run_dir / "checkpoints", outcome.adapter_dir):  # published: only run.json stays
             shutil.rmtree(leftover, ignore_errors=True)
-        result = Result(
-            status="promoted",
-            message="",
-            run_id=run_id,
-            version=version,
-            dataset_id=info["dataset_id"],
-            preflight=preflight.as_dict(),
-            metrics=outcome.metrics(),
-            report=report,
-        )
-        if status == "promote" or forced is not None:
-            reason = verdict.reason if forced is None else f"forced: {forced} (gate: {verdict.reason})"
-            self.store.promote(version, actor=self.settings.user, reason=reason)
+        result.status = outcome_status
+        if outcome_status == "promoted":
             result.message = f"{version} is active: {reason}"
-            return result
-        result.status = "kept" if status == "keep" else "rejected"
-        result.message = f"{version} not promoted ({'kept as a candidate' if status == 'keep' else 'rejected'}): {verdict.reason}"
+        else:
+            kept = "kept as a candidate" if outcome_status == "kept" else "rejected"
+            result.message = f"{version} not promoted ({kept}): {reason}"
         return result
 
     def _gate(self, candidate: Path, base_path: Path, dataset_dir: Path, dataset_id: str):  # noqa: ANN202
-        from assistant.train.gate import decide, evaluate
+        from assistant.train.gate import Verdict, decide, evaluate
 
         active = self.store.active_adapter()
-        active_dir = None
+        active_dir, unreadable = None, None
         if active is not None:
             path = registry.adapters_dir(self.settings.data_dir) / active.version
             try:
                 registry.check_files(path)
                 active_dir = (active.version, path)
-            except Exception as exc:  # an unreadable active adapter cannot be a baseline; the base model is
-                log.warning("active adapter %s cannot be scored: %s", active.version, exc)
+            except AssistantError as exc:
+                unreadable = f"the active adapter {active.version} cannot be scored ({exc.message})"
+                log.warning("%s", unreadable)
         earlier = [
             Path(d.path) for d in self.store.datasets() if d.id != dataset_id and not d.erased_at and Path(d.path).is_dir()
         ]
@@ -334,6 +380,8 @@ class _Retrain:
             progress=self.events.status,
         )
         verdict = decide(report["scores"], margin=self.settings.gate_margin, tolerance=self.settings.gate_regression_tolerance)
+        if unreadable and verdict.verdict == "promote":
+            verdict = Verdict("keep", f"{unreadable}; compared with the base model only: {verdict.reason}")
         report.update(verdict=verdict.verdict, reason=verdict.reason, margin=self.settings.gate_margin,
                       tolerance=self.settings.gate_regression_tolerance)
         return report, verdict

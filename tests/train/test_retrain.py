@@ -233,3 +233,67 @@ def test_warm_start_continues_from_the_active_adapter(data_copy: Path, tiny_mode
     lora_b = [k for k in before if "lora_B" in k]
     assert lora_b and all(before[k].abs().sum() > 0 for k in lora_b)  # trained weights, not a fresh init
     assert all((before[k] - after[k]).abs().max() < 1e-3 for k in before)
+
+
+def test_resume_finishes_a_run_that_died_after_registering_its_version(data_copy: Path) -> None:
+    settings = settings_of(data_copy)
+    store = Store.open(settings.db_path)
+    v1 = store.active_adapter()
+    store.start_run("r-died", user="ann", pid=1, base_model="tiny", config={})
+    source = data_copy / "adapters" / "v0001"
+    store.register_adapter("v0002", path=str(source), actor="ann", run_id="r-died", report={"verdict": "promote"},
+                           reason="eval loss improved")
+    store.mark_stale_runs()  # what the next retrain does once it holds the lock
+    result = retrain(settings, store, Options(resume=True))
+    assert (result.status, result.version) == ("promoted", "v0002")
+    assert store.active_adapter().version == "v0002" and store.adapter(v1.version).status == "retired"
+    assert store.training_run("r-died").status == "published"
+
+
+def test_a_promotion_made_while_the_gate_ran_wins(store) -> None:  # noqa: ANN001
+    from assistant.errors import ConflictError
+
+    for version in ("v0001", "v0002", "v0003"):
+        store.register_adapter(version, path=version, actor="ann")
+    store.promote("v0001", actor="ann")
+    store.promote("v0002", actor="bob")  # meanwhile, somebody else
+    with pytest.raises(ConflictError, match="changed to v0002"):
+        store.promote("v0003", actor="retrain", expected_active="v0001")
+    assert store.active_adapter().version == "v0002"
+    store.promote("v0003", actor="retrain", expected_active="v0002")
+    assert store.active_adapter().version == "v0003"
+
+
+def test_resume_takes_no_other_flags(data_copy: Path, cli) -> None:  # noqa: ANN001, F811
+    result = cli("retrain", "--resume", "--dry-run", "--data-dir", data_copy)
+    assert result.code == 4
+    assert result.err_lines[-1].startswith("error: --resume continues a run as it was configured")
+
+
+def test_no_eval_split_fails_the_preflight_unless_forced(tmp_path: Path, tiny_model_dir: Path, cli) -> None:  # noqa: ANN001, F811
+    settings = configure(tmp_path / "data", tiny_model_dir, eval_fraction=0.0, min_eval_examples=0)
+    curate(Store.open(settings.db_path))
+    result = cli("retrain", "--data-dir", settings.data_dir)
+    assert result.code == TrainingError.exit_code
+    assert result.err_lines[-1].startswith("error: preflight: no eval examples")
+    result = cli("retrain", "--dry-run", "--force", "--data-dir", settings.data_dir)
+    assert result.code == 0, result.err
+
+
+def test_leftovers_of_a_killed_publish_are_swept_and_an_older_interrupted_run_is_superseded(data_copy: Path) -> None:
+    settings = configure(data_copy, settings_of(data_copy).model, max_steps=2)
+    store = Store.open(settings.db_path)
+    staging = data_copy / "adapters" / ".v0002.x1y2"
+    staging.mkdir()
+    (staging / "adapter_model.safetensors").write_bytes(b"half")
+    store.start_run("r-old", user="ann", pid=1, base_model="tiny", config={})
+    (data_copy / "runs" / "r-old" / "checkpoints" / "checkpoint-5").mkdir(parents=True)
+    store.mark_stale_runs()
+    curate(store, questions={"reset": ["Thermostat blinking red, reset?"]})
+    result = retrain(settings, store, Options(force_reason="test"))
+    assert not staging.exists()
+    assert result.version == "v0002"
+    old = store.training_run("r-old")
+    assert old.status == "failed" and old.error.startswith("superseded by run")
+    assert not (data_copy / "runs" / "r-old" / "checkpoints").exists()
+    assert store.resumable_run() is None
