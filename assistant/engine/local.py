@@ -174,7 +174,11 @@ class LocalBackend:
         if version is not None:
             if path is None:
                 raise ModelError(f"adapter {version}: no directory given")
-            check_files(path, verify=True)
+            meta = check_files(path, verify=True) or {}
+            base = meta.get("base_model")
+            trained_on = base.get("name") if isinstance(base, dict) else base
+            if trained_on and trained_on != self._identity.model:
+                raise ModelError(f"adapter {version} was trained on {trained_on}, and this chat serves {self._identity.model}")
             expected = _file_fingerprint(path / WEIGHTS, version)
         with self._lock:
             if version is None:

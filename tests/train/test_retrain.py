@@ -297,3 +297,18 @@ def test_leftovers_of_a_killed_publish_are_swept_and_an_older_interrupted_run_is
     assert old.status == "failed" and old.error.startswith("superseded by run")
     assert not (data_copy / "runs" / "r-old" / "checkpoints").exists()
     assert store.resumable_run() is None
+
+
+def test_a_version_trained_on_another_base_model_is_refused_by_a_running_backend(data_copy: Path, tmp_path: Path) -> None:
+    from assistant.errors import ModelError
+
+    other = tmp_path / "other-base"
+    other.mkdir()
+    settings = settings_of(data_copy)
+    for file in Path(settings.model).iterdir():
+        if file.is_file():
+            (other / file.name).write_bytes(file.read_bytes())
+    backend = load_backend(other)  # same shapes, another model
+    with pytest.raises(ModelError, match="was trained on"):
+        backend.swap_adapter("v0001", data_copy / "adapters" / "v0001")
+    assert backend.identity.adapter is None
