@@ -14,7 +14,7 @@ from assistant import __version__
 from assistant.commands.common import Context, settings_options
 from assistant.errors import AssistantError
 from assistant.settings import Settings, field_help
-from assistant.text import one_line
+from assistant.text import one_line, plural
 
 
 @click.command()
@@ -98,6 +98,23 @@ def _database(state: Context, settings: Settings, advice: list[str]) -> None:
     _row("schema", ", ".join(store.applied_migrations()))
     _row("journal mode", mode)
     _row("contents", ", ".join(f"{n} {name}" for name, n in counts.items()))
+    _adapters(store, settings, advice)
+
+
+def _adapters(store, settings: Settings, advice: list[str]) -> None:  # noqa: ANN001
+    """The adapter version chats serve, and how the last retrain ended."""
+    active = store.active_adapter()
+    versions = store.adapters()
+    _row("adapter", f"{active.version} active ({plural(len(versions), 'version')})" if active else
+         f"none active: the base model answers ({plural(len(versions), 'version')})")
+    if active is not None and active.dataset_erased_at:
+        advice.append(f"{active.version} was trained on data erased since: run `assistant retrain` to drop it.")
+    runs = store.training_runs(limit=1)
+    if runs:
+        run = runs[0]
+        _row("last retrain", f"{run.id} {run.status}" + (f": {one_line(run.error, 100)}" if run.error else ""))
+        if run.status == "interrupted":
+            advice.append(f"Retrain run {run.id} was interrupted: `assistant retrain --resume` continues it.")
 
 
 def _model(settings: Settings, advice: list[str]) -> None:
