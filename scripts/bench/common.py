@@ -50,12 +50,23 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def demo_tokenizer_dir(models_dir: Path = ROOT / "conversations" / "models") -> Path:
-    """The built-in demo model's directory (its byte-level BPE tokenizer and ChatML template with
-    `{% generation %}` marks); built once (about 2 minutes on 2 cores), then reused."""
-    from assistant.demo.build import ensure_demo_model
+def demo_tokenizer_dir(cache: Path = DEFAULT_CACHE) -> Path:
+    """The built-in demo model's tokenizer (byte-level BPE, 2048 tokens, trained in seconds on the
+    sample conversations, its ChatML template with `{% generation %}` marks), saved alone under
+    `cache`: the demo model itself is not needed (nor trained) for the benches."""
+    from assistant.demo.build import RECIPES, train_tokenizer
+    from assistant.demo.samples import load_samples
 
-    return ensure_demo_model(models_dir, recipe="demo")
+    out = cache / "demo-tokenizer"
+    if (out / "tokenizer.json").is_file():
+        return out
+    texts = [turn["content"] for conversation in load_samples() for turn in conversation]
+    tokenizer = train_tokenizer(texts, RECIPES["demo"].vocab_size)
+    tokenizer.model_max_length = 1 << 20  # the models' own contexts apply; no length warnings
+    partial = cache / "demo-tokenizer.partial"
+    tokenizer.save_pretrained(partial)
+    os.replace(partial, out)
+    return out
 
 
 def model_dir(shape: str, cache: Path = DEFAULT_CACHE) -> Path:
