@@ -24,6 +24,7 @@ from filelock import FileLock
 
 from assistant import __version__
 from assistant.demo.samples import Conversation, fingerprint, load_samples
+from assistant.train.templates import chatml_template
 
 log = logging.getLogger(__name__)
 
@@ -34,20 +35,7 @@ SPECIAL_TOKENS = [PAD, IM_START, IM_END]
 # so TRL's assistant-only loss works with this template; an assistant turn with `"weight": 0` (context
 # in a dataset row, the OpenAI fine-tuning convention) is not marked. The demo model is too small to
 # follow instructions, so it is trained without a system turn and its template leaves system messages out.
-CHAT_TEMPLATE = (
-    "{%- for message in messages if message['role'] != 'system' %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' }}"
-    "{%- if message['role'] == 'assistant' and message['weight'] is defined and message['weight'] == 0 %}"
-    "{{- message['content'] + '<|im_end|>' + '\\n' }}"
-    "{%- elif message['role'] == 'assistant' %}"
-    "{%- generation %}{{- message['content'] + '<|im_end|>' }}{%- endgeneration %}"
-    "{{- '\\n' }}"
-    "{%- else %}"
-    "{{- message['content'] + '<|im_end|>' + '\\n' }}"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
+CHAT_TEMPLATE = chatml_template(system=False)
 
 DEMO_MODEL_ID = "assistant-demo"
 BUILD_INFO = "build.json"

@@ -11,18 +11,27 @@ from __future__ import annotations
 
 from typing import Any
 
-CHATML_TRAINING_TEMPLATE = (
-    "{%- for message in messages %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' }}"
-    "{%- if message['role'] == 'assistant' and not (message['weight'] is defined and message['weight'] == 0) %}"
-    "{%- generation %}{{- message['content'] + '<|im_end|>' }}{%- endgeneration %}"
-    "{{- '\\n' }}"
-    "{%- else %}"
-    "{{- message['content'] + '<|im_end|>' + '\\n' }}"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
+def chatml_template(*, system: bool) -> str:
+    """ChatML whose assistant turns are marked for training, except context turns with `weight: 0`.
+    `system=False` leaves system messages out (the demo model is trained without them)."""
+    loop = "messages" if system else "messages if message['role'] != 'system'"
+    return (
+        "{%- for message in " + loop + " %}"
+        "{{- '<|im_start|>' + message['role'] + '\\n' }}"
+        "{%- if message['role'] == 'assistant' and message['weight'] is defined and message['weight'] == 0 %}"
+        "{{- message['content'] + '<|im_end|>' + '\\n' }}"
+        "{%- elif message['role'] == 'assistant' %}"
+        "{%- generation %}{{- message['content'] + '<|im_end|>' }}{%- endgeneration %}"
+        "{{- '\\n' }}"
+        "{%- else %}"
+        "{{- message['content'] + '<|im_end|>' + '\\n' }}"
+        "{%- endif %}"
+        "{%- endfor %}"
+        "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+    )
+
+
+CHATML_TRAINING_TEMPLATE = chatml_template(system=True)
 
 
 def marks_generation(template: str | None) -> bool:

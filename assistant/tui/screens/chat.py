@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from textual import work
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Static
 
@@ -25,6 +22,7 @@ from assistant.errors import AssistantError
 from assistant.store import Conversation, Message
 from assistant.text import one_line, terminal_safe
 from assistant.tui.messages import ReplyChunk, ReplyFailed, ReplyFinished
+from assistant.tui.screens.base import AppScreen
 from assistant.tui.screens.dialogs import Confirm, TextPrompt
 from assistant.tui.screens.feedback import FeedbackDraft, FeedbackScreen
 from assistant.tui.widgets.chatlog import MessageList, MessageView, ReplyStream
@@ -67,7 +65,7 @@ class ActiveReply:
             self.reply.cancel()
 
 
-class ChatScreen(Screen):
+class ChatScreen(AppScreen):
     BINDINGS = [
         Binding("escape", "escape", "Stop/replies"),
         Binding("ctrl+f", "focus_search", "Search", show=False),
@@ -97,14 +95,6 @@ class ChatScreen(Screen):
         yield Footer()
 
     @property
-    def store(self):  # noqa: ANN201
-        return self.app.store
-
-    @property
-    def settings(self):  # noqa: ANN201
-        return self.app.settings
-
-    @property
     def messages(self) -> MessageList:
         return self.query_one(MessageList)
 
@@ -119,14 +109,6 @@ class ChatScreen(Screen):
     @property
     def status(self) -> StatusBar:
         return self.query_one(StatusBar)
-
-    @contextmanager
-    def reported(self, doing: str) -> Iterator[None]:
-        """An expected failure (database busy or unwritable, ...) becomes a notification, not a crash."""
-        try:
-            yield
-        except AssistantError as exc:
-            self.notify(f"{doing}: {one_line(str(exc), 200)}", severity="error", markup=False)
 
     def on_mount(self) -> None:
         self.refresh_sidebar()

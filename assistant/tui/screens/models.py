@@ -9,13 +9,10 @@ from users and models: it is shown as plain Text, never as markup.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from rich.text import Text
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from assistant.adapters.registry import adapters_dir, check_files
@@ -24,6 +21,7 @@ from assistant.errors import AssistantError
 from assistant.store import AdapterRecord, RatingCounts
 from assistant.text import one_line
 from assistant.tui.messages import ActiveAdapterChanged
+from assistant.tui.screens.base import AppScreen
 from assistant.tui.screens.dialogs import Confirm
 from assistant.tui.swap import served
 
@@ -48,7 +46,7 @@ def version_row(record: AdapterRecord, ratings: RatingCounts | None) -> list[Tex
     ]
 
 
-class ModelsScreen(Screen):
+class ModelsScreen(AppScreen):
     """Adapter versions. `standalone`: the app's only screen: closing it quits; else it was pushed
     over the chat and closing goes back there."""
 
@@ -74,14 +72,6 @@ class ModelsScreen(Screen):
         yield Footer()
 
     @property
-    def store(self):  # noqa: ANN201
-        return self.app.store
-
-    @property
-    def settings(self):  # noqa: ANN201
-        return self.app.settings
-
-    @property
     def table(self) -> DataTable:
         return self.query_one(DataTable)
 
@@ -92,14 +82,6 @@ class ModelsScreen(Screen):
         if not self.records or row is None or not 0 <= row < len(self.records):
             return None
         return self.records[row]
-
-    @contextmanager
-    def reported(self, doing: str) -> Iterator[None]:
-        """An expected failure (no version active, database busy, ...) becomes a notification."""
-        try:
-            yield
-        except AssistantError as exc:
-            self.notify(f"{doing}: {one_line(str(exc), 200)}", severity="error", markup=False)
 
     def on_mount(self) -> None:
         self.table.add_columns(*COLUMNS)

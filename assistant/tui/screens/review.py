@@ -8,13 +8,10 @@ call: anyone else gets the screen read-only. Every text shown is untrusted: plai
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from rich.text import Text
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.validation import Regex
 from textual.widget import Widget
@@ -25,6 +22,7 @@ from assistant.curation import may_curate, require_curator
 from assistant.errors import AssistantError
 from assistant.store import CurationCounts, Feedback, Message, ReviewFilter, ReviewItem
 from assistant.text import one_line, terminal_safe
+from assistant.tui.screens.base import AppScreen
 from assistant.tui.screens.dialogs import Confirm, TextPrompt
 from assistant.tui.screens.help import REVIEW_KEYS, HelpScreen
 from assistant.tui.widgets.chatlog import clock_time
@@ -96,7 +94,7 @@ class AnswerEditor(Vertical):
     ]
 
 
-class ReviewScreen(Screen):
+class ReviewScreen(AppScreen):
     """Review rated replies. `standalone`: the app's only screen (`assistant review`): closing it
     quits; else it was pushed over the chat and closing goes back there."""
 
@@ -165,14 +163,6 @@ class ReviewScreen(Screen):
         yield Footer()
 
     @property
-    def store(self):  # noqa: ANN201
-        return self.app.store
-
-    @property
-    def settings(self):  # noqa: ANN201
-        return self.app.settings
-
-    @property
     def queue(self) -> ReviewQueue:
         return self.query_one(ReviewQueue)
 
@@ -196,14 +186,6 @@ class ReviewScreen(Screen):
     def idle(self) -> bool:
         """The detail pane shows the highlighted item (tests wait for this)."""
         return self._wanted_version > 0 and not self._rendering and self._wanted_version == self._shown_version
-
-    @contextmanager
-    def reported(self, doing: str) -> Iterator[None]:
-        """An expected failure (database busy, an undo that conflicts, ...) becomes a notification."""
-        try:
-            yield
-        except AssistantError as exc:
-            self.notify(f"{doing}: {one_line(str(exc), 200)}", severity="error", markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#review-editor").display = False
