@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from assistant.engine.base import Backend, ChatMessage, GenerationParams, ModelIdentity, Reply
-from assistant.errors import InputError
+from assistant.errors import AssistantError, InputError
 from assistant.settings import Settings
 from assistant.store import Conversation, Message, ReplyRecord, Store
 
@@ -24,15 +24,23 @@ def generation_params(settings: Settings) -> GenerationParams:
 
 
 def context(conversation: Conversation, thread: Sequence[Message]) -> list[ChatMessage]:
-    """The messages a model answers: the system prompt, then the thread."""
+    """The messages a model answers: the system prompt, then the thread (less replies that failed
+    before saying anything)."""
     messages = [ChatMessage("system", conversation.system_prompt)] if conversation.system_prompt.strip() else []
-    messages += [ChatMessage(m.role, m.content) for m in thread]
+    messages += [ChatMessage(m.role, m.content) for m in thread if not _failed_empty(m)]
     return messages
 
 
-def reply_record(reply: Reply, identity: ModelIdentity, params: GenerationParams) -> ReplyRecord:
+def _failed_empty(message: Message) -> bool:
+    return message.role == "assistant" and message.finish_reason == "error" and not message.content.strip()
+
+
+def reply_record(
+    reply: Reply, identity: ModelIdentity, params: GenerationParams, *, error: str | None = None
+) -> ReplyRecord:
     """`identity`: the backend's when the reply was asked for; the one the engine set on the reply
-    (`Reply.identity`, which an adapter swap between the two can change) wins."""
+    (`Reply.identity`, which an adapter swap between the two can change) wins. `error`: why the reply
+    broke off; it is stored as failed, with the text that came before."""
     stats = reply.stats
     assert stats is not None, "record a reply only after it has finished"
     identity = reply.identity or identity
@@ -44,7 +52,23 @@ def reply_record(reply: Reply, identity: ModelIdentity, params: GenerationParams
         ttft_ms=stats.ttft_ms,
         token_count=stats.token_count,
         tokens_per_s=stats.tokens_per_s,
-        finish_reason=stats.finish_reason,
+        finish_reason="error" if error is not None else stats.finish_reason,
+        error=error,
+    )
+
+
+def failed_record(identity: ModelIdentity, params: GenerationParams, error: str) -> ReplyRecord:
+    """A reply that could not start (the model server down, say): stored empty, as failed, to retry."""
+    return ReplyRecord(
+        content="",
+        model=identity.model,
+        adapter=identity.adapter,
+        params=params.as_dict(),
+        ttft_ms=None,
+        token_count=0,
+        tokens_per_s=None,
+        finish_reason="error",
+        error=error,
     )
 
 
@@ -63,7 +87,8 @@ def run_turn(
     conversation_id: int | None = None,
     on_text: Callable[[str], None] | None = None,
 ) -> tuple[Conversation, Message, Message]:
-    """Store the user's message, stream the reply, store it. Ctrl+C keeps the partial reply."""
+    """Store the user's message, stream the reply, store it. Ctrl+C keeps the partial reply; a reply
+    that fails (the model server down, a stream broken off) is stored as failed, and the error raised."""
     check_message(text)
     if conversation_id is None:
         conversation = store.create_conversation(settings.user, settings.system_prompt)
@@ -74,9 +99,15 @@ def run_turn(
         conversation.id, "user", text, parent_id=thread[-1].id if thread else None
     )
     params = generation_params(settings)
-    reply = backend.stream(context(conversation, [*thread, question]), params)
+    try:
+        reply = backend.stream(context(conversation, [*thread, question]), params)
+    except AssistantError as exc:
+        failed = failed_record(backend.identity, params, str(exc))
+        store.add_message(conversation.id, "assistant", "", parent_id=question.id, reply=failed)
+        raise
     chunks = iter(reply)
     interrupted = False
+    failure: AssistantError | None = None
     try:
         for chunk in chunks:
             if on_text is not None:
@@ -85,13 +116,17 @@ def run_turn(
         interrupted = True
         reply.cancel()
         chunks.close()  # settles the stats as cancelled
+    except AssistantError as exc:
+        failure = exc
     answer = store.add_message(
         conversation.id,
         "assistant",
         reply.text,
         parent_id=question.id,
-        reply=reply_record(reply, backend.identity, params),
+        reply=reply_record(reply, backend.identity, params, error=str(failure) if failure else None),
     )
     if interrupted:
         raise KeyboardInterrupt
+    if failure is not None:
+        raise failure
     return store.conversation(conversation.id), question, answer

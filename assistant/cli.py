@@ -22,6 +22,7 @@ from assistant.commands.feedback import feedback
 from assistant.commands.history import history
 from assistant.commands.models import models
 from assistant.commands.retrain import retrain
+from assistant.commands.serve import serve
 from assistant.errors import AssistantError
 from assistant.formats import json_text
 from assistant.logs import quiet_libraries
@@ -141,6 +142,7 @@ cli.add_command(dataset)
 cli.add_command(forget)
 cli.add_command(retrain)
 cli.add_command(models)
+cli.add_command(serve)
 
 
 def main(argv: list[str] | None = None) -> None:

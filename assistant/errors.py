@@ -39,6 +39,12 @@ class ModelError(AssistantError):
     exit_code = 5
 
 
+class ServerError(ModelError):
+    """The model server cannot be reached, timed out, answered with an HTTP error or broke off a reply."""
+
+    exit_code = 13
+
+
 class StoreError(AssistantError):
     """The data dir or database cannot be used: unwritable, unreadable, corrupt, busy."""
 
@@ -99,5 +105,6 @@ EXIT_CODES: dict[int, str] = {
     TrainingError.exit_code: "retrain failed: a preflight check, a non-finite loss, nothing to resume",
     BusyError.exit_code: "another `assistant retrain` is running",
     GateRejected.exit_code: "the new adapter did not pass the eval gate and was not promoted",
+    ServerError.exit_code: "the model server cannot be reached, timed out, answered with an error or broke off the reply",
     130: "interrupted (ctrl+c)",
 }

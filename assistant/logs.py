@@ -54,3 +54,5 @@ def setup_logging(log_path: Path | None, *, verbose: bool = False) -> None:
         console._assistant = True  # type: ignore[attr-defined]
         root.addHandler(console)
     logging.captureWarnings(True)
+    for chatty in ("httpx", "httpx2", "httpcore", "httpcore2", "openai"):  # a line per request
+        logging.getLogger(chatty).setLevel(logging.WARNING)

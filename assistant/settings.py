@@ -115,6 +115,43 @@ class Settings:
         ),
     )
 
+    # -- the model server: a team's chats served by one OpenAI-compatible server (vLLM) ----
+    server_url: str = field(
+        default="",
+        metadata=_help(
+            "The OpenAI-compatible base URL of the model server that answers every chat, such as "
+            "http://127.0.0.1:8000/v1 (`assistant serve` starts one). Empty: the model runs in-process."
+        ),
+    )
+    server_model: str = field(
+        default="", metadata=_help("The base model's name on the server; empty: the one the server names.")
+    )
+    server_api_key_env: str = field(
+        default="",
+        metadata=_help(
+            "The name of the environment variable that holds the server's API key (the key itself is never "
+            "stored, logged or shown); empty: no key."
+        ),
+    )
+    server_timeout: float = field(
+        default=30.0,
+        metadata=_help("Seconds to wait for the model server: to answer a request, and between two pieces of a reply."),
+    )
+    server_adapters_dir: str = field(
+        default="",
+        metadata=_help(
+            "Where the model server reads the data dir's adapters/ when it runs on another host (a shared "
+            "mount); empty: the same path as here."
+        ),
+    )
+    serve_precision: str = field(
+        default="auto",
+        metadata=_help(
+            "How `assistant serve` holds the base model on CUDA: 4bit (bitsandbytes NF4, as it was trained), "
+            "bf16, or auto (4bit). Without a GPU it serves in fp32."
+        ),
+    )
+
     # -- retrain: the names follow peft and TRL --------------------------------------------
     lora_r: int = field(default=16, metadata=_help("LoRA rank."))
     lora_alpha: int = field(default=32, metadata=_help("LoRA alpha (scaling = alpha / r)."))
@@ -282,6 +319,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 DEMO_RECIPES = ("demo", "tiny")
+SERVE_PRECISIONS = ("auto", "4bit", "bf16")
 
 
 def _validate(settings: Settings) -> None:
@@ -292,6 +330,16 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"demo_recipe must be one of {', '.join(DEMO_RECIPES)}, got {settings.demo_recipe!r}")
     if settings.device not in {"auto", "cpu", "cuda"}:
         raise ConfigError(f"device must be auto, cpu or cuda, got {settings.device!r}")
+    if settings.server_url and not re.match(r"https?://[^/\s]+", settings.server_url):
+        raise ConfigError(f"server_url must be an http:// or https:// URL, got {settings.server_url!r}")
+    if settings.server_api_key_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", settings.server_api_key_env):
+        raise ConfigError(
+            f"server_api_key_env must name an environment variable (such as VLLM_API_KEY), got {settings.server_api_key_env!r}"
+        )
+    if settings.server_timeout <= 0:
+        raise ConfigError("server_timeout must be positive")
+    if settings.serve_precision not in SERVE_PRECISIONS:
+        raise ConfigError(f"serve_precision must be one of {', '.join(SERVE_PRECISIONS)}, got {settings.serve_precision!r}")
     if settings.max_new_tokens < 1:
         raise ConfigError("max_new_tokens must be at least 1")
     if settings.temperature < 0:

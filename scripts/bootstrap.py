@@ -8,7 +8,9 @@
 Needs only Python >= 3.11 and the package registries. Creates `.venv/` in the project once, and
 installs the project (editable, with the test extra for `test`) whenever pyproject.toml changed
 since the last install; otherwise it starts at once. On a machine without an NVIDIA GPU it prefers
-a CPU build of PyTorch (several GB smaller than the default CUDA build).
+a CPU build of PyTorch (several GB smaller than the default CUDA build). `test` also makes sure vLLM
+is installed in its own cached virtualenv (`python -m assistant.server.environment`; about 90 s once),
+because the tests run a real model server.
 
 Environment: ASSISTANT_VENV overrides the virtualenv location.
 """
@@ -114,6 +116,13 @@ def install_project(extra: str) -> None:
     stamp.write_text(" ".join([digest, *extras]) + "\n")
 
 
+def install_model_server() -> None:
+    """vLLM in its own cached virtualenv: the tests start a real model server (CPU build without a GPU)."""
+    probe = subprocess.run([str(venv_python()), "-m", "assistant.server.environment"], cwd=ROOT)
+    if probe.returncode != 0:
+        sys.exit("[bootstrap] error: could not install vLLM for the model server tests (see above)")
+
+
 def run(command: list[str]) -> int:
     if os.name == "nt":
         return subprocess.call(command, cwd=ROOT)
@@ -132,6 +141,7 @@ def main(argv: list[str]) -> int:
     ensure_venv()
     if what == "test":
         install_project("test")
+        install_model_server()
         return run([str(venv_python()), "-m", "pytest", *rest])
     install_project("")
     assistant = venv_python().parent / ("assistant.exe" if os.name == "nt" else "assistant")

@@ -82,10 +82,10 @@ def _with_settings_options(command: Callable, *, acting_user: bool) -> Callable:
 
 
 def load_backend(settings: Settings, *, quiet: bool = False):  # noqa: ANN201
-    """Resolve and load the model for a command, with progress on stderr."""
+    """The model for a command, with progress on stderr: the configured model server, else the model
+    resolved and loaded in this process."""
     from rich.console import Console
 
-    from assistant.engine.local import open_backend
     from assistant.engine.resolve import DEMO_NOTICE
 
     console = Console(stderr=True, quiet=quiet, highlight=False)
@@ -95,7 +95,14 @@ def load_backend(settings: Settings, *, quiet: bool = False):  # noqa: ANN201
             suffix = f" {fraction:.0%}" if fraction is not None else ""
             status.update(f"{one_line(message)}{suffix}")
 
-        backend = open_backend(settings, progress)
+        if settings.server_url:
+            from assistant.engine.remote import RemoteBackend
+
+            backend = RemoteBackend.connect(settings, progress)
+        else:
+            from assistant.engine.local import open_backend
+
+            backend = open_backend(settings, progress)
     if backend.identity.is_demo:
         console.print(DEMO_NOTICE, style="dim", markup=False)
     return backend

@@ -55,6 +55,9 @@ def doctor(state: Context) -> None:
     _section("Model")
     _model(settings, advice)
 
+    _section("Model server")
+    _server(state, settings, advice)
+
     _section("Hardware and libraries")
     _hardware(settings, advice)
 
@@ -166,6 +169,70 @@ def _model(settings: Settings, advice: list[str]) -> None:
         "Chat uses the demo model, which only knows the sample conversations: set `model` (config.toml or "
         "ASSISTANT_MODEL) to a Hugging Face id or a local model directory for a real one."
     )
+
+
+def _server(state: Context, settings: Settings, advice: list[str]) -> None:
+    """Where chats are answered: the configured model server, checked, or each chat's own process."""
+    from assistant.server.environment import has_nvidia_gpu
+    from assistant.server.process import precision
+
+    held = precision(settings, has_nvidia_gpu())
+    _row("assistant serve", f"serves the base in {held}" + (f" (serve_precision = {settings.serve_precision})" if has_nvidia_gpu() else " (no GPU: the CPU build)"))
+    if not settings.server_url:
+        _row("server_url", "empty: each chat runs the model in its own process")
+        return
+    from assistant.engine.remote import ServerAPI, api_key
+
+    _row("server_url", settings.server_url)
+    if settings.server_api_key_env:
+        present = api_key(settings) is not None
+        _row("API key", f"from ${settings.server_api_key_env}: " + ("set (not shown)" if present else "NOT SET"))
+        if not present:
+            advice.append(f"server_api_key_env names {settings.server_api_key_env}, which is not set in this environment.")
+    api = ServerAPI.from_settings(settings)
+    try:
+        api.health()
+        base = api.base_model(settings.server_model)
+    except AssistantError as exc:
+        _row("reachable", f"NO: {one_line(str(exc), 120)}")
+        advice.append(f"The model server does not answer: {one_line(str(exc), 160)}. Start it with `assistant serve`.")
+        api.close()
+        return
+    try:
+        version = api.version()
+        _row("reachable", "yes" + (f" (vLLM {version})" if version else " (an OpenAI-compatible server)"))
+        _row("base model", base.id + (f"  ({base.root})" if base.root and base.root != base.id else ""))
+        _server_adapters(state, api, advice)
+    finally:
+        api.close()
+
+
+def _server_adapters(state: Context, api, advice: list[str]) -> None:  # noqa: ANN001
+    import re
+
+    try:
+        metrics = api.metrics()
+    except AssistantError:
+        metrics = ""
+    lora = re.search(r'^vllm:lora_requests_info\{[^}]*max_lora="(\d+)"', metrics, re.M)
+    _row("LoRA", f"enabled ({lora.group(1)} adapters per batch)" if lora else "NOT enabled (or not a vLLM server)")
+    runtime = api.runtime_loading()
+    _row("runtime loading", {True: "allowed", False: "NOT allowed", None: "unknown"}[runtime])
+    if not lora or runtime is False:
+        advice.append("The model server cannot load adapters at runtime: start it with `assistant serve` "
+                      "(or vLLM with --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True).")
+    loaded = sorted(m.id for m in api.models() if m.parent is not None)
+    _row("loaded adapters", ", ".join(loaded) or "none")
+    settings = state.settings
+    if not settings.db_path.exists():
+        return
+    active = state.store().active_adapter()
+    if active is None:
+        _row("active adapter", "none: chats use the base model")
+    elif active.version in loaded:
+        _row("active adapter", f"{active.version}: loaded")
+    else:
+        _row("active adapter", f"{active.version}: NOT loaded (the chats load it with their next reply)")
 
 
 def _version(package: str) -> str:

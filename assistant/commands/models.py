@@ -13,9 +13,9 @@ import shutil
 
 import click
 
-from assistant.adapters import registry
+from assistant.adapters import registry, serving
 from assistant.commands.common import Context, settings_options
-from assistant.errors import InputError, NotFoundError, StoreError
+from assistant.errors import InputError, ModelError, NotFoundError, StoreError
 from assistant.formats import json_text
 from assistant.text import one_line
 
@@ -117,8 +117,10 @@ def promote(state: Context, version: str, reason: str) -> None:
     if store.adapter(name).deleted_at:
         raise NotFoundError(f"adapter {name} was deleted")
     registry.check_files(registry.adapters_dir(settings.data_dir) / name)
+    warning = serving.prepare(settings, name)  # with a model server: loaded there first; refused, not promoted
     record = store.promote(name, actor=settings.user, reason=reason or f"promoted by {settings.user}")
     click.echo(f"{record.version} is active")
+    _warn(warning, serving.tidy(settings, serving.keep(store)))
 
 
 @models.command()
@@ -127,8 +129,20 @@ def promote(state: Context, version: str, reason: str) -> None:
 def rollback(state: Context, reason: str) -> None:
     """Deactivate the active version and reactivate the one before it (or the base model)."""
     settings = state.settings
-    before, after = state.store().rollback(actor=settings.user, reason=reason or f"rolled back by {settings.user}")
+    store = state.store()
+    try:  # the version rolled back to is normally loaded on the model server already
+        warning = serving.prepare(settings, store.rollback_target())
+    except ModelError as exc:
+        warning = f"{exc}; chats keep the current version until it loads"
+    before, after = store.rollback(actor=settings.user, reason=reason or f"rolled back by {settings.user}")
     click.echo(f"rolled back {before}: " + (f"{after} is active" if after else "chats use the base model"))
+    _warn(warning, serving.tidy(settings, serving.keep(store)))
+
+
+def _warn(*warnings: str | None) -> None:
+    for warning in warnings:
+        if warning:
+            click.echo(f"warning: {one_line(warning)}", err=True)
 
 
 @models.command()

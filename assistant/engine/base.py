@@ -1,8 +1,8 @@
 """The chat backend interface: stream a reply to a list of chat messages, cancel it, say who answers,
 swap the adapter that answers.
 
-The UI and the commands only see this interface, so a remote OpenAI-compatible backend can be
-added beside the in-process one without touching them. No torch here.
+The UI and the commands only see this interface: the in-process model (engine/local.py, in its own
+process through engine/worker.py) and a model server (engine/remote.py) are interchangeable. No torch here.
 """
 
 from __future__ import annotations
@@ -157,6 +157,13 @@ class Backend(Protocol):
 
         Callable from any thread; a reply being generated finishes with the adapter it started with.
         A version that cannot be served raises ModelError and the current one keeps answering.
+        """
+        ...
+
+    def health(self) -> str | None:
+        """None while the backend can answer, else why it cannot (the model server is unreachable).
+
+        May block for a moment (a model server is asked): call it off the event loop.
         """
         ...
 

@@ -259,6 +259,9 @@ class LocalBackend:
             self.model.delete_adapter(name)
         self.model.eval()
 
+    def health(self) -> str | None:
+        return None  # in this process: it answers while the process lives
+
     def close(self) -> None:
         """Nothing to release: the model goes with the process."""
 

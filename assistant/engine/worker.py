@@ -152,6 +152,9 @@ class ProcessBackend:
             pass
         self._closed()
 
+    def health(self) -> str | None:
+        return None if self._process.is_alive() else "the model process stopped unexpectedly (details in the log)"
+
     def close(self) -> None:
         """Stop the worker (it also ends with the app: it is a daemon process)."""
         if self._process.is_alive():

@@ -291,6 +291,7 @@ class Store(CurationStore, TrainingStore):
                 token_count=reply.token_count,
                 tokens_per_s=reply.tokens_per_s,
                 finish_reason=reply.finish_reason,
+                error=reply.error,
             )
         with self._write() as db:
             conversation = self._conversation_row(conversation_id)
@@ -630,6 +631,7 @@ def _message(row: dict[str, Any]) -> Message:
         token_count=row["token_count"],
         tokens_per_s=row["tokens_per_s"],
         finish_reason=row["finish_reason"],
+        error=row.get("error"),
     )
 
 

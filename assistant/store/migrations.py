@@ -201,3 +201,10 @@ def m005_training_and_adapters(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m006_reply_errors(db: Database) -> None:
+    # Why a reply failed (the model server unreachable, a stream broken off); finish_reason is then 'error'
+    # and the content is what arrived before the failure.
+    db.execute("ALTER TABLE messages ADD COLUMN error TEXT")

@@ -35,6 +35,7 @@ class Message:
     token_count: int | None = None
     tokens_per_s: float | None = None
     finish_reason: str | None = None
+    error: str | None = None  # why the reply failed (finish_reason "error")
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class ReplyRecord:
     token_count: int
     tokens_per_s: float | None
     finish_reason: str
+    error: str | None = None  # why it failed, when finish_reason is "error"
 
 
 REVIEW_STATUSES = ("pending", "approved", "rejected")

@@ -227,16 +227,7 @@ class TrainingStore:
             if current is None:
                 raise InputError("no adapter is active: nothing to roll back")
             current = current[0]
-            target = self._before(db, current)
-            seen = {current}
-            while target is not None and target not in seen:
-                seen.add(target)
-                row = self._adapter_row(db, target)
-                if not row["deleted_at"] and row["status"] != "rejected":
-                    break
-                target = self._before(db, target)
-            else:
-                target = None
+            target = self._rollback_target(db, current)
             why = reason or "rolled back"
             db["adapters"].update(current, {"status": "rejected", "reason": why})
             self._event(db, actor, "rolled back", current, None, why)
@@ -247,6 +238,23 @@ class TrainingStore:
             # `previous` of an activation is where the next rollback goes: what preceded the target.
             self._event(db, actor, "rollback", target, self._before(db, target) if target else None, why)
         return current, target
+
+    def rollback_target(self) -> str | None:
+        """The version `rollback` would reactivate now (None: the base model, or nothing is active)."""
+        current = self.db.execute("SELECT version FROM adapters WHERE status = 'active'").fetchone()
+        return self._rollback_target(self.db, current[0]) if current else None
+
+    def _rollback_target(self, db, current: str) -> str | None:  # noqa: ANN001
+        """The latest version active before `current` that still exists and was not rejected."""
+        target = self._before(db, current)
+        seen = {current}
+        while target is not None and target not in seen:
+            seen.add(target)
+            row = self._adapter_row(db, target)
+            if not row["deleted_at"] and row["status"] != "rejected":
+                return target
+            target = self._before(db, target)
+        return None
 
     def delete_adapter(self, version: str, *, actor: str, reason: str = "") -> AdapterRecord:
         with self._write() as db:

@@ -190,13 +190,33 @@ class _Retrain:
         self.store.update_run(run.id, status="running", pid=os.getpid(), error=None)
         return self._train_and_publish(run_dir, info, preflight, resume=True)
 
+    def _promote(self, version: str, reason: str, **expected: Any) -> tuple[str, str]:
+        """Make `version` active: ("promoted", reason), or ("kept", why not) when the model server refuses
+        it or the active version changed meanwhile (`expected_active`). It stays a candidate then."""
+        from assistant.adapters import serving
+        from assistant.errors import ModelError
+
+        try:
+            warning = serving.prepare(self.settings, version)  # loaded into the model server, if there is one
+            self.store.promote(version, actor=self.settings.user, reason=reason, **expected)
+        except (ConflictError, ModelError) as exc:
+            why = exc.message if isinstance(exc, ConflictError) else f"not served: {exc.message}"
+            self.store.set_adapter_status(version, "candidate", actor=self.settings.user, reason=why)
+            return "kept", why
+        for note in (warning, serving.tidy(self.settings, serving.keep(self.store))):
+            if note:
+                self.events.status(f"Model server: {note}")
+        return "promoted", reason
+
     def _finish_registered(self, run_id: str, record) -> Result:  # noqa: ANN001
         """The run died after registering its version: promote it if the gate (or --force) said so."""
         passed = record.report.get("verdict") == "promote" or "forced" in record.report
+        status = "kept" if record.status == "candidate" else "rejected"
         if passed and record.status == "candidate" and not record.deleted_at and record.activated_at is None:
-            self.store.promote(record.version, actor=self.settings.user, reason=record.reason)
+            status, _ = self._promote(record.version, record.reason)
+        elif passed:
+            status = "promoted"
         self.store.update_run(run_id, status="published", version=record.version, error=None)
-        status = "promoted" if passed else ("kept" if record.status == "candidate" else "rejected")
         return Result(status, f"run {run_id} had published {record.version}; finished it ({status})",
                       run_id=run_id, version=record.version, dataset_id=record.dataset_id,
                       metrics=record.metrics, report=record.report)
@@ -330,15 +350,11 @@ class _Retrain:
         reason = verdict.reason
         if verdict.verdict == "promote" or forced is not None:
             reason = verdict.reason if forced is None else f"forced: {forced} (gate: {verdict.reason})"
-            try:
-                # Promoted only over the version the gate compared with: a promotion or rollback made
-                # meanwhile (another window, the CLI) wins, and this one stays a candidate.
-                self.store.promote(version, actor=self.settings.user, reason=reason,
-                                   expected_active=active_before.version if active_before else None)
-                outcome_status = "promoted"
-            except ConflictError as exc:
-                outcome_status, reason = "kept", exc.message
-                self.store.set_adapter_status(version, "candidate", actor=self.settings.user, reason=reason)
+            # Promoted only over the version the gate compared with: a promotion or rollback made
+            # meanwhile (another window, the CLI) wins, and this one stays a candidate.
+            outcome_status, reason = self._promote(
+                version, reason, expected_active=active_before.version if active_before else None
+            )
         self.store.update_run(run_id, status="published", version=version)
         for leftover in (run_dir / "checkpoints", outcome.adapter_dir):  # published: only run.json stays
             shutil.rmtree(leftover, ignore_errors=True)

@@ -10,6 +10,10 @@ active version: every `SWAP_POLL_S` seconds (and right after the model loads) it
 swaps it in between replies (`Backend.swap_adapter`). Promotions and rollbacks, from this app,
 another one or the CLI, reach every running chat this way. A version the backend refuses is not
 tried again until the active version changes; the old one keeps answering.
+
+With a model server (`server_url`) the same poll asks whether the server answers: the status bar
+says when it is down, questions asked meanwhile are kept (their replies stored as failed, to ask
+again), and the app goes on when the server is back.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ from textual.app import App
 from textual.binding import Binding
 from textual.widgets import Static
 
+from assistant.adapters import serving
 from assistant.adapters.registry import adapters_dir
 from assistant.engine.base import Backend
 from assistant.engine.resolve import DEMO_NOTICE
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, ServerError
 from assistant.settings import Settings
 from assistant.store import AdapterRecord, Store
 from assistant.text import one_line
@@ -34,6 +39,7 @@ from assistant.tui.messages import (
     ActiveAdapterChanged,
     AdapterRefused,
     AdapterSwapped,
+    HealthChecked,
     LoadProgressed,
     ModelFailed,
     ModelLoaded,
@@ -69,6 +75,7 @@ class AssistantApp(App):
         self.loader = loader
         self.backend: Backend | None = None
         self.load_error: str | None = None
+        self.backend_problem: str | None = None  # why the backend cannot answer now, if it cannot
         self.swaps = SwapPolicy()
 
     def on_mount(self) -> None:
@@ -127,6 +134,8 @@ class AssistantApp(App):
         if not self.settings.adapter:  # else pinned to that adapter: nothing to follow
             self.check_active_adapter()  # before a waiting question is answered: its swap goes first
             self.set_interval(self.SWAP_POLL_S, self.check_active_adapter)
+        self.check_backend_health()
+        self.set_interval(self.SWAP_POLL_S, self.check_backend_health)
         await chat.model_ready()
 
     def on_model_failed(self, event: ModelFailed) -> None:
@@ -134,6 +143,42 @@ class AssistantApp(App):
         self.chat.model_failed()
         self.chat.query_one(StatusBar).failed(event.error)
         self.notify(f"The model could not be loaded: {one_line(event.error, 200)}", severity="error", markup=False)
+
+    # -- whether the backend answers (a model server may go down and come back) -----------------
+
+    def check_backend_health(self) -> None:
+        if self.backend is not None:
+            self._check_health(self.backend)
+
+    @work(thread=True, exclusive=True, group="health", exit_on_error=False)
+    def _check_health(self, backend: Backend) -> None:
+        try:
+            problem = backend.health()
+        except Exception as exc:  # a health check must not take the app down; the log has the details
+            log.exception("checking the backend failed")
+            problem = f"{type(exc).__name__}: {exc}"
+        self.post_message(HealthChecked(problem))
+
+    def on_health_checked(self, event: HealthChecked) -> None:
+        if event.problem == self.backend_problem:
+            return
+        was, self.backend_problem = self.backend_problem, event.problem
+        status = self.chat.query_one(StatusBar)
+        if self.backend is not None:
+            status.identity = self.backend.identity  # learnt anew when a server comes back
+        status.health(event.problem)
+        if event.problem is not None:
+            log.warning("the backend cannot answer: %s", event.problem)
+            self.notify(
+                f"{one_line(event.problem, 200)}. Questions are kept: Esc, then r on a failed reply, asks again.",
+                severity="error",
+                markup=False,
+                timeout=10,
+            )
+        elif was is not None:
+            log.info("the backend answers again")
+            self.notify("The model server answers again.", markup=False)
+            self.check_active_adapter()
 
     # -- following the active adapter version ---------------------------------------------------
 
@@ -150,15 +195,20 @@ class AssistantApp(App):
         version = record.version if record is not None else None
         if self.swaps.wanted(version, backend.identity.adapter):
             self.swaps.started()
-            self._swap_adapter(backend, record)
+            held = serving.keep(self.store) if self.settings.server_url else set()
+            self._swap_adapter(backend, record, held)
 
     @work(thread=True, exclusive=True, group="swap", exit_on_error=False)
-    def _swap_adapter(self, backend: Backend, record: AdapterRecord | None) -> None:
+    def _swap_adapter(self, backend: Backend, record: AdapterRecord | None, held: set[str]) -> None:
+        """Swap, then (with a model server) unload the versions no chat should ask for any more."""
         version = record.version if record is not None else None
         path = adapters_dir(self.settings.data_dir) / version if version is not None else None
         previous = backend.identity.adapter
         try:
             identity = backend.swap_adapter(version, path)
+        except ServerError as exc:  # not refused: the server could not be asked; the next poll tries again
+            self.post_message(AdapterRefused(version, str(exc), retry=True))
+            return
         except AssistantError as exc:
             self.post_message(AdapterRefused(version, str(exc)))
             return
@@ -167,6 +217,9 @@ class AssistantApp(App):
             self.post_message(AdapterRefused(version, f"{type(exc).__name__}: {exc}"))
             return
         self.post_message(AdapterSwapped(record, identity, previous))
+        warning = serving.tidy(self.settings, held)
+        if warning:
+            log.warning("%s", warning)
 
     def on_adapter_swapped(self, event: AdapterSwapped) -> None:
         self.swaps.succeeded()
@@ -175,6 +228,11 @@ class AssistantApp(App):
         self.notify(swapped_text(event.record, event.previous), markup=False)
 
     def on_adapter_refused(self, event: AdapterRefused) -> None:
+        if event.retry:
+            self.swaps.postponed()
+            log.warning("adapter %s not swapped in yet: %s", event.version, event.reason)
+            self.check_backend_health()
+            return
         self.swaps.failed(event.version)
         serving = self.backend.identity.adapter if self.backend is not None else None
         log.warning("adapter %s refused: %s", event.version, event.reason)

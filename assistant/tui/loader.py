@@ -1,7 +1,9 @@
-"""How the app gets its model: in a worker process, resolved (downloaded or built when needed) and loaded.
+"""How the app gets its model: the configured model server, or a worker process that resolves
+(downloads or builds when needed) and loads the model.
 
-The loader runs in a thread worker of the app; the model itself lives in its own process
-(engine/worker.py), so generating never competes with the UI for the interpreter.
+The loader runs in a thread worker of the app. An in-process model lives in its own process
+(engine/worker.py), so generating never competes with the UI for the interpreter; with `server_url`
+the model server answers (engine/remote.py) and nothing is loaded here.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ BackendLoader = Callable[[LoadProgress], Backend]
 
 def backend_loader(settings: Settings) -> BackendLoader:
     def load(progress: LoadProgress) -> Backend:
+        if settings.server_url:  # a team's model server answers: nothing to load here
+            from assistant.engine.remote import RemoteBackend
+
+            return RemoteBackend.connect(settings, progress)
         from assistant.engine.worker import ProcessBackend
 
         return ProcessBackend.start(settings, progress)

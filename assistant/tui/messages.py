@@ -57,10 +57,19 @@ class AdapterSwapped(Message):
 
 @dataclass
 class AdapterRefused(Message):
-    """The backend refused `version` and keeps serving what it served."""
+    """The backend refused `version` and keeps serving what it served. `retry`: it could not be asked
+    (the model server was unreachable): try again at the next poll."""
 
     version: str | None
     reason: str
+    retry: bool = False
+
+
+@dataclass
+class HealthChecked(Message):
+    """What the backend said of itself: None when it answers, else why it cannot (the server is down)."""
+
+    problem: str | None
 
 
 class ActiveAdapterChanged(Message):

@@ -48,6 +48,10 @@ class SwapPolicy:
         self.swapping = False
         self.refused = (version,)
 
+    def postponed(self) -> None:
+        """The backend could not be asked (the model server is down): the next poll tries again."""
+        self.swapping = False
+
 
 def _eval_loss(score: Any) -> float | None:
     if isinstance(score, dict) and isinstance(score.get("eval_loss"), (int, float)):

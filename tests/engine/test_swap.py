@@ -20,7 +20,7 @@ from assistant.adapters.registry import WEIGHTS, checksums
 from assistant.engine.base import ChatMessage, GenerationParams
 from assistant.errors import ModelError
 from tests.conftest import load_backend
-from tests.engine.conftest import SYSTEM, TAUGHT, THERMOSTAT
+from tests.conftest import SYSTEM, TAUGHT, THERMOSTAT
 
 GREEDY = GenerationParams(max_new_tokens=64, temperature=0.0)
 

@@ -32,7 +32,7 @@ POLL_S = 0.05
 
 
 class FakeBackend:
-    """identity, stream, close and swap_adapter, recording every swap; `refuse` maps a version to
+    """identity, stream, health, close and swap_adapter, recording every swap; `refuse` maps a version to
     the reason it is refused with. `reply_adapter`: the adapter its replies say produced them."""
 
     def __init__(self, adapter: str | None = None, refuse: dict[str | None, str] | None = None) -> None:
@@ -57,6 +57,9 @@ class FakeBackend:
             raise ModelError(self.refuse[version])
         self._identity = replace(self._identity, adapter=version)
         return self._identity
+
+    def health(self) -> str | None:
+        return None
 
     def close(self) -> None:
         self.closed = True

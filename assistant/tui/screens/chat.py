@@ -16,10 +16,10 @@ from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
 from textual.widgets import Footer, Static
 
-from assistant.chat import check_message, context, generation_params, reply_record
+from assistant.chat import check_message, context, failed_record, generation_params, reply_record
 from assistant.engine.base import Backend, GenerationParams, ModelIdentity, Reply
 from assistant.errors import AssistantError
-from assistant.store import Conversation, Message
+from assistant.store import Conversation, Message, ReplyRecord
 from assistant.text import one_line, terminal_safe
 from assistant.tui.messages import ReplyChunk, ReplyFailed, ReplyFinished
 from assistant.tui.screens.base import AppScreen
@@ -429,18 +429,19 @@ class ChatScreen(AppScreen):
         self.status.set_streaming(False)
         if active.discarded:
             return
+        answer = await self._store_reply(active, reply_record(event.reply, active.identity, active.params))
+        if answer is not None:
+            self.status.reply_speed(answer.tokens_per_s)
+
+    async def _store_reply(self, active: ActiveReply, record: ReplyRecord) -> Message | None:
+        """Store a finished or failed reply and show it as stored, with its place among its siblings."""
         answer = None
         with self.reported("The reply could not be saved"):
             answer = self.store.add_message(
-                active.conversation_id,
-                "assistant",
-                event.reply.text,
-                parent_id=active.question.id,
-                reply=reply_record(event.reply, active.identity, active.params),
+                active.conversation_id, "assistant", record.content, parent_id=active.question.id, reply=record
             )
         if answer is None:
-            return
-        self.status.reply_speed(answer.tokens_per_s)
+            return None
         if self.conversation and self.conversation.id == active.conversation_id:
             self.thread.append(answer)
             if active.view is not None:
@@ -452,18 +453,32 @@ class ChatScreen(AppScreen):
                     view.refresh_header()
             # The conversation went to the top of the list when the question was sent.
             self.conversation = self.store.conversation(active.conversation_id)
+        return answer
 
     async def on_reply_failed(self, event: ReplyFailed) -> None:
+        """The reply could not start or broke off (the model server went down): it is stored as failed,
+        with what had arrived, and the question stays to be asked again (`r` on the failed reply)."""
         active = self.active
         if active is None or active.key != event.key:
             return
         self.active = None
         if active.stream is not None:
             await active.stream.stop()
-        if active.view is not None:
-            await active.view.remove()
         self.status.set_streaming(False)
-        self.notify(f"The reply failed: {one_line(event.error, 200)}", severity="error", markup=False)
+        self.app.check_backend_health()
+        self.notify(
+            f"The reply failed: {one_line(event.error, 200)}. Your question is kept: Esc, then r, asks again.",
+            severity="error",
+            markup=False,
+            timeout=10,
+        )
+        if active.discarded:
+            return
+        if event.reply is not None and event.reply.stats is not None:
+            record = reply_record(event.reply, active.identity, active.params, error=event.error)
+        else:
+            record = failed_record(active.identity, active.params, event.error)
+        await self._store_reply(active, record)
 
     def action_escape(self) -> None:
         if self.active is not None:

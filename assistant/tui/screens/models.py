@@ -3,18 +3,22 @@ its status, eval loss, gate verdict and the thumbs its replies got; the highligh
 (`assistant.adapters.report.describe`, the same text as `assistant models show`); promote and roll back.
 
 Driven by the store's training API only (no SQL, no files, no model). Promoting or rolling back
-changes the registry's active version; running chats follow it (tui/swap.py). Report text came
+changes the registry's active version; running chats follow it (tui/swap.py). With a model server,
+the version is loaded there first, in a worker (adapters/serving.py): one it refuses is not promoted. Report text came
 from users and models: it is shown as plain Text, never as markup.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 
 from rich.text import Text
+from textual import work
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
+from assistant.adapters import serving
 from assistant.adapters.registry import adapters_dir, check_files
 from assistant.adapters.report import describe
 from assistant.errors import AssistantError
@@ -166,12 +170,46 @@ class ModelsScreen(AppScreen):
                 return
             with self.reported(f"{version} was not promoted"):
                 check_files(adapters_dir(self.settings.data_dir) / version)
+                self._prepare(version, promote, refused=f"{version} was not promoted")
+
+        def promote(warning: str | None) -> None:
+            with self.reported(f"{version} was not promoted"):
                 self.store.promote(version, actor=self.settings.user, reason="promoted in the chat app")
                 self.notify(f"{version} is active", markup=False)
-                self.app.post_message(ActiveAdapterChanged())
+                self._changed(warning)
             self.reload(select=version)
 
         self.app.push_screen(Confirm(question), answered)
+
+    @work(thread=True, exclusive=True, group="serving", exit_on_error=False)
+    def _prepare(self, version: str | None, then: Callable[[str | None], None], *, refused: str | None) -> None:
+        """With a model server: load `version` there and prove it answers, off the event loop; then `then`
+        (on the event loop) with a warning or None. A refusal is reported (`refused`: what did not happen);
+        with `refused` None it becomes the warning and `then` goes ahead."""
+        try:
+            warning = serving.prepare(self.settings, version)
+        except AssistantError as exc:
+            if refused is not None:
+                self.app.call_from_thread(
+                    self.notify, f"{refused}: {one_line(str(exc), 200)}", severity="error", markup=False
+                )
+                return
+            warning = f"{exc}; chats keep the current version until it loads"
+        self.app.call_from_thread(then, warning)
+
+    def _changed(self, warning: str | None) -> None:
+        """The active version changed here: the chat follows at once; the model server drops older versions."""
+        if warning:
+            self.notify(one_line(warning, 200), severity="warning", markup=False)
+        self.app.post_message(ActiveAdapterChanged())
+        if self.settings.server_url:
+            self._tidy(serving.keep(self.store))
+
+    @work(thread=True, exclusive=True, group="tidy", exit_on_error=False)
+    def _tidy(self, held: set[str]) -> None:
+        warning = serving.tidy(self.settings, held)
+        if warning:
+            self.app.call_from_thread(self.notify, one_line(warning, 200), severity="warning", markup=False)
 
     def action_rollback(self) -> None:
         try:
@@ -193,9 +231,13 @@ class ModelsScreen(AppScreen):
             if not yes:
                 return
             with self.reported(f"{version} was not rolled back"):
+                self._prepare(self.store.rollback_target(), rollback, refused=None)
+
+        def rollback(warning: str | None) -> None:
+            with self.reported(f"{version} was not rolled back"):
                 rolled, target = self.store.rollback(actor=self.settings.user)
                 self.notify(f"Rolled back {rolled}: {served(target)} is active", markup=False)
-                self.app.post_message(ActiveAdapterChanged())
+                self._changed(warning)
             self.reload()
 
         self.app.push_screen(Confirm(question), answered)

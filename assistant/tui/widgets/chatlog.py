@@ -72,6 +72,8 @@ class MessageView(Vertical):
                 text.append(f"  {one_line(model, 48)}", style="dim")
             if message.finish_reason == "cancelled":
                 text.append("  stopped", style="italic")
+            elif message.finish_reason == "error":
+                text.append(f"  ⚠ failed: {one_line(message.error or 'unknown error', 80)} (r asks again)", style="bold red")
             index, count = self.alternatives
             if count > 1:
                 text.append(f"  ‹ {index}/{count} ›", style="bold")

@@ -1,4 +1,5 @@
-"""The status bar (model, adapter, device, last reply's speed, loading progress) and the demo banner."""
+"""The status bar (model, adapter, device or model server and whether it answers, last reply's speed,
+loading progress) and the demo banner."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class StatusBar(Horizontal):
         self.error: str | None = None
         self.tokens_per_s: float | None = None
         self.streaming = False
+        self.problem: str | None = None  # the backend cannot answer now (the model server is down)
 
     def compose(self):  # noqa: ANN201
         yield Static(self._text(), id="status-text", markup=False)
@@ -40,6 +42,10 @@ class StatusBar(Horizontal):
         text.append(one_line(identity.adapter or "none", 24), style="bold")
         text.append("  device ", style="dim")
         text.append(one_line(f"{identity.device} ({identity.precision})", 40))
+        if self.problem:
+            text.append("  DOWN: ", style="bold red")
+            text.append(one_line(self.problem, 80), style="red")
+            return text
         text.append("  last reply ", style="dim")
         text.append(f"{self.tokens_per_s:.1f} tok/s" if self.tokens_per_s else "–")
         if self.streaming:
@@ -62,6 +68,10 @@ class StatusBar(Horizontal):
     def loaded(self, identity: ModelIdentity) -> None:
         self.identity = identity
         self.error = None
+        self._refresh()
+
+    def health(self, problem: str | None) -> None:
+        self.problem = problem
         self._refresh()
 
     def failed(self, error: str) -> None:
