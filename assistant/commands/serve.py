@@ -86,15 +86,16 @@ def _resolve(settings):  # noqa: ANN001, ANN202
 
 
 def _serve(state: Context, server, host: str, port: int) -> None:  # noqa: ANN001
-    from assistant.adapters import serving
+    from assistant.adapters import serving as adapters_on_server
     from assistant.engine.remote import ServerAPI, api_key
+    from assistant.server.process import serving
 
     settings = state.settings
     local = f"http://{'127.0.0.1' if host in {'0.0.0.0', ''} else ('[::1]' if host == '::' else host)}:{port}/v1"
     here = settings.replace(server_url=local)
     api = ServerAPI(local, key=api_key(settings), timeout=settings.server_timeout)
     try:
-        server.wait_ready(lambda: _answers(api))
+        server.wait_ready(lambda: serving(api))
     finally:
         api.close()
     url = server.plan.url
@@ -104,19 +105,10 @@ def _serve(state: Context, server, host: str, port: int) -> None:  # noqa: ANN00
     active = state.store().active_adapter()
     if active is not None:
         try:
-            warning = serving.prepare(here, active.version)
+            warning = adapters_on_server.prepare(here, active.version)
             click.echo(f"warning: {one_line(warning)}" if warning else f"Loaded the active adapter {active.version}.", err=True)
         except ModelError as exc:
             click.echo(f"warning: {one_line(str(exc))}; chats answer with the base model until another version is promoted", err=True)
     code = server.process.wait()
     if code != 0:
         raise ServerError(f"the model server stopped with exit code {code} (its log above says why)")
-
-
-def _answers(api) -> bool:  # noqa: ANN001
-    try:
-        api.health()
-        api.models()
-    except ServerError:
-        return False
-    return True

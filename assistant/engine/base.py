@@ -69,6 +69,8 @@ class Reply:
     the reply (the adapter serving when its generation started, not when it was asked for): known
     once the first chunk has arrived or the iteration has ended, None before that or when the backend
     does not say. The backend gives it as a value, or as a function that reads it when asked.
+    `started`: when the reply was asked for, if that was before the Reply existed (a server's answer
+    to the request), so that the time to first token includes the wait.
     """
 
     def __init__(
@@ -77,11 +79,13 @@ class Reply:
         cancel_event: CancelEvent,
         max_new_tokens: int,
         identity: ModelIdentity | Callable[[], ModelIdentity | None] | None = None,
+        started: float | None = None,
     ):
         self._chunks = chunks
         self._cancel = cancel_event
         self._max_new_tokens = max_new_tokens
         self._identity = identity
+        self._started = started  # time.perf_counter() when the reply was asked for; else when read
         self.stats: ReplyStats | None = None
         self.text = ""
 
@@ -97,7 +101,7 @@ class Reply:
         return self._cancel.is_set()
 
     def __iter__(self) -> Iterator[str]:
-        started = time.perf_counter()
+        started = self._started if self._started is not None else time.perf_counter()
         first: float | None = None
         tokens = 0
         reason: str | None = None

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -411,6 +412,7 @@ class RemoteBackend:
         model = adapter or base.id
         request = self._request(messages, params, model)
         cancel = _StreamCancel()
+        started = time.perf_counter()
         try:
             response = self._create(request, messages, params)
         except openai.NotFoundError as exc:
@@ -447,7 +449,9 @@ class RemoteBackend:
             finally:
                 response.close()
 
-        return Reply(chunks(), cancel, params.max_new_tokens, identity=lambda: answered[0] if answered else None)
+        return Reply(
+            chunks(), cancel, params.max_new_tokens, identity=lambda: answered[0] if answered else None, started=started
+        )
 
     def _request(self, messages: Sequence[ChatMessage], params: GenerationParams, model: str) -> dict[str, Any]:
         extra: dict[str, Any] = {"skip_special_tokens": True}

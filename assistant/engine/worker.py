@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,11 @@ class ProcessBackend:
             raise
 
     @property
+    def pid(self) -> int | None:
+        """The worker process's id (its memory is the model's)."""
+        return self._process.pid
+
+    @property
     def identity(self) -> ModelIdentity:
         assert self._identity is not None, "start() returns a loaded backend"
         return self._identity
@@ -98,6 +104,7 @@ class ProcessBackend:
             if self._open:
                 self._finish_open_reply()
             self._cancel.clear()
+            started = time.perf_counter()
             self._send(("stream", [ChatMessage(m.role, m.content) for m in messages], params))
             self._open = True
             kind, *payload = self._receive()
@@ -105,7 +112,7 @@ class ProcessBackend:
                 self._closed()
                 raise _error(*payload)
         budget, identity = payload
-        return Reply(self._chunks(), self._cancel, budget, identity=identity)
+        return Reply(self._chunks(), self._cancel, budget, identity=identity, started=started)
 
     def swap_adapter(self, version: str | None, path: Path | None) -> ModelIdentity:
         """Serve adapter `version` from `path` (None: the bare base model) from the next reply on.

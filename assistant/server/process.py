@@ -105,6 +105,7 @@ def plan(
     env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
     env.setdefault("VLLM_NO_USAGE_STATS", "1")  # nothing leaves the machine
     env.setdefault("DO_NOT_TRACK", "1")
+    env.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning,ignore::FutureWarning")  # its log is for people
     env.pop("VLLM_API_KEY", None)
     if settings.server_api_key_env:
         key = env.get(settings.server_api_key_env)
@@ -115,6 +116,15 @@ def plan(
             )
         env["VLLM_API_KEY"] = key
     return Plan(command, env, public_url(host, port), served_name, held)
+
+
+def serving(api) -> bool:  # noqa: ANN001
+    """Does the server at `api` (engine.remote.ServerAPI) answer, with a base model listed? (False while it starts.)"""
+    try:
+        api.health()
+        return any(model.parent is None for model in api.models())
+    except ServerError:
+        return False
 
 
 class Server:

@@ -25,7 +25,7 @@ from assistant.settings import Settings, load_settings
 from assistant.store import Store
 
 START_TIMEOUT_S = 420.0
-KEY_ENV = "ASSISTANT_TEST_SERVER_KEY"  # the variable that holds the server's API key in these tests
+KEY_ENV = "TEAM_SERVER_KEY"  # the variable that holds the server's API key in these tests
 KEY = "test-key-4f1c9b"
 
 
@@ -67,6 +67,7 @@ class ModelServer:
         self.log_path = log_path
         self.port = free_port()
         self.process: subprocess.Popen | None = None
+        self.vllm: list[int] = []  # vLLM's process (group leader), once it answers
         self.starts = 0
 
     @property
@@ -83,7 +84,7 @@ class ModelServer:
 
     def start(self) -> None:
         from assistant.engine.remote import ServerAPI
-        from assistant.errors import ServerError
+        from assistant.server.process import serving
 
         os.environ[KEY_ENV] = KEY  # the chats in these tests send it too
         env = {
@@ -102,12 +103,9 @@ class ModelServer:
             while True:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"assistant serve exited with {self.process.returncode}:\n{self.log_tail()}")
-                try:
-                    api.health()
-                    if any(m.parent is None for m in api.models()):
-                        return
-                except ServerError:
-                    pass
+                if serving(api):
+                    self.vllm = self.vllm_pids()
+                    return
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the model server did not start in {START_TIMEOUT_S:.0f} s:\n{self.log_tail()}")
                 time.sleep(0.5)
@@ -131,7 +129,7 @@ class ModelServer:
     def kill(self) -> None:
         """A crash: SIGKILL to `assistant serve` and to vLLM's whole process group."""
         assert self.process is not None
-        for pid in self.vllm_pids():
+        for pid in self.vllm or self.vllm_pids():
             try:
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -172,6 +170,15 @@ def model_server(server_instance: ModelServer) -> ModelServer:
     """The session's model server, running (started again if a test stopped or killed it)."""
     server_instance.ensure_running()
     return server_instance
+
+
+@pytest.fixture(scope="session")
+def wide_adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A rank-32 adapter for the tiny model, published as v0009: more than the server's maximum rank (16)."""
+    from tests.conftest import _train_adapter
+
+    saved = _train_adapter(tiny_model_dir, "Too big for the server.", tmp_path_factory.mktemp("train-wide"), rank=32)
+    return publish(saved, tmp_path_factory.mktemp("wide"), "v0009", meta={"base_model": tiny_model_dir.name})
 
 
 def served_settings(data_dir: Path, server: ModelServer, **overrides: object) -> Settings:
