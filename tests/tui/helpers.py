@@ -12,6 +12,8 @@ from assistant.settings import Settings
 from assistant.store import Store
 from assistant.tui.app import AssistantApp
 from assistant.tui.loader import BackendLoader
+from assistant.tui.screens.dialogs import Confirm
+from assistant.tui.screens.models import ModelsScreen
 
 
 def make_app(settings: Settings, store: Store, backend: Backend | BackendLoader) -> AssistantApp:
@@ -45,4 +47,21 @@ async def send(pilot: Pilot, text: str) -> None:
 async def wait_reply_done(pilot: Pilot, timeout: float = 30.0) -> None:
     app = pilot.app
     await wait_for(pilot, lambda: app.chat.active is None and app.chat.waiting is None, timeout, "the reply")
+    await pilot.pause()
+
+
+def notifications(app, severity: str | None = None) -> list[str]:  # noqa: ANN001
+    return [n.message for n in app._notifications if severity is None or n.severity == severity]
+
+
+async def models_screen(pilot) -> ModelsScreen:  # noqa: ANN001
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ModelsScreen), what="the models screen")
+    await pilot.pause()
+    return pilot.app.screen
+
+
+async def confirm(pilot, answer: str = "y") -> None:  # noqa: ANN001
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, Confirm), what="the confirmation")
+    await pilot.press(answer)
+    await wait_for(pilot, lambda: not isinstance(pilot.app.screen, Confirm), what="the confirmation to close")
     await pilot.pause()

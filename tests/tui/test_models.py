@@ -25,7 +25,7 @@ from assistant.tui.screens.models import ModelsScreen
 from assistant.tui.swap import SwapPolicy, swapped_text
 from assistant.tui.widgets.status import StatusBar
 from tests.conftest import HOSTILE_REPLY
-from tests.tui.helpers import make_app, send, wait_for, wait_loaded, wait_reply_done
+from tests.tui.helpers import confirm, make_app, models_screen, notifications, send, wait_for, wait_loaded, wait_reply_done
 
 SIZE = (120, 40)
 POLL_S = 0.05
@@ -98,10 +98,6 @@ def gate_report(candidate: float, active: float, active_version: str | None, **e
     }
 
 
-def notifications(app, severity: str | None = None) -> list[str]:  # noqa: ANN001
-    return [n.message for n in app._notifications if severity is None or n.severity == severity]
-
-
 def rows(screen: ModelsScreen) -> list[list[str]]:
     table = screen.query_one(DataTable)
     return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
@@ -109,19 +105,6 @@ def rows(screen: ModelsScreen) -> list[list[str]]:
 
 def detail(screen: ModelsScreen) -> str:
     return str(screen.query_one("#models-detail", Static).render())
-
-
-async def models_screen(pilot) -> ModelsScreen:  # noqa: ANN001
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ModelsScreen), what="the models screen")
-    await pilot.pause()
-    return pilot.app.screen
-
-
-async def confirm(pilot, answer: str = "y") -> None:  # noqa: ANN001
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, Confirm), what="the confirmation")
-    await pilot.press(answer)
-    await wait_for(pilot, lambda: not isinstance(pilot.app.screen, Confirm), what="the confirmation to close")
-    await pilot.pause()
 
 
 def status_adapter(app) -> str | None:  # noqa: ANN001
