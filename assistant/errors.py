@@ -104,7 +104,7 @@ EXIT_CODES: dict[int, str] = {
     NotAllowedError.exit_code: "not allowed: only the configured curators may curate",
     TrainingError.exit_code: "retrain failed: a preflight check, a non-finite loss, nothing to resume",
     BusyError.exit_code: "another `assistant retrain` is running",
-    GateRejected.exit_code: "the new adapter did not pass the eval gate and was not promoted",
+    GateRejected.exit_code: "the new adapter did not pass the eval gate (or the model server refused it) and was not promoted",
     ServerError.exit_code: "the model server cannot be reached, timed out, answered with an error or broke off the reply",
     130: "interrupted (ctrl+c)",
 }

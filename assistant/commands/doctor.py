@@ -183,7 +183,7 @@ def _server(state: Context, settings: Settings, advice: list[str]) -> None:
         return
     from assistant.engine.remote import ServerAPI, api_key
 
-    _row("server_url", settings.server_url)
+    _row("server_url", _without_credentials(settings.server_url))
     if settings.server_api_key_env:
         present = api_key(settings) is not None
         _row("API key", f"from ${settings.server_api_key_env}: " + ("set (not shown)" if present else "NOT SET"))
@@ -203,8 +203,17 @@ def _server(state: Context, settings: Settings, advice: list[str]) -> None:
         _row("reachable", "yes" + (f" (vLLM {version})" if version else " (an OpenAI-compatible server)"))
         _row("base model", base.id + (f"  ({base.root})" if base.root and base.root != base.id else ""))
         _server_adapters(state, api, advice)
+    except AssistantError as exc:  # it went away while being asked
+        _row("stopped answering", one_line(str(exc), 120))
+        advice.append(f"The model server stopped answering: {one_line(str(exc), 160)}.")
     finally:
         api.close()
+
+
+def _without_credentials(url: str) -> str:
+    import re
+
+    return re.sub(r"//[^/@]*@", "//…@", url)
 
 
 def _server_adapters(state: Context, api, advice: list[str]) -> None:  # noqa: ANN001
@@ -214,8 +223,11 @@ def _server_adapters(state: Context, api, advice: list[str]) -> None:  # noqa: A
         metrics = api.metrics()
     except AssistantError:
         metrics = ""
-    lora = re.search(r'^vllm:lora_requests_info\{[^}]*max_lora="(\d+)"', metrics, re.M)
-    _row("LoRA", f"enabled ({lora.group(1)} adapters per batch)" if lora else "NOT enabled (or not a vLLM server)")
+    # Registered when the server has LoRA enabled; its sample (with max_lora) only after a first request.
+    lora = re.search(r"^# TYPE vllm:lora_requests_info ", metrics, re.M)
+    per_batch = re.search(r'^vllm:lora_requests_info\{[^}]*max_lora="(\d+)"', metrics, re.M)
+    _row("LoRA", ("enabled" + (f" ({per_batch.group(1)} adapters per batch)" if per_batch else "")) if lora
+         else "NOT enabled (or not a vLLM server)")
     runtime = api.runtime_loading()
     _row("runtime loading", {True: "allowed", False: "NOT allowed", None: "unknown"}[runtime])
     if not lora or runtime is False:

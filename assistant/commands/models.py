@@ -15,7 +15,7 @@ import click
 
 from assistant.adapters import registry, serving
 from assistant.commands.common import Context, settings_options
-from assistant.errors import InputError, ModelError, NotFoundError, StoreError
+from assistant.errors import InputError, NotFoundError, StoreError
 from assistant.formats import json_text
 from assistant.text import one_line
 
@@ -130,10 +130,9 @@ def rollback(state: Context, reason: str) -> None:
     """Deactivate the active version and reactivate the one before it (or the base model)."""
     settings = state.settings
     store = state.store()
-    try:  # the version rolled back to is normally loaded on the model server already
-        warning = serving.prepare(settings, store.rollback_target())
-    except ModelError as exc:
-        warning = f"{exc}; chats keep the current version until it loads"
+    # The version rolled back to is normally loaded on the model server already; one it refuses is
+    # not made active (the chats could not serve it): promote another version instead.
+    warning = serving.prepare(settings, store.rollback_target())
     before, after = store.rollback(actor=settings.user, reason=reason or f"rolled back by {settings.user}")
     click.echo(f"rolled back {before}: " + (f"{after} is active" if after else "chats use the base model"))
     _warn(warning, serving.tidy(settings, serving.keep(store)))

@@ -43,6 +43,12 @@ def serve(state: Context, host: str, port: int, install_only: bool, vllm_args: t
 
     gpu = environment.has_nvidia_gpu()
     chosen = plan(settings, python, choice.path, choice.name, host=host, port=port, gpu=gpu, extra=vllm_args)
+    if not settings.server_api_key_env and host not in {"127.0.0.1", "localhost", "::1"}:
+        click.echo(
+            f"warning: listening on {host} without an API key: anyone who reaches port {port} can use the model "
+            "and load or unload adapters. Set server_api_key_env (the chats send the same key).",
+            err=True,
+        )
     click.echo(f"Starting vLLM {environment.VLLM_VERSION} for {choice.name} ({chosen.precision}); its log follows.", err=True)
     previous = signal.signal(signal.SIGTERM, _raise_stopped)
     server = Server(chosen)
@@ -54,8 +60,14 @@ def serve(state: Context, host: str, port: int, install_only: bool, vllm_args: t
         click.echo("Stopping the model server…", err=True)
         raise
     finally:
-        server.stop()
-        signal.signal(signal.SIGTERM, previous)
+        # A second Ctrl+C or SIGTERM while it stops must not cut the stop short (and orphan vLLM's processes).
+        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            server.stop()
+        finally:
+            signal.signal(signal.SIGINT, interrupt)
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _raise_stopped(signum, frame) -> None:  # noqa: ANN001
@@ -88,27 +100,26 @@ def _resolve(settings):  # noqa: ANN001, ANN202
 def _serve(state: Context, server, host: str, port: int) -> None:  # noqa: ANN001
     from assistant.adapters import serving as adapters_on_server
     from assistant.engine.remote import ServerAPI, api_key
-    from assistant.server.process import serving
+    from assistant.server.process import serving, url_for
 
     settings = state.settings
-    local = f"http://{'127.0.0.1' if host in {'0.0.0.0', ''} else ('[::1]' if host == '::' else host)}:{port}/v1"
-    here = settings.replace(server_url=local)
+    local = url_for({"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host), port)
     api = ServerAPI(local, key=api_key(settings), timeout=settings.server_timeout)
     try:
         server.wait_ready(lambda: serving(api))
     finally:
         api.close()
+    active = state.store().active_adapter()
+    if active is not None:  # loaded before the chats are told where to go
+        try:
+            warning = adapters_on_server.prepare(settings.replace(server_url=local), active.version)
+            click.echo(f"warning: {one_line(warning)}" if warning else f"Loaded the active adapter {active.version}.", err=True)
+        except ModelError as exc:
+            click.echo(f"warning: {one_line(str(exc))}; chats answer with the base model until another version is promoted", err=True)
     url = server.plan.url
     click.echo(f"\nServing {server.plan.served_name} at {url}", err=True)
     click.echo(f"Point chats at it:  ASSISTANT_SERVER_URL={url} assistant chat", err=True)
     click.echo(f'   (or in config.toml:  server_url = "{url}")\n', err=True)
-    active = state.store().active_adapter()
-    if active is not None:
-        try:
-            warning = adapters_on_server.prepare(here, active.version)
-            click.echo(f"warning: {one_line(warning)}" if warning else f"Loaded the active adapter {active.version}.", err=True)
-        except ModelError as exc:
-            click.echo(f"warning: {one_line(str(exc))}; chats answer with the base model until another version is promoted", err=True)
     code = server.process.wait()
     if code != 0:
         raise ServerError(f"the model server stopped with exit code {code} (its log above says why)")

@@ -71,11 +71,11 @@ class ServerAPI:
 
         self.url = url.rstrip("/")
         parts = urlsplit(self.url)
-        self.address = parts.netloc
+        host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+        self.address = f"{host}:{parts.port}" if parts.port else str(host)  # shown in messages: no credentials
         path = parts.path[: -len("/v1")] if parts.path.endswith("/v1") else parts.path
         self.root = f"{parts.scheme}://{parts.netloc}{path}"  # where /health, /metrics, /version live
         self.timeout = timeout
-        self.has_key = key is not None
         self.client = openai.OpenAI(
             base_url=self.url,
             api_key=key or "none",  # the client insists on one; servers without a key ignore it
@@ -146,26 +146,30 @@ class ServerAPI:
 
     # -- adapters (vLLM's runtime LoRA routes) ------------------------------------------------
 
-    def load_adapter(self, name: str, path: str) -> None:
-        """Load the LoRA adapter at `path` (as the server sees it) under `name`.
+    def load_adapter(self, name: str, path: str) -> bool:
+        """Load the LoRA adapter at `path` (as the server sees it) under `name`; False when it was
+        loaded already (by another chat, or a promotion).
 
-        Loaded already from the same path: nothing to do. A load the server refuses (rank over its
-        maximum, another base model, unreadable files, LoRA not enabled) raises ModelError.
+        A load the server refuses (rank over its maximum, another base model, unreadable files, LoRA
+        not enabled) raises ModelError, and so does a name the server holds for other files (another
+        data dir's version of that number): one server serves one data dir's versions.
         """
         import openai
 
         loaded = {m.id: m for m in self.models()}
-        if name in loaded and loaded[name].root == path:
-            return
-        body: dict[str, Any] = {"lora_name": name, "lora_path": path}
         if name in loaded:
-            body["load_inplace"] = True  # the name stood for other files (another data dir): take these
+            if loaded[name].root == path:
+                return False
+            raise ModelError(
+                f"the model server at {self.address} serves another adapter named {name} (from {loaded[name].root})",
+                hint="one model server serves the versions of one data dir",
+            )
         try:
-            self.client.post("/load_lora_adapter", body=body, cast_to=str)
+            self.client.post("/load_lora_adapter", body={"lora_name": name, "lora_path": path}, cast_to=str)
         except openai.APIStatusError as exc:
             message = _error_message(exc)
             if exc.status_code == 400 and "already been loaded" in message:
-                return  # another chat loaded it a moment ago
+                return False  # another chat loaded it a moment ago
             if exc.status_code == 404 and "No adapter found" not in message and "cannot be found" not in message:
                 raise ModelError(
                     f"the model server at {self.address} does not load adapters at runtime",
@@ -174,6 +178,7 @@ class ServerAPI:
             raise ModelError(f"the model server refused adapter {name}: {_refusal(message)}") from None
         except Exception as exc:
             raise server_error(exc, self.address, f"load adapter {name}") from None
+        return True
 
     def unload_adapter(self, name: str) -> bool:
         """Unload adapter `name`; False when the server did not have it."""
@@ -200,11 +205,20 @@ class ServerAPI:
         return True
 
     def probe(self, model: str) -> str:
-        """A short greedy answer from `model`: the proof that a loaded adapter serves."""
-        with self.failures(f"answer with {model}"):
+        """A short greedy answer from `model`: the proof that a loaded adapter serves. An error the
+        server answers with is a refusal (ModelError); no answer at all is a ServerError."""
+        import openai
+
+        try:
             answer = self.client.chat.completions.create(
                 model=model, messages=PROBE_MESSAGES, max_tokens=PROBE_TOKENS, temperature=0.0
             )
+        except (openai.APIStatusError, openai.APIResponseValidationError) as exc:
+            if isinstance(exc, openai.AuthenticationError):
+                raise server_error(exc, self.address, f"answer with {model}") from None
+            raise ModelError(f"adapter {model} failed its probe on the model server: {one_line(_error_message(exc), 200)}") from None
+        except Exception as exc:
+            raise server_error(exc, self.address, f"answer with {model}") from None
         if not answer.choices:
             raise ModelError(f"adapter {model} gave no answer on the model server")
         return answer.choices[0].message.content or ""
@@ -331,14 +345,12 @@ class RemoteBackend:
         self._adapter: str | None = None
         self._adapter_path: Path | None = None  # where the adapter serving lives, to load it again
         self._special = special_token_pattern()
-        self._server_label = "server"
         self._identity = ModelIdentity(
             model=settings.server_model or "(model server)",
             adapter=None,
             device=f"server {api.address}",
             precision="remote",
         )
-        self._down: str | None = None
 
     @classmethod
     def connect(cls, settings: Settings, progress: LoadProgress | None = None) -> RemoteBackend:
@@ -348,17 +360,20 @@ class RemoteBackend:
         api = ServerAPI.from_settings(settings)
         backend = cls(api, settings)
         report(f"Connecting to the model server at {api.address}", None)
+        pinned = Path(settings.adapter).expanduser() if settings.adapter else None  # need not be a published version
         try:
             backend._learn_base()
+            if pinned is not None:
+                backend._serve(pinned.name, pinned, verify=False)
         except ServerError as exc:
-            backend._down = str(exc)
             log.warning("%s", exc)
+            if pinned is not None:  # the first reply that reaches the server loads it
+                check_files(pinned, verify=False)
+                backend._adapter, backend._adapter_path = pinned.name, pinned
+                backend._identity = replace(backend._identity, adapter=pinned.name)
         except BaseException:
             api.close()
             raise
-        if settings.adapter:  # pinned to an adapter directory, which need not be a published version
-            pinned = Path(settings.adapter).expanduser()
-            backend._serve(pinned.name, pinned, verify=False)
         report(f"Ready: {backend.identity.label}", 1.0)
         return backend
 
@@ -373,9 +388,11 @@ class RemoteBackend:
         with self._lock:
             self._base = base
             self._special = special_token_pattern(special)
-            self._server_label = f"vLLM {version}" if version else "OpenAI API"
             self._identity = replace(
-                self._identity, model=base.id, precision=self._server_label, is_demo=base.id == DEMO_MODEL_ID
+                self._identity,
+                model=base.id,
+                precision=f"vLLM {version}" if version else "OpenAI API",
+                is_demo=base.id == DEMO_MODEL_ID,
             )
         return base
 
@@ -395,9 +412,7 @@ class RemoteBackend:
             if self._base is None:
                 self._learn_base()
         except ModelError as exc:
-            self._down = str(exc)
-            return self._down
-        self._down = None
+            return str(exc)
         return None
 
     # -- replies -------------------------------------------------------------------------------
@@ -421,7 +436,10 @@ class RemoteBackend:
             # The server forgot the adapter (restarted, or a promotion unloaded it): load it again.
             log.info("adapter %s is not loaded on the server; loading it again", adapter)
             self.api.load_adapter(adapter, self._server_path(adapter_path))
-            response = self._create(request, messages, params)
+            try:
+                response = self._create(request, messages, params)
+            except openai.NotFoundError as again:
+                raise server_error(again, self.api.address, "answer") from None
         cancel.attach(response)
         answered: list[ModelIdentity] = []
 
@@ -501,7 +519,7 @@ class RemoteBackend:
         """Serve adapter `version` (None: the base model) from the next reply on.
 
         The version is checked here (files and checksums, the base model it was trained on), loaded
-        into the server under its name unless it is there already, and proven with a short greedy
+        into the server under its name unless it is there already, and then proven with a short greedy
         answer. A version the server refuses raises ModelError and the one serving keeps serving; an
         unreachable server raises ServerError.
         """
@@ -522,8 +540,8 @@ class RemoteBackend:
         trained_path = trained.get("path") if isinstance(trained, dict) else None
         if trained_on and trained_on != base.id and (trained_path is None or trained_path != base.root):
             raise ModelError(f"adapter {version} was trained on {trained_on}, and the model server serves {base.id}")
-        self.api.load_adapter(version, self._server_path(path))
-        self.api.probe(version)
+        if self.api.load_adapter(version, self._server_path(path)):
+            self.api.probe(version)  # loaded here: prove it answers (one found loaded was proven by its loader)
         with self._lock:
             self._adapter, self._adapter_path = version, path
             self._identity = replace(self._identity, adapter=version)

@@ -61,9 +61,14 @@ def precision(settings: Settings, gpu: bool) -> str:
     return "bf16" if settings.serve_precision == "bf16" else "4-bit NF4 (bitsandbytes)"
 
 
+def url_for(host: str, port: int) -> str:
+    """The OpenAI base URL of a server on `host` (IPv6 addresses in brackets)."""
+    return f"http://[{host}]:{port}/v1" if ":" in host else f"http://{host}:{port}/v1"
+
+
 def public_url(host: str, port: int) -> str:
-    shown = socket.gethostname() if host in {"0.0.0.0", "::", ""} else host
-    return f"http://{shown}:{port}/v1"
+    """Where other hosts reach a server listening on `host`: this machine's name for every interface."""
+    return url_for(socket.gethostname() if host in {"0.0.0.0", "::", ""} else host, port)
 
 
 def plan(

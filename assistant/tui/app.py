@@ -26,7 +26,6 @@ from textual.app import App
 from textual.binding import Binding
 from textual.widgets import Static
 
-from assistant.adapters import serving
 from assistant.adapters.registry import adapters_dir
 from assistant.engine.base import Backend
 from assistant.engine.resolve import DEMO_NOTICE
@@ -195,12 +194,10 @@ class AssistantApp(App):
         version = record.version if record is not None else None
         if self.swaps.wanted(version, backend.identity.adapter):
             self.swaps.started()
-            held = serving.keep(self.store) if self.settings.server_url else set()
-            self._swap_adapter(backend, record, held)
+            self._swap_adapter(backend, record)
 
     @work(thread=True, exclusive=True, group="swap", exit_on_error=False)
-    def _swap_adapter(self, backend: Backend, record: AdapterRecord | None, held: set[str]) -> None:
-        """Swap, then (with a model server) unload the versions no chat should ask for any more."""
+    def _swap_adapter(self, backend: Backend, record: AdapterRecord | None) -> None:
         version = record.version if record is not None else None
         path = adapters_dir(self.settings.data_dir) / version if version is not None else None
         previous = backend.identity.adapter
@@ -217,9 +214,6 @@ class AssistantApp(App):
             self.post_message(AdapterRefused(version, f"{type(exc).__name__}: {exc}"))
             return
         self.post_message(AdapterSwapped(record, identity, previous))
-        warning = serving.tidy(self.settings, held)
-        if warning:
-            log.warning("%s", warning)
 
     def on_adapter_swapped(self, event: AdapterSwapped) -> None:
         self.swaps.succeeded()

@@ -93,6 +93,10 @@ class ModelServer:
             "ASSISTANT_USER": "server",
             "ASSISTANT_HUB_MODEL": "",
             "ASSISTANT_SERVER_API_KEY_ENV": KEY_ENV,
+            # The tests run the server, the chat apps and pytest on the same two cores: with vLLM's
+            # OpenMP threads bound to a core, its API server starves and sends replies in bursts
+            # at their end, and a test could not stop or break one in the middle.
+            "VLLM_CPU_OMP_THREADS_BIND": "nobind",
         }
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -143,6 +147,18 @@ class ModelServer:
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout)
 
+    def clear_adapters(self) -> None:
+        """Unload every adapter: each test starts from the bare server (its versions are its own)."""
+        from assistant.engine.remote import ServerAPI
+
+        api = ServerAPI(self.url, key=KEY, timeout=10)
+        try:
+            for model in api.models():
+                if model.parent is not None:
+                    api.unload_adapter(model.id)
+        finally:
+            api.close()
+
     def metric(self, name: str) -> float:
         from assistant.engine.remote import ServerAPI
 
@@ -167,8 +183,9 @@ def server_instance(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture
 def model_server(server_instance: ModelServer) -> ModelServer:
-    """The session's model server, running (started again if a test stopped or killed it)."""
+    """The session's model server, running (started again if a test stopped or killed it), no adapter loaded."""
     server_instance.ensure_running()
+    server_instance.clear_adapters()
     return server_instance
 
 

@@ -89,6 +89,7 @@ async def test_a_server_killed_mid_reply_keeps_the_app_and_the_partial_reply_and
     async with app.run_test(size=SIZE) as pilot:
         await wait_loaded(pilot)
         for _ in range(5):
+            await pilot.press("ctrl+n")  # each try in a fresh conversation: the same long answer
             ask_now(app, LONG_QUESTION)
             await until(lambda: replying(app), 20, "the reply to start")
             if model_server.metric("vllm:num_requests_running") > 0:

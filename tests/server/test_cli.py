@@ -175,3 +175,23 @@ def test_serve_loads_the_active_version_at_start_and_stops_cleanly_on_sigterm(
     assert f"Point chats at it:  ASSISTANT_SERVER_URL={model_server.url} assistant chat" in log
     assert "Loaded the active adapter v0001." in log
     assert KEY not in log
+
+
+def test_retrain_keeps_a_version_the_server_refuses_as_a_candidate(
+    cli, team: Path, model_server: ModelServer  # noqa: ANN001
+) -> None:
+    """Trained at rank 32, over the server's maximum: published, not promoted, and the base model keeps serving."""
+    from tests.train.conftest import TRAIN_CONFIG, curate
+
+    config = (team / "config.toml").read_text(encoding="utf-8")
+    training = "\n".join(line for line in TRAIN_CONFIG.splitlines() if not line.startswith(("model", "user", "hub_model", "temperature", "max_new_tokens")))
+    (team / "config.toml").write_text(config + training + "\nlora_r = 32\nlora_alpha = 64\n", encoding="utf-8")
+    with closing(Store.open(team / "assistant.db")) as store:
+        curate(store)
+    result = cli("retrain", "--data-dir", team)
+    assert result.code == 12, result.err
+    assert "not served: the model server refused adapter v0001: LoRA rank 32 is greater than max_lora_rank 16" in result.out + result.err
+    with closing(Store.open(team / "assistant.db")) as store:
+        assert store.active_adapter() is None
+        assert store.adapter("v0001").status == "candidate"
+    assert "v0001" not in loaded(model_server)

@@ -88,6 +88,20 @@ def test_an_adapter_over_the_servers_rank_is_refused_and_the_one_serving_stays(
     assert text == TAUGHT["v0001"] and reply.identity.adapter == "v0001"
 
 
+def test_a_version_name_the_server_holds_for_other_files_is_refused(
+    backend: RemoteBackend, adapters: dict[str, Path], tmp_path: Path
+) -> None:
+    """Another data dir's v0001 on the same server: never swapped in under this data dir's name."""
+    import shutil
+
+    backend.swap_adapter("v0001", adapters["v0001"])
+    elsewhere = tmp_path / "other-team" / "v0001"
+    shutil.copytree(adapters["v0002"], elsewhere)
+    with pytest.raises(ModelError, match="serves another adapter named v0001"):
+        backend.swap_adapter("v0001", elsewhere)
+    assert answer(backend)[0] == TAUGHT["v0001"]
+
+
 def test_an_adapter_trained_on_another_base_model_is_refused_before_loading(
     backend: RemoteBackend, adapters: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -181,20 +181,20 @@ class ModelsScreen(AppScreen):
 
         self.app.push_screen(Confirm(question), answered)
 
+    def _prepare(self, version: str | None, then: Callable[[str | None], None], *, refused: str) -> None:
+        """With a model server, load `version` there and prove it answers (in a worker); then `then` on
+        the event loop, with a warning or None. A refusal is reported as `refused` (what did not happen)."""
+        if self.settings.server_url and version is not None:
+            self.notify(f"Loading {version} into the model server…", markup=False, timeout=3)
+        self._prepare_worker(version, then, refused)
+
     @work(thread=True, exclusive=True, group="serving", exit_on_error=False)
-    def _prepare(self, version: str | None, then: Callable[[str | None], None], *, refused: str | None) -> None:
-        """With a model server: load `version` there and prove it answers, off the event loop; then `then`
-        (on the event loop) with a warning or None. A refusal is reported (`refused`: what did not happen);
-        with `refused` None it becomes the warning and `then` goes ahead."""
+    def _prepare_worker(self, version: str | None, then: Callable[[str | None], None], refused: str) -> None:
         try:
             warning = serving.prepare(self.settings, version)
         except AssistantError as exc:
-            if refused is not None:
-                self.app.call_from_thread(
-                    self.notify, f"{refused}: {one_line(str(exc), 200)}", severity="error", markup=False
-                )
-                return
-            warning = f"{exc}; chats keep the current version until it loads"
+            self.app.call_from_thread(self.notify, f"{refused}: {one_line(str(exc), 200)}", severity="error", markup=False)
+            return
         self.app.call_from_thread(then, warning)
 
     def _changed(self, warning: str | None) -> None:
@@ -231,7 +231,7 @@ class ModelsScreen(AppScreen):
             if not yes:
                 return
             with self.reported(f"{version} was not rolled back"):
-                self._prepare(self.store.rollback_target(), rollback, refused=None)
+                self._prepare(self.store.rollback_target(), rollback, refused=f"{version} was not rolled back")
 
         def rollback(warning: str | None) -> None:
             with self.reported(f"{version} was not rolled back"):
