@@ -2,6 +2,7 @@
 (each chat its own model copy in its own process, as every `assistant chat` without a server does).
 
     python scripts/bench/serve.py [--chats 1,4,8,16] [--questions 4] [--max-new-tokens 128] [--recipe demo|tiny]
+                                  [--shape qwen2.5-0.5b]
                                   [--loads 30] [--vllm "VLLM_ARGS"] [--quick] [--json serve.json]
 
 1. The demo model of --recipe, built once and cached under $BENCH_CACHE (/tmp/assistant-bench-models),
@@ -297,6 +298,8 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=4, help="questions each chat asks, in sequence")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--recipe", choices=["demo", "tiny"], default="demo")
+    parser.add_argument("--shape", default="", help="instead of the demo model: a random model of this shape "
+                        "(assistant/train/shapes.py, e.g. qwen2.5-0.5b), which never ends a reply early")
     parser.add_argument("--loads", type=int, default=30, help="adapter loads timed on the server")
     parser.add_argument("--vllm", default="", help="arguments for vLLM, passed after `assistant serve --`")
     parser.add_argument("--quick", action="store_true", help="1,4 chats, 2 questions, the tiny recipe")
@@ -322,7 +325,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as scratch:
         root = Path(scratch)
         (root / "config.toml").write_text("")  # no user config file applies
-        model_dir = ensure_demo_model(common.DEFAULT_CACHE, recipe=args.recipe)
+        model_dir = common.model_dir(args.shape) if args.shape else ensure_demo_model(common.DEFAULT_CACHE, recipe=args.recipe)
         adapter = publish(make_adapter(model_dir, root / "raw"), root / "server", "v0001", {"base_model": {"name": model_dir.name}})
 
         def settings(**extra: object):  # noqa: ANN202
@@ -338,7 +341,8 @@ def main() -> None:
     for row in served.values():
         row["growth_pss_mib"] = row["pss_mib"] - served[base]["pss_mib"]
         row["growth_rss_mib"] = row["rss_mib"] - served[base]["rss_mib"]
-    print(f"model: demo recipe {args.recipe!r} ({model_dir.name}); {args.questions} questions per chat, greedy, at most "
+    described = f"random {args.shape} shape" if args.shape else f"demo recipe {args.recipe!r}"
+    print(f"model: {described} ({model_dir.name}); {args.questions} questions per chat, greedy, at most "
           f"{args.max_new_tokens} new tokens; {common.device_name()}; vLLM {environment.VLLM_VERSION} {args.vllm}".rstrip())
     print(f"start: server {server_start_s:.0f} s; in-process workers " + ", ".join(f"{n}: {s:.0f} s" for n, s in worker_start_s.items()))
     print(f"{'side':<11} {'chats':>5} {'tokens':>7} {'wall s':>7} {'tok/s':>7} {'TTFT p50':>9} {'TTFT p95':>9} "
@@ -366,7 +370,7 @@ def main() -> None:
     print(f"  (c) adapter load p50: {adapters['load_ms_p50']:.1f} ms (target <= 100: {met(adapters['load_ms_p50'] <= 100)})")
     print(f"load average (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f}, on {os.cpu_count()} cores")
     common.write_json(args.json, {
-        "bench": "serve", "recipe": args.recipe, "model": model_dir.name, "chats": args.counts, "questions": args.questions,
+        "bench": "serve", "recipe": args.recipe, "shape": args.shape, "model": model_dir.name, "chats": args.counts, "questions": args.questions,
         "max_new_tokens": args.max_new_tokens, "vllm_args": args.vllm, "device": common.device_name(),
         "vllm": environment.VLLM_VERSION, "server_start_s": server_start_s, "worker_start_s": worker_start_s,
         "results": {"server": served, "in-process": local}, "adapters": adapters, "targets_at": at, "targets": targets,
