@@ -25,6 +25,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from urllib.parse import urlsplit
 from assistant.adapters.registry import check_files
 from assistant.data.clean import defuse, special_token_pattern
 from assistant.engine.base import ChatMessage, GenerationParams, LoadProgress, ModelIdentity, Reply
-from assistant.errors import InputError, ModelError, ServerError
+from assistant.errors import AssistantError, InputError, ModelError, ServerError
 from assistant.settings import Settings
 from assistant.text import one_line
 
@@ -223,25 +224,15 @@ class ServerAPI:
             raise ModelError(f"adapter {model} gave no answer on the model server")
         return answer.choices[0].message.content or ""
 
-    def failures(self, doing: str) -> _Failures:
-        return _Failures(self.address, doing)
-
-
-class _Failures:
-    """Turns the client's exceptions into one ServerError line (an AssistantError passes through)."""
-
-    def __init__(self, address: str, doing: str) -> None:
-        self.address, self.doing = address, doing
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, exc, tb) -> bool:  # noqa: ANN001
-        from assistant.errors import AssistantError
-
-        if exc is None or isinstance(exc, AssistantError) or not isinstance(exc, Exception):
-            return False
-        raise server_error(exc, self.address, self.doing) from None
+    @contextmanager
+    def failures(self, doing: str) -> Iterator[None]:
+        """The client's exceptions as one ServerError line (an AssistantError passes through)."""
+        try:
+            yield
+        except AssistantError:
+            raise
+        except Exception as exc:
+            raise server_error(exc, self.address, doing) from None
 
 
 def server_error(exc: BaseException, address: str, doing: str) -> ServerError:
