@@ -8,11 +8,12 @@ curate is decided above this layer (assistant/curation.py); here every action na
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 from itertools import groupby
 from typing import Any
 
-from assistant.errors import InputError, NotFoundError
+from assistant.errors import ConflictError, InputError, NotFoundError
 from assistant.store.records import (
     REVIEW_STATUSES,
     AuditEntry,
@@ -259,10 +260,22 @@ class CurationStore:
     # -- dataset snapshots -------------------------------------------------------------------
 
     def register_dataset(
-        self, dataset_id: str, path: str, counts: dict[str, Any], conversation_ids: Sequence[int], created_by: str
+        self,
+        dataset_id: str,
+        path: str,
+        counts: dict[str, Any],
+        conversation_ids: Sequence[int],
+        created_by: str,
+        *,
+        erasures_seen: int | None = None,
     ) -> DatasetRecord:
-        """Record a built snapshot (again: a rebuild of the same state keeps the first record)."""
+        """Record a built snapshot (again: a rebuild of the same state keeps the first record).
+
+        `erasures_seen`: `erasure_mark()` before the build read the log. An erasure since then may have
+        removed data the snapshot holds: ConflictError, and nothing is recorded (the caller rebuilds)."""
         with self._write() as db:
+            if erasures_seen is not None and _erasure_mark(db) != erasures_seen:
+                raise ConflictError(f"data was erased while dataset {dataset_id} was built; it must be built again")
             exists = db.execute("SELECT 1 FROM datasets WHERE id = ?", [dataset_id]).fetchone()
             if not exists:
                 db["datasets"].insert(
@@ -298,7 +311,9 @@ class CurationStore:
 
     def forget(self, actor: str, *, conversation_id: int | None = None, user: str | None = None) -> Erasure:
         """Delete a conversation, or every conversation of `user`, with their messages, feedback,
-        reviews, audit and search-index rows; mark the dataset snapshots that included them."""
+        reviews, audit and search-index rows, in one transaction; mark the dataset snapshots that
+        included them (the files are the caller's: see assistant/erasure.py). Forgetting a user also
+        replaces their name in every record that keeps one. Then the write-ahead log is emptied."""
         if (conversation_id is None) == (user is None):
             raise InputError("forget needs either a conversation or a user")
         now = self._now()
@@ -307,7 +322,9 @@ class CurationStore:
                 ids = [r[0] for r in db.execute("SELECT id FROM conversations WHERE id = ?", [conversation_id])]
                 if not ids:
                     raise NotFoundError(f"no conversation with id {conversation_id}")
+                reason = f"held conversation {conversation_id}, erased by {actor}"
             else:
+                reason = f"held a user's data, erased by {actor}"
                 ids = [r[0] for r in db.execute("SELECT id FROM conversations WHERE user = ? ORDER BY id", [user])]
                 # Their ratings of other people's replies go too, an approval of a correction they
                 # wrote (its text is theirs) with its audit trail, and their name from curation records.
@@ -326,31 +343,68 @@ class CurationStore:
                     )
                 ]
                 db.execute("DELETE FROM feedback WHERE user = ?", [user])
-                db.execute("UPDATE reviews SET curator = ? WHERE curator = ?", [ERASED_NAME, user])
-                db.execute("UPDATE audit SET actor = ? WHERE actor = ?", [ERASED_NAME, user])
-            messages, marked = erase_conversations(db, ids, now)
+                _erase_name(db, user)
+            messages, marked = erase_conversations(db, ids, now, reason)
             if user is not None:  # snapshots built from their ratings and corrections held their data too
-                marked = sorted(set(marked) | set(_mark_datasets(db, rated, now)))
+                marked = sorted(set(marked) | set(_mark_datasets(db, rated, now, reason)))
             summary = {"conversations": len(ids), "messages": messages, "datasets_marked": len(marked)}
             _audit(db, now, actor, "forget", None, None, None, summary)
-        return Erasure(len(ids), messages, tuple(marked))
+        return Erasure(len(ids), messages, tuple(marked), tuple(ids), self.clear_wal())
+
+    def erasure_mark(self) -> int:
+        """The newest erasure so far: a dataset build notes it before reading (see `register_dataset`)."""
+        return _erasure_mark(self.db)
 
 
-def erase_conversations(db, ids: Sequence[int], now: str) -> tuple[int, list[str]]:  # noqa: ANN001
-    """Delete conversations with everything hanging off them (in the caller's transaction) and mark
-    the dataset snapshots that included them. Returns (messages deleted, snapshots marked)."""
+def _erasure_mark(db) -> int:  # noqa: ANN001
+    return db.execute("SELECT coalesce(max(id), 0) FROM erasures").fetchone()[0]
+
+
+def erase_conversations(db, ids: Sequence[int], now: str, reason: str) -> tuple[int, list[str]]:  # noqa: ANN001
+    """Delete conversations with everything hanging off them (in the caller's transaction), mark the
+    dataset snapshots that included them, record the erasure and purge the words from the search
+    index. Returns (messages deleted, snapshots marked)."""
     marks = ", ".join("?" for _ in ids) or "NULL"
-    messages = db.execute(f"SELECT count(*) FROM messages WHERE conversation_id IN ({marks})", list(ids)).fetchone()[0]
+    # Newest first, one by one: a reply always has a larger id than the message it follows (that one
+    # existed when it was inserted), so no delete cascades down a parent_id chain; one statement
+    # would, a level of trigger recursion per message, and SQLite stops at 1,000.
+    message_ids = [
+        (r[0],) for r in db.execute(
+            f"SELECT id FROM messages WHERE conversation_id IN ({marks}) ORDER BY id DESC", list(ids)
+        )
+    ]
     db.execute(
         f"DELETE FROM audit WHERE message_id IN (SELECT id FROM messages WHERE conversation_id IN ({marks}))", list(ids)
     )
-    marked = _mark_datasets(db, ids, now)
-    db.execute(f"DELETE FROM conversations WHERE id IN ({marks})", list(ids))  # cascades: messages, feedback, reviews, FTS
-    return messages, marked
+    marked = _mark_datasets(db, ids, now, reason)
+    db.conn.executemany("DELETE FROM messages WHERE id = ?", message_ids)  # cascades: feedback, reviews, FTS
+    db.execute(f"DELETE FROM conversations WHERE id IN ({marks})", list(ids))
+    db.execute(
+        "INSERT INTO erasures (at, conversations, messages) VALUES (?, ?, ?)", [now, len(ids), len(message_ids)]
+    )
+    # An FTS5 delete only appends a tombstone: the words stay in the older index segments until they
+    # are merged. 'optimize' merges every segment into one, without the deleted rows.
+    db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")
+    return len(message_ids), marked
 
 
-def _mark_datasets(db, conversation_ids: Sequence[int], now: str) -> list[str]:  # noqa: ANN001
-    """Mark the snapshots that included these conversations as holding erased data."""
+def _erase_name(db, user: str) -> None:  # noqa: ANN001
+    """Replace `user`'s name in every record that keeps one (as a whole word in free text)."""
+    for table, column in (
+        ("reviews", "curator"), ("audit", "actor"), ("datasets", "created_by"), ("training_runs", "user"),
+        ("adapter_events", "actor"),
+    ):
+        db.execute(f"UPDATE {table} SET {column} = ? WHERE {column} = ?", [ERASED_NAME, user])
+    name = re.compile(rf"(?<!\w){re.escape(user)}(?!\w)")
+    for table, key, column in (
+        ("adapter_events", "id", "reason"), ("adapters", "version", "reason"), ("training_runs", "id", "error"),
+    ):
+        for row_key, text in db.execute(f"SELECT {key}, {column} FROM {table} WHERE instr({column}, ?) > 0", [user]).fetchall():
+            db.execute(f"UPDATE {table} SET {column} = ? WHERE {key} = ?", [name.sub(ERASED_NAME, text), row_key])
+
+
+def _mark_datasets(db, conversation_ids: Sequence[int], now: str, reason: str) -> list[str]:  # noqa: ANN001
+    """Mark the snapshots that included these conversations as holding erased data, with why."""
     marks = ", ".join("?" for _ in conversation_ids) or "NULL"
     marked = [
         r[0]
@@ -360,7 +414,10 @@ def _mark_datasets(db, conversation_ids: Sequence[int], now: str) -> list[str]: 
             list(conversation_ids),
         )
     ]
-    db.conn.executemany("UPDATE datasets SET erased_at = coalesce(erased_at, ?) WHERE id = ?", [(now, d) for d in marked])
+    db.conn.executemany(
+        "UPDATE datasets SET erased_at = coalesce(erased_at, ?), erased_reason = coalesce(erased_reason, ?) WHERE id = ?",
+        [(now, reason, d) for d in marked],
+    )
     return marked
 
 
@@ -490,5 +547,6 @@ def _dataset(row: dict[str, Any]) -> DatasetRecord:
         created_by=row["created_by"],
         counts=json.loads(row["counts"]),
         erased_at=row["erased_at"],
+        erased_reason=row.get("erased_reason"),
     )
 

@@ -129,6 +129,9 @@ class Store(CurationStore, TrainingStore):
         conn = self.db.conn
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         conn.execute("PRAGMA foreign_keys = ON")
+        # Deleted content is overwritten with zeros, whichever connection deletes it: a chat that deletes
+        # or rewrites a row must not leave its old bytes in a free page for a later `forget` to miss.
+        conn.execute("PRAGMA secure_delete = ON")
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             _retry_while_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -256,7 +259,21 @@ class Store(CurationStore, TrainingStore):
         with self._write() as db:
             if db.execute("SELECT 1 FROM conversations WHERE id = ?", [conversation_id]).fetchone() is None:
                 raise NotFoundError(f"no conversation with id {conversation_id}")
-            erase_conversations(db, [conversation_id], self._now())
+            erase_conversations(db, [conversation_id], self._now(), f"held conversation {conversation_id}, deleted in a chat")
+        self.clear_wal()
+
+    def clear_wal(self, *, wait_s: float = BUSY_TIMEOUT_S) -> bool:
+        """Copy the write-ahead log into the database and truncate it to nothing, so that no older
+        version of a page (erased text) stays in it. A reader still using the log blocks that: retried
+        until `wait_s` passed; False if it stayed blocked."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            busy = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            if not busy:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
 
     # -- messages ----------------------------------------------------------------------------
 

@@ -208,3 +208,21 @@ def m006_reply_errors(db: Database) -> None:
     # Why a reply failed (the model server unreachable, a stream broken off); finish_reason is then 'error'
     # and the content is what arrived before the failure.
     db.execute("ALTER TABLE messages ADD COLUMN error TEXT")
+
+
+@migrations()
+def m007_erasure(db: Database) -> None:
+    db.executescript(
+        """
+        -- One row per erasure (forget, a conversation deleted in the chat): no names, no text. A dataset
+        -- build notes the newest id before it reads and refuses to register if a newer one appears.
+        CREATE TABLE erasures (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            conversations INTEGER NOT NULL,
+            messages INTEGER NOT NULL
+        );
+        -- The tombstone of a snapshot whose files were deleted because it held erased data: why.
+        ALTER TABLE datasets ADD COLUMN erased_reason TEXT;
+        """
+    )

@@ -162,6 +162,7 @@ class DatasetRecord:
     created_by: str
     counts: dict[str, Any]
     erased_at: str | None
+    erased_reason: str | None = None  # the tombstone of a snapshot whose files were deleted: why
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,8 @@ class Erasure:
     conversations: int
     messages: int
     datasets_marked: tuple[str, ...]
+    conversation_ids: tuple[int, ...] = ()
+    wal_cleared: bool = True  # False: a reader kept the write-ahead log from being emptied
 
 
 @dataclass(frozen=True)

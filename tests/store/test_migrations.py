@@ -38,7 +38,7 @@ def test_migration_names_are_known() -> None:
 CURATION_TABLES = {
     "reviews": ["message_id", "status", "answer", "source", "tags", "curator", "decided_at", "updated_at"],
     "audit": ["id", "at", "actor", "action", "message_id", "batch", "before", "after", "undone"],
-    "datasets": ["id", "path", "created_at", "created_by", "counts", "erased_at"],
+    "datasets": ["id", "path", "created_at", "created_by", "counts", "erased_at", "erased_reason"],
     "dataset_conversations": ["dataset_id", "conversation_id"],
 }
 
