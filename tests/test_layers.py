@@ -29,6 +29,7 @@ CORE = [
     "assistant.data.export",
     "assistant.commands.feedback",
     "assistant.commands.dataset",
+    "assistant.erasure",
 ]
 
 CASES = [pytest.param(module, ML_AND_UI, id=f"{module}-no-ml-no-ui") for module in CORE]

@@ -134,6 +134,23 @@ def read_meta(directory: Path) -> dict[str, Any]:
     return meta
 
 
+def rewrite_meta(directory: Path, meta: dict[str, Any]) -> None:
+    """Replace a published version's meta.json (for erasure: its files and their checksums stay as they
+    are, and meta.json lists no checksum of its own): a temporary file beside it, renamed over it."""
+    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=directory, prefix=f".{META}.", delete=False)
+    try:
+        with handle:
+            handle.write(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(handle.name, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        os.replace(handle.name, directory / META)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    _fsync_dir(directory)
+
+
 def check_files(directory: Path, *, verify: bool = True) -> dict[str, Any] | None:
     """Refuse what must not be loaded: a missing directory or file, pickle files, and (when the
     directory has a meta.json, or `verify` demands one) files that do not match its checksums.

@@ -79,11 +79,12 @@ def _print_filters(counts: dict[str, Any]) -> None:
 @dataset.command(name="list")
 @settings_options
 def list_(state: Context) -> None:
-    """Dataset snapshots, newest first (ERASED: includes data erased since)."""
+    """Dataset snapshots, newest first (ERASED: held data erased since; only the record is left)."""
     records = state.store().datasets()
     for record in records:
         rows = record.counts
-        mark = "  ERASED" if record.erased_at else ""
+        mark = f"  ERASED {record.erased_at[:10]}: {one_line(record.erased_reason or 'held erased data')}; files deleted" \
+            if record.erased_at else ""
         click.echo(
             f"{record.id}  {record.created_at[:16].replace('T', ' ')}  {rows.get('train', 0):>6} train "
             f"{rows.get('eval', 0):>5} eval{mark}"
@@ -177,12 +178,22 @@ def forget(state: Context, conversation_id: int | None, user: str | None, yes: b
         if not click.get_text_stream("stdin").isatty():
             raise InputError("forget asks for confirmation; pass --yes to run it without a terminal")
         click.confirm(f"Erase {what}? This cannot be undone", abort=True)
-    erasure = store.forget(actor, conversation_id=conversation_id, user=user)
+    from assistant.erasure import forget as erase
+
+    outcome = erase(state.settings, store, actor, conversation_id=conversation_id, user=user)
+    erasure = outcome.erasure
     click.echo(f"erased {plural(erasure.conversations, 'conversation')} ({plural(erasure.messages, 'message')})")
     if erasure.datasets_marked:
         click.echo(
-            f"{plural(len(erasure.datasets_marked), 'dataset snapshot')} included erased data and "
-            f"{'is' if len(erasure.datasets_marked) == 1 else 'are'} marked ERASED: "
+            f"{plural(len(erasure.datasets_marked), 'dataset snapshot')} included erased data: "
             + ", ".join(erasure.datasets_marked)
-            + ". The next build leaves them out."
+            + ". Marked ERASED, files deleted; the next build leaves the data out."
         )
+    if outcome.adapters_redacted:
+        click.echo(f"probe prompts redacted in adapter {', '.join(outcome.adapters_redacted)}")
+    if outcome.leftovers_removed:
+        click.echo(f"removed what killed builds left: {', '.join(outcome.leftovers_removed)}")
+    if outcome.log_lines_removed:
+        click.echo(f"removed {plural(outcome.log_lines_removed, 'log line')} that held erased data")
+    for warning in outcome.warnings:
+        click.echo(f"warning: {warning}", err=True)

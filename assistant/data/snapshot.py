@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from assistant.data.builder import BuildPolicy, Dataset, Tokenizer, build_dataset
-from assistant.errors import NotFoundError, StoreError
+from assistant.errors import ConflictError, NotFoundError, StoreError
 from assistant.store import DatasetRecord, Store
 
 FILES = ("train.jsonl", "eval.jsonl", "dpo.jsonl", "kto.jsonl")
 MANIFEST = "manifest.json"
 ID_LENGTH = 16
+BUILD_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -91,22 +92,83 @@ def _fsync_dir(path: Path) -> None:
 
 
 def build_snapshot(store: Store, data_dir: Path, policy: BuildPolicy, tokenizer: Tokenizer, *, user: str) -> Snapshot:
-    """Build from the database as it is now, write the snapshot and register it."""
-    dataset = build_dataset(store.training_conversations(), policy, tokenizer)
-    snapshot_id, files = render(dataset)
-    path, reused = write_snapshot(datasets_dir(data_dir), snapshot_id, files)
-    manifest = json.loads(files[MANIFEST])
-    record = store.register_dataset(snapshot_id, str(path), manifest["counts"]["rows"], dataset.conversation_ids, user)
-    return Snapshot(snapshot_id, path, manifest, reused, record)
+    """Build from the database as it is now, write the snapshot and register it.
+
+    A `forget` that runs while the build reads may erase data the snapshot holds: registering then
+    fails, the files go, and the build starts again (ConflictError after BUILD_ATTEMPTS tries)."""
+    for attempt in range(BUILD_ATTEMPTS):
+        seen = store.erasure_mark()
+        dataset = build_dataset(store.training_conversations(), policy, tokenizer)
+        snapshot_id, files = render(dataset)
+        path, reused = write_snapshot(datasets_dir(data_dir), snapshot_id, files)
+        manifest = json.loads(files[MANIFEST])
+        try:
+            record = store.register_dataset(
+                snapshot_id, str(path), manifest["counts"]["rows"], dataset.conversation_ids, user, erasures_seen=seen
+            )
+        except ConflictError:
+            if not _registered(store, snapshot_id):
+                delete_files(path)
+            if attempt + 1 == BUILD_ATTEMPTS:
+                raise
+            continue
+        if not (path / MANIFEST).is_file():  # a forget swept it as unregistered before it was recorded
+            path, _ = write_snapshot(datasets_dir(data_dir), snapshot_id, files)
+        return Snapshot(snapshot_id, path, manifest, reused, record)
+    raise AssertionError("unreachable")
+
+
+def _registered(store: Store, snapshot_id: str) -> bool:
+    try:
+        store.dataset(snapshot_id)
+    except NotFoundError:
+        return False
+    return True
+
+
+def delete_files(path: Path) -> None:
+    """Delete a snapshot's directory: renamed aside first, so a crash halfway leaves a `.deleted-` directory
+    that `sweep` removes, never a snapshot with some files missing."""
+    if not path.exists():
+        return
+    trash = path.with_name(f".deleted-{path.name}")
+    os.rename(path, trash)
+    shutil.rmtree(trash)
+
+
+def sweep(data_dir: Path, keep: set[str]) -> list[str]:
+    """Remove what killed builds and deletions left under datasets/ (staging and `.deleted-` directories)
+    and snapshot directories that no record in `keep` names. Returns the names removed."""
+    root = datasets_dir(data_dir)
+    if not root.is_dir():
+        return []
+    removed = []
+    for path in sorted(root.iterdir()):
+        if path.is_dir() and not path.is_symlink() and path.name not in keep:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    return removed
 
 
 def find_snapshot(store: Store, data_dir: Path, snapshot_id: str | None = None) -> tuple[DatasetRecord, Path]:
-    """A registered snapshot by id (or unique prefix), default the newest; with its directory."""
+    """A registered snapshot by id (or unique prefix), default the newest one that holds no erased data;
+    with its directory. An erased snapshot is refused: its files were deleted."""
     records = store.datasets()
     if snapshot_id is not None:
         records = [r for r in records if r.id.startswith(snapshot_id)]
         if len(records) > 1:
             raise NotFoundError(f"{snapshot_id!r} matches {len(records)} snapshots; give more of the id")
+        if records and records[0].erased_at:
+            erased = records[0]
+            raise NotFoundError(
+                f"dataset snapshot {erased.id} was erased on {erased.erased_at[:10]} ({erased.erased_reason or 'it held erased data'});"
+                " its files were deleted",
+                hint="run `assistant dataset build` for a snapshot without the erased data",
+            )
+    elif records:
+        records = [r for r in records if not r.erased_at]
+        if not records:
+            raise NotFoundError("every dataset snapshot held data erased since", hint="run `assistant dataset build`")
     if not records:
         what = f"dataset snapshot {snapshot_id}" if snapshot_id else "dataset snapshot yet"
         raise NotFoundError(f"no {what}", hint="run `assistant dataset build`")

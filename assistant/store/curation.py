@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import groupby
 from typing import Any
 
@@ -350,6 +350,34 @@ class CurationStore:
             summary = {"conversations": len(ids), "messages": messages, "datasets_marked": len(marked)}
             _audit(db, now, actor, "forget", None, None, None, summary)
         return Erasure(len(ids), messages, tuple(marked), tuple(ids), self.clear_wal())
+
+    def erased_texts(self, *, conversation_id: int | None = None, user: str | None = None) -> list[str]:
+        """What `forget` with the same arguments would erase, as text: the messages and titles of the
+        conversations, and the comments and corrections the user wrote. Read before forgetting, to find
+        copies outside the database (log lines, probe prompts)."""
+        where, args = ("c.id = ?", [conversation_id]) if conversation_id is not None else ("c.user = ?", [user])
+        texts = [r[0] for r in self.db.execute(f"SELECT title FROM conversations c WHERE {where}", args)]
+        texts += [
+            r[0] for r in self.db.execute(
+                f"SELECT m.content FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE {where}", args
+            )
+        ]
+        if user is not None:
+            for comment, correction in self.db.execute("SELECT comment, correction FROM feedback WHERE user = ?", [user]):
+                texts += [comment, correction]
+        return [text for text in dict.fromkeys(texts) if text]
+
+    def indexed_words(self, words: Iterable[str]) -> set[str]:
+        """Those of `words` (lowercase) that messages in the search index still contain."""
+        words = sorted(set(words))
+        found: set[str] = set()
+        conn = self.db.conn
+        conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.messages_vocab USING fts5vocab(main, messages_fts, 'row')")
+        for start in range(0, len(words), 500):
+            chunk = words[start:start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            found.update(r[0] for r in conn.execute(f"SELECT term FROM temp.messages_vocab WHERE term IN ({marks})", chunk))
+        return found
 
     def erasure_mark(self) -> int:
         """The newest erasure so far: a dataset build notes it before reading (see `register_dataset`)."""

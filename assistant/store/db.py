@@ -53,6 +53,7 @@ from assistant.store.records import (
     REASON_TAGS,
     ROLES,
     Conversation,
+    Erasure,
     Feedback,
     ImportedMessage,
     Message,
@@ -253,14 +254,16 @@ class Store(CurationStore, TrainingStore):
             if cursor.rowcount == 0:
                 raise NotFoundError(f"no conversation with id {conversation_id}")
 
-    def delete_conversation(self, conversation_id: int) -> None:
+    def delete_conversation(self, conversation_id: int) -> Erasure:
         """Delete a conversation with its messages, feedback, reviews and search-index rows; dataset
         snapshots that included it are marked as holding erased data (as `forget` does)."""
         with self._write() as db:
             if db.execute("SELECT 1 FROM conversations WHERE id = ?", [conversation_id]).fetchone() is None:
                 raise NotFoundError(f"no conversation with id {conversation_id}")
-            erase_conversations(db, [conversation_id], self._now(), f"held conversation {conversation_id}, deleted in a chat")
-        self.clear_wal()
+            messages, marked = erase_conversations(
+                db, [conversation_id], self._now(), f"held conversation {conversation_id}, deleted in a chat"
+            )
+        return Erasure(1, messages, tuple(marked), (conversation_id,), self.clear_wal())
 
     def clear_wal(self, *, wait_s: float = BUSY_TIMEOUT_S) -> bool:
         """Copy the write-ahead log into the database and truncate it to nothing, so that no older

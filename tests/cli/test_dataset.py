@@ -327,11 +327,22 @@ def test_forget_a_conversation_marks_the_snapshot_and_the_next_build_leaves_it_o
         cid for name, cid in conversations.items() if name != "erase"
     )
 
+    assert not old.exists()  # the files that held it are gone; the record stays as a tombstone
     listed = cli("dataset", "list", "--data-dir", data_dir, "--user", "cora")
     [line] = listed.out.splitlines()
-    assert line.startswith(built["snapshot_id"]) and line.endswith("ERASED")
-    stats = cli("dataset", "stats", "--data-dir", data_dir, "--user", "cora")
-    assert "ERASED: includes data erased since" in stats.out.splitlines()[0]
+    assert line.startswith(built["snapshot_id"])
+    assert line.endswith(f"ERASED {line.split()[1]}: held conversation {conversations['erase']}, erased by cora; files deleted")
+    for command in (["stats"], ["stats", built["snapshot_id"]], ["export", "--format", "openai", str(data_dir.parent / "out")],
+                    ["export", "--format", "openai", "--snapshot", built["snapshot_id"], str(data_dir.parent / "out")]):
+        refused = cli("dataset", *command, "--data-dir", data_dir, "--user", "cora")
+        assert refused.code == 7, command
+        assert refused.err_lines[0] in (
+            "error: every dataset snapshot held data erased since (run `assistant dataset build`)",
+            f"error: dataset snapshot {built['snapshot_id']} was erased on {line.split()[1]} (held conversation "
+            f"{conversations['erase']}, erased by cora); its files were deleted (run `assistant dataset build` for a "
+            "snapshot without the erased data)",
+        ), command
+    assert not (data_dir.parent / "out").exists()
 
     rebuilt = build("--json")
     assert rebuilt.code == 0, rebuilt.err
@@ -340,8 +351,11 @@ def test_forget_a_conversation_marks_the_snapshot_and_the_next_build_leaves_it_o
     assert ERASED not in _snapshot_text(data_dir / "datasets" / new["snapshot_id"])
     assert new["rows"]["train"] + new["rows"]["eval"] == 3
     listed = cli("dataset", "list", "--data-dir", data_dir, "--user", "cora")
-    marks = {line.split()[0]: line.endswith("ERASED") for line in listed.out.splitlines()}
+    marks = {line.split()[0]: "ERASED" in line for line in listed.out.splitlines()}
     assert marks == {built["snapshot_id"]: True, new["snapshot_id"]: False}
+    exported = cli("dataset", "export", "--format", "openai", str(data_dir.parent / "out"), "--data-dir", data_dir,
+                   "--user", "cora")
+    assert exported.code == 0 and f"exported dataset {new['snapshot_id']}" in exported.out  # the newest not erased
 
 
 def test_forget_a_user(
@@ -378,7 +392,7 @@ def test_forget_a_user_marks_the_snapshots_holding_their_corrections(
     assert result.code == 0, result.err
     listed = cli("dataset", "list", "--data-dir", data_dir, "--user", "cora")
     [line] = listed.out.splitlines()
-    assert line.startswith(built["snapshot_id"]) and line.endswith("ERASED")
+    assert line.startswith(built["snapshot_id"]) and line.endswith("held a user's data, erased by cora; files deleted")
 
 
 def test_forget_without_yes_and_no_terminal_erases_nothing(

@@ -16,6 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
 from textual.widgets import Footer, Static
 
+from assistant import erasure
 from assistant.chat import check_message, context, failed_record, generation_params, reply_record
 from assistant.engine.base import Backend, GenerationParams, ModelIdentity, Reply
 from assistant.errors import AssistantError
@@ -286,7 +287,7 @@ class ChatScreen(AppScreen):
                 self.active.discarded = True
                 self.active.cancel()
             with self.reported("Could not delete"):
-                self.store.delete_conversation(conversation_id)
+                erasure.delete_conversation(self.settings, self.store, conversation_id)
                 if self.conversation and self.conversation.id == conversation_id:
                     await self.new_conversation()
                 self.notify("Deleted", markup=False)
