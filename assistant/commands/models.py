@@ -81,6 +81,11 @@ def list_(state: Context, show_all: bool, as_json: bool) -> None:
             f"{'*' if record.status == 'active' else ' '} {record.version}  {record.status:<9}  {record.created_at[:16]}  "
             f"eval loss {loss}  {rating_line(ratings.get(record.version))}" + (f"  [{', '.join(flags)}]" if flags else "")
         )
+    for record in records:
+        if record.dataset_erased_at and not record.deleted_at:
+            first = "promote another version or roll back, then " if record.status == "active" else ""
+            click.echo(f"{record.version} was trained on data erased since: retrain without it (`assistant retrain`), "
+                       f"then {first}`assistant models delete {record.version}`")
     if store.active_adapter() is None:
         click.echo("no version is active: chats use the base model")
 

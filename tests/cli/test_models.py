@@ -125,7 +125,11 @@ def test_list_marks_the_active_version_and_erased_data(models, seeded: dict) -> 
     result = models("list")
 
     assert result.code == 0, result.err
-    v3, v2, v1 = result.out.splitlines()  # newest first; a version is active, so no base-model line
+    v3, v2, v1, hint = result.out.splitlines()  # newest first; a version is active, so no base-model line
+    assert hint == (
+        "v0001 was trained on data erased since: retrain without it (`assistant retrain`), "
+        "then `assistant models delete v0001`"
+    )
     assert v2.startswith("* v0002  active ")
     assert "eval loss 1.1000" in v2 and re.search(r"  1 repl(y|ies), 1 👍 0 👎, 100% up$", v2)
     assert v1.startswith("  v0001  candidate ")
