@@ -56,6 +56,12 @@ def test_import_does_not_load_heavy_libraries(module: str, forbidden: tuple[str,
     assert loaded_after_import(module, forbidden) == []
 
 
+def test_the_demo_builder_does_not_reach_up_into_training() -> None:
+    # demo/ and train/ share the chat templates through a leaf module; neither imports the other.
+    loaded = loaded_after_import("assistant.demo.build", ("assistant.train",))
+    assert loaded == []
+
+
 def test_the_check_sees_a_loaded_library() -> None:
     # The TUI does load textual: the probe must report it, or the tests above prove nothing.
     assert loaded_after_import("assistant.tui.app", ("textual",)) == ["textual"]

@@ -24,7 +24,7 @@ from filelock import FileLock
 
 from assistant import __version__
 from assistant.demo.samples import Conversation, fingerprint, load_samples
-from assistant.train.templates import chatml_template
+from assistant.chat_templates import chatml_template
 
 log = logging.getLogger(__name__)
 

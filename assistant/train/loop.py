@@ -27,7 +27,7 @@ from typing import Any
 from assistant.errors import ModelError, TrainingError
 from assistant.store.records import MetricPoint
 from assistant.train.config import TrainConfig
-from assistant.train.templates import training_template
+from assistant.chat_templates import training_template
 
 log = logging.getLogger(__name__)
 

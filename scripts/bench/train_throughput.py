@@ -3,7 +3,7 @@
     python scripts/bench/train_throughput.py [--shape tiny|qwen2.5-0.5b|qwen2.5-1.5b|qwen2.5-7b]
         [--steps 20] [--warmup 3] [--scale 1.0] [--recipes plain,assistant] [--json train.json]
 
-On a randomly initialised model of a real shape (assistant/train/shapes.py, the demo tokenizer) and
+On a randomly initialised model of a real shape (scripts/bench/shapes.py, the demo tokenizer) and
 the synthetic support-chat dataset (scripts/bench/synthetic.py: prompts 50-1500 tokens, answers
 20-400, log-uniform, seed 0; --scale shrinks them for CPU runs), one fresh subprocess per recipe
 (so peak memory is its own) trains --warmup + --steps optimiser steps on the same rows in the same
@@ -211,7 +211,7 @@ def main() -> int:
 
     from transformers import AutoTokenizer
 
-    from assistant.train.shapes import SHAPES, matmul_parameters
+    from shapes import SHAPES, matmul_parameters
     from synthetic import build_rows
 
     common.quiet()
