@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+
 def chatml_template(*, system: bool) -> str:
     """ChatML whose assistant turns are marked for training, except context turns with `weight: 0`.
     `system=False` leaves system messages out (the demo model is trained without them)."""

@@ -23,8 +23,8 @@ from pathlib import Path
 from filelock import FileLock
 
 from assistant import __version__
-from assistant.demo.samples import Conversation, fingerprint, load_samples
 from assistant.chat_templates import chatml_template
+from assistant.demo.samples import Conversation, fingerprint, load_samples
 
 log = logging.getLogger(__name__)
 

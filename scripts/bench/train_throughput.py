@@ -96,29 +96,19 @@ def retrain_config(steps: int):  # noqa: ANN201
 
 
 def run_plain(model_dir: Path, data_dir: Path, steps: int, record_counting) -> None:  # noqa: ANN001
-    import torch
     from datasets import Dataset
     from peft import LoraConfig, prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig, set_seed
+    from transformers import set_seed
     from trl import SFTConfig, SFTTrainer
 
+    from assistant.quantization import load_base_4bit
     from assistant.train.loop import load_training_tokenizer, read_rows
 
     cuda = common.on_cuda()
     config = retrain_config(steps)
     set_seed(config.seed)
     tokenizer = load_training_tokenizer(model_dir)  # the demo template, with its {% generation %} marks
-    model = AutoModelForCausalLM.from_pretrained(
-        model_dir,
-        quantization_config=BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16 if cuda else torch.float32,
-        ),
-        device_map={"": 0} if cuda else "cpu",
-        dtype=torch.bfloat16 if cuda else torch.float32,
-    )
+    model = load_base_4bit(model_dir, on_cuda=cuda)  # the base as the product trains it
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
     lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
     args = SFTConfig(
