@@ -103,6 +103,9 @@ class LocalBackend:
                 )
             turns = turns[2:] if len(turns) > 2 else turns[1:]
 
+    def check_prompt(self, messages: Sequence[ChatMessage], params: GenerationParams) -> None:
+        self.encode(messages, params.max_new_tokens)
+
     def stream(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Reply:
         cancel = threading.Event()
         started: list[ModelIdentity] = []
