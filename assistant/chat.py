@@ -78,6 +78,14 @@ def check_message(text: str) -> str:
     return text
 
 
+def check_fits(backend: Backend, system_prompt: str, text: str, params: GenerationParams) -> None:
+    """InputError when `text`, a new question, is too long for the model: with the system prompt it
+    must leave room for the reply in the model's context (older turns give way by themselves). Asks
+    the backend, whose tokenizer counts: may block for a moment."""
+    system = [ChatMessage("system", system_prompt)] if system_prompt.strip() else []
+    backend.check_prompt([*system, ChatMessage("user", text)], params)
+
+
 def run_turn(
     store: Store,
     backend: Backend,

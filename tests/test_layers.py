@@ -57,6 +57,18 @@ def test_import_does_not_load_heavy_libraries(module: str, forbidden: tuple[str,
     assert loaded_after_import(module, forbidden) == []
 
 
+def test_the_demo_builder_does_not_reach_up_into_training() -> None:
+    # demo/ and train/ share the chat templates through a leaf module; neither imports the other.
+    loaded = loaded_after_import("assistant.demo.build", ("assistant.train",))
+    assert loaded == []
+
+
+def test_the_4bit_configuration_loads_no_ml_library() -> None:
+    # The model server's command line (no torch) takes its 4-bit choice from the same owner as training.
+    assert loaded_after_import("assistant.quantization", ML_AND_UI) == []
+    assert loaded_after_import("assistant.server.process", ML_AND_UI) == []
+
+
 def test_the_check_sees_a_loaded_library() -> None:
     # The TUI does load textual: the probe must report it, or the tests above prove nothing.
     assert loaded_after_import("assistant.tui.app", ("textual",)) == ["textual"]

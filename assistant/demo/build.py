@@ -23,8 +23,8 @@ from pathlib import Path
 from filelock import FileLock
 
 from assistant import __version__
+from assistant.chat_templates import chatml_template
 from assistant.demo.samples import Conversation, fingerprint, load_samples
-from assistant.train.templates import chatml_template
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +252,11 @@ def ensure_demo_model(
     conversations: list[Conversation] | None = None,
     progress: Progress | None = None,
 ) -> Path:
-    """The demo model's directory, built first if needed. Safe when several apps start at once."""
+    """The demo model's directory, built first if needed. Safe when several apps start at once.
+
+    The build happens in a staging directory renamed into place when complete. An interrupted build
+    removes it as it unwinds; one that was killed leaves it, and the next build (under the same lock,
+    so no other build is using it) removes it and starts from the beginning."""
     chosen = RECIPES[recipe] if isinstance(recipe, str) else recipe
     samples = load_samples() if conversations is None else conversations
     target = demo_model_dir(models_dir, chosen, seed, samples)
@@ -262,6 +266,8 @@ def ensure_demo_model(
     with FileLock(str(models_dir / f".{target.name}.lock")):
         if is_built(target):
             return target
+        for stale in models_dir.glob(f"{target.name}.*"):  # a build that was killed: start again
+            shutil.rmtree(stale, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=models_dir))
         try:
             build_demo_model(

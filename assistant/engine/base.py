@@ -164,6 +164,15 @@ class Backend(Protocol):
         """
         ...
 
+    def check_prompt(self, messages: Sequence[ChatMessage], params: GenerationParams) -> None:
+        """Raise InputError when `messages` cannot be answered because they are too long for the model:
+        the newest turn, with the system prompt, must leave room for the reply in the context (older
+        turns give way by themselves). Measured with the model's tokenizer as `stream` would encode them.
+
+        May block for a moment (the model's process is asked): call it off the event loop.
+        """
+        ...
+
     def health(self) -> str | None:
         """None while the backend can answer, else why it cannot (the model server is unreachable).
 

@@ -28,7 +28,6 @@ import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
-    BitsAndBytesConfig,
     StoppingCriteria,
     StoppingCriteriaList,
 )
@@ -39,6 +38,7 @@ from assistant.engine.base import CancelEvent, ChatMessage, GenerationParams, Lo
 from assistant.engine.prompt import encode_chat
 from assistant.engine.resolve import ModelChoice, resolve_model
 from assistant.errors import InputError, ModelError
+from assistant.quantization import load_options, precision_label
 from assistant.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,9 @@ class LocalBackend:
                     f"the message is too long for the model ({len(ids)} tokens; at most {budget} fit)"
                 )
             turns = turns[2:] if len(turns) > 2 else turns[1:]
+
+    def check_prompt(self, messages: Sequence[ChatMessage], params: GenerationParams) -> None:
+        self.encode(messages, params.max_new_tokens)
 
     def stream(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Reply:
         cancel = threading.Event()
@@ -411,16 +414,10 @@ def load_local_backend(
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load the tokenizer of {choice.name}: {_first_line(exc)}") from None
 
-    kwargs: dict = {"use_safetensors": True}
-    if target == "cuda":
-        kwargs.update(quantization_config=_nf4(torch.bfloat16), device_map={"": 0}, dtype=torch.bfloat16)
-        precision = "4-bit NF4, bf16 compute"
-    elif cpu_load_in_4bit:
-        kwargs.update(quantization_config=_nf4(torch.float32), device_map="cpu", dtype=torch.float32)
-        precision = "4-bit NF4 (CPU)"
-    else:
-        kwargs.update(dtype=torch.float32)
-        precision = "fp32"
+    on_cuda = target == "cuda"
+    four_bit = on_cuda or cpu_load_in_4bit  # served as trained (assistant/quantization.py)
+    kwargs = load_options(on_cuda=on_cuda, four_bit=four_bit)
+    precision = precision_label(on_cuda=on_cuda, four_bit=four_bit)
     report(f"Loading {choice.name} ({precision}) on {target}", None)
     try:
         model = AutoModelForCausalLM.from_pretrained(choice.path, **kwargs)
@@ -463,15 +460,6 @@ def open_backend(settings: Settings, progress: LoadProgress | None = None) -> Lo
         cpu_load_in_4bit=settings.cpu_load_in_4bit,
         adapter=settings.adapter,
         progress=progress,
-    )
-
-
-def _nf4(compute_dtype) -> BitsAndBytesConfig:  # noqa: ANN001
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=compute_dtype,
     )
 
 

@@ -408,6 +408,11 @@ class RemoteBackend:
 
     # -- replies -------------------------------------------------------------------------------
 
+    def check_prompt(self, messages: Sequence[ChatMessage], params: GenerationParams) -> None:
+        """Not told here: the server's tokenizer counts. A message too long for it fails when sent
+        (`_create`: InputError), and the chat stores that reply as failed, with the reason."""
+
+
     def stream(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Reply:
         """Start a reply on the server. Raises ServerError when it cannot start (the server is down)."""
         import openai

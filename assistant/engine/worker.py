@@ -7,9 +7,16 @@ pipe. Cancelling sets an event shared with the worker, which generation checks a
 Adapters are swapped between replies: a swap waits until no reply is open, and no reply starts
 until the worker has answered it.
 
-Protocol (parent -> worker): ("stream", messages, params), ("swap", version, path or None), ("stop",).
-Worker -> parent: ("progress", text, fraction), ("ready", identity), ("start", token_budget, identity),
-("chunk", text, tokens), ("end",), ("swapped", identity), ("error", kind, message, hint).
+Quitting while the model loads (the demo model may be building for minutes) must not wait for it:
+`abort()` sends the worker SIGTERM, on which it unwinds at once (a build removes its staging
+directory and releases its lock) and exits without a word; the load waiting for it ends, and kills
+it if it has not gone within ABORT_GRACE_S. SIGHUP (the terminal closed) stops it the same way, and
+so does finding the app gone (a broken pipe).
+
+Protocol (parent -> worker): ("stream", messages, params), ("swap", version, path or None),
+("check", messages, params), ("stop",). Worker -> parent: ("progress", text, fraction), ("ready", identity),
+("start", token_budget, identity), ("chunk", text, tokens), ("end",), ("swapped", identity), ("checked",),
+("error", kind, message, hint).
 
 This module must stay importable without torch: the parent never loads it.
 """
@@ -23,7 +30,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +41,9 @@ from assistant.settings import Settings
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 5.0
+ABORT_GRACE_S = 1.0  # how long an aborted worker has to clean up before it is killed
+POLL_S = 0.1
+QUIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # the app stops the worker; the terminal closed
 
 
 class ProcessBackend:
@@ -54,27 +64,59 @@ class ProcessBackend:
         self._identity: ModelIdentity | None = None
         self._idle = threading.Condition()  # guards the pipe between replies; notified when a reply closes
         self._open = False  # a reply was requested and its end not read yet
+        self._starting = threading.Lock()  # orders starting the worker and aborting it
+        self._aborted_at: float | None = None  # time.monotonic() of abort()
 
     @classmethod
     def start(cls, settings: Settings, progress: LoadProgress | None = None) -> ProcessBackend:
         """Start the worker and wait until its model is loaded, passing on its progress."""
-        backend = cls(settings)
-        backend._process.start()
-        backend._child_conn.close()
+        return cls(settings).load(progress)
+
+    def load(self, progress: LoadProgress | None = None) -> ProcessBackend:
+        """Start the worker and wait until its model is loaded, passing on its progress. After
+        `abort()` (from another thread) raises ModelError instead, once the worker is gone."""
+        with self._starting:
+            if self._aborted_at is not None:
+                raise errors.ModelError("loading the model was stopped")
+            self._process.start()
+        self._child_conn.close()
         report = progress or (lambda text, fraction: None)
         try:
             while True:
-                kind, *payload = backend._receive()
+                if not self._conn.poll(POLL_S):
+                    self._kill_if_overdue()
+                    continue
+                kind, *payload = self._receive()
                 if kind == "progress":
                     report(*payload)
                 elif kind == "ready":
-                    backend._identity = payload[0]
-                    return backend
+                    self._identity = payload[0]
+                    return self
                 elif kind == "error":
                     raise _error(*payload)
         except BaseException:
-            backend.close()
+            self.close()
             raise
+
+    def abort(self) -> None:
+        """Stop a load in progress now (the app is quitting): the worker is sent SIGTERM, cleans up and
+        exits; `load` ends with ModelError. Returns at once; callable from any thread."""
+        with self._starting:
+            if self._aborted_at is not None:
+                return
+            self._aborted_at = time.monotonic()
+            pid = self._process.pid
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def _kill_if_overdue(self) -> None:
+        aborted = self._aborted_at
+        if aborted is not None and time.monotonic() - aborted > ABORT_GRACE_S and self._process.is_alive():
+            log.warning("the model process did not stop within %.1f s; killing it", ABORT_GRACE_S)
+            self._process.kill()
 
     @property
     def pid(self) -> int | None:
@@ -128,6 +170,15 @@ class ProcessBackend:
                 raise _error(*payload)
             self._identity = payload[0]
             return self._identity
+
+    def check_prompt(self, messages: Sequence[ChatMessage], params: GenerationParams) -> None:
+        """InputError when the model would refuse `messages` as too long (the worker's tokenizer counts)."""
+        with self._idle:
+            self._idle.wait_for(lambda: not self._open)
+            self._send(("check", [ChatMessage(m.role, m.content) for m in messages], params))
+            kind, *payload = self._receive()
+            if kind == "error":
+                raise _error(*payload)
 
     def _chunks(self) -> Iterator[tuple[str, int]]:
         try:
@@ -183,14 +234,20 @@ def ensure_resource_tracker() -> None:
     It hands `sys.stderr.fileno()` to its process; inside a Textual app sys.stderr is a capture
     object whose descriptor is not valid, and starting the tracker there fails. A no-op once the
     tracker runs.
+
+    The tracker starts with SIGHUP blocked (as it blocks SIGINT and SIGTERM itself): when the terminal
+    closes, every process of the chat's group gets SIGHUP, and a tracker killed by it would be started
+    again by the app's next semaphore cleanup, then print tracebacks about semaphores it never saw.
     """
     from multiprocessing import resource_tracker
 
     captured = sys.stderr
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})  # inherited by the tracker
     try:
         sys.stderr = sys.__stderr__
         resource_tracker.ensure_running()
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         sys.stderr = captured
 
 
@@ -201,6 +258,18 @@ def _error(kind: str, message: str, hint: str | None) -> errors.AssistantError:
     return error_class(message, hint=hint)
 
 
+def _answer(conn, answer: Callable[[], tuple[Any, ...]]) -> None:  # noqa: ANN001
+    """Send what `answer()` returns, or the error it raises (Stopped ends the worker)."""
+    try:
+        message = answer()
+    except Stopped:
+        raise
+    except BaseException as exc:
+        _report(conn, exc)
+        return
+    conn.send(message)
+
+
 def _report(conn, exc: BaseException) -> None:  # noqa: ANN001
     if isinstance(exc, errors.AssistantError):
         conn.send(("error", type(exc).__name__, exc.message, exc.hint))
@@ -209,14 +278,43 @@ def _report(conn, exc: BaseException) -> None:  # noqa: ANN001
         conn.send(("error", "ModelError", f"{type(exc).__name__}: {exc}", None))
 
 
+class Stopped(BaseException):
+    """The worker was told to stop by a signal (the app quits, the terminal closed): unwind and exit."""
+
+
+class _StopOnce:
+    """The worker's SIGTERM and SIGHUP handler: the first raises Stopped; later ones do nothing, so that
+    they cannot cut the cleanup short (switching to SIG_IGN instead races with a pending signal)."""
+
+    def __init__(self) -> None:
+        self.signalled = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if not self.signalled:
+            self.signalled = True
+            raise Stopped(signum)
+
+
 def serve(conn, cancel, settings: Settings) -> None:  # noqa: ANN001
     """The worker process: load the model, then answer stream and swap requests until told to stop.
 
     Requests are served in order, so the identity sent with "start" is the one that produces the reply.
+    SIGTERM and SIGHUP, or an app that has gone away, end it quietly wherever it is: what it was doing
+    cleans up as the exception unwinds (a demo model build removes its staging directory).
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ctrl+c belongs to the app, which stops us
+    stop = _StopOnce()
+    for quit_signal in QUIT_SIGNALS:
+        signal.signal(quit_signal, stop)
+    try:
+        _serve(conn, cancel, settings)
+    except (Stopped, BrokenPipeError, ConnectionResetError, EOFError):
+        return  # nothing to tell: the app stopped us, or is gone
+
+
+def _serve(conn, cancel, settings: Settings) -> None:  # noqa: ANN001
     from assistant.logs import quiet_libraries, setup_logging
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ctrl+c belongs to the app, which stops us
     quiet_libraries()
     setup_logging(settings.log_path)
     try:
@@ -225,6 +323,8 @@ def serve(conn, cancel, settings: Settings) -> None:  # noqa: ANN001
         from assistant.engine.local import open_backend
 
         backend = open_backend(settings, lambda text, fraction: conn.send(("progress", text, fraction)))
+    except (Stopped, BrokenPipeError):
+        raise
     except BaseException as exc:  # everything is reported to the app (and logged), never printed over it
         _report(conn, exc)
         return
@@ -239,18 +339,19 @@ def serve(conn, cancel, settings: Settings) -> None:  # noqa: ANN001
             return  # the app is gone
         if request[0] == "swap":
             _, version, path = request
-            try:
-                identity = backend.swap_adapter(version, None if path is None else Path(path))
-            except BaseException as exc:
-                _report(conn, exc)
-                continue
-            conn.send(("swapped", identity))
+            _answer(conn, lambda: ("swapped", backend.swap_adapter(version, None if path is None else Path(path))))
+            continue
+        if request[0] == "check":
+            _, messages, params = request
+            _answer(conn, lambda: (backend.check_prompt(messages, params), ("checked",))[1])
             continue
         if request[0] != "stream":
             return
         _, messages, params = request
         try:
             chunks, budget = backend.generate(messages, params, cancel)
+        except Stopped:
+            raise
         except BaseException as exc:
             _report(conn, exc)
             continue
@@ -258,6 +359,8 @@ def serve(conn, cancel, settings: Settings) -> None:  # noqa: ANN001
         try:
             for text, tokens in chunks:
                 conn.send(("chunk", text, tokens))
+        except Stopped:
+            raise
         except BaseException as exc:
             _report(conn, exc)
             continue

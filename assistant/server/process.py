@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from assistant.errors import ConfigError, ServerError
+from assistant.quantization import vllm_options
 from assistant.server.environment import SERVER_MODULE
 from assistant.settings import Settings
 
@@ -56,9 +57,7 @@ def max_lora_rank(lora_r: int) -> int:
 
 def precision(settings: Settings, gpu: bool) -> str:
     """What the server holds the base in: "4-bit NF4 (bitsandbytes)", "bf16" or "fp32"."""
-    if not gpu:
-        return "fp32"
-    return "bf16" if settings.serve_precision == "bf16" else "4-bit NF4 (bitsandbytes)"
+    return vllm_options(settings.serve_precision, gpu)[0]
 
 
 def url_for(host: str, port: int) -> str:
@@ -84,7 +83,7 @@ def plan(
     environ: dict[str, str] | None = None,
 ) -> Plan:
     env = dict(os.environ if environ is None else environ)
-    held = precision(settings, gpu)
+    held, precision_flags = vllm_options(settings.serve_precision, gpu)
     command = [
         str(python), "-m", SERVER_MODULE,
         "--model", str(model_path),
@@ -99,13 +98,9 @@ def plan(
         "--seed", "0",
         "--disable-uvicorn-access-log",
     ]
+    command += precision_flags  # the base as trained (assistant/quantization.py)
     if not gpu:
-        command += ["--dtype", "float32"]
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_KV_CACHE_GIB)
-    elif held == "bf16":
-        command += ["--dtype", "bfloat16"]
-    else:
-        command += ["--dtype", "bfloat16", "--quantization", "bitsandbytes"]
     command += list(extra)
     env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
     env.setdefault("VLLM_NO_USAGE_STATS", "1")  # nothing leaves the machine

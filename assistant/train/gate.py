@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from assistant.engine.base import ChatMessage
-from assistant.train.loop import load_base_4bit, load_training_tokenizer, read_rows
+from assistant.quantization import load_base_4bit
+from assistant.train.loop import load_training_tokenizer, read_rows
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from assistant.errors import ModelError, TrainingError
+from assistant.chat_templates import training_template
+from assistant.errors import TrainingError
+from assistant.quantization import load_base_4bit
 from assistant.store.records import MetricPoint
 from assistant.train.config import TrainConfig
-from assistant.train.templates import training_template
 
 log = logging.getLogger(__name__)
 
@@ -79,35 +80,6 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         return []
     with open(path, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
-
-
-def quantization_config(on_cuda: bool):  # noqa: ANN201
-    import torch
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16 if on_cuda else torch.float32,
-    )
-
-
-def load_base_4bit(base_path: Path, *, on_cuda: bool):  # noqa: ANN201
-    """The base model as it is trained and gated: 4-bit NF4, double quantisation."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    try:
-        return AutoModelForCausalLM.from_pretrained(
-            base_path,
-            quantization_config=quantization_config(on_cuda),
-            device_map={"": 0} if on_cuda else "cpu",
-            dtype=torch.bfloat16 if on_cuda else torch.float32,
-            use_safetensors=True,
-        )
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load the base model from {base_path}: {str(exc).splitlines()[0]}") from None
 
 
 def load_training_tokenizer(base_path: Path):  # noqa: ANN201

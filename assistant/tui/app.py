@@ -14,12 +14,18 @@ tried again until the active version changes; the old one keeps answering.
 With a model server (`server_url`) the same poll asks whether the server answers: the status bar
 says when it is down, questions asked meanwhile are kept (their replies stored as failed, to ask
 again), and the app goes on when the server is back.
+
+Quitting (ctrl+q, SIGTERM, SIGHUP when the terminal closes) keeps a reply being written as far as
+it got and stops a model load in progress at once (the loader's `stop`), so the app never waits for
+a demo model build to finish before it exits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
+import signal
 
 from textual import work
 from textual.app import App
@@ -33,7 +39,7 @@ from assistant.errors import AssistantError, ServerError
 from assistant.settings import Settings
 from assistant.store import AdapterRecord, Store
 from assistant.text import one_line
-from assistant.tui.loader import BackendLoader
+from assistant.tui.loader import BackendLoader, StoppableLoader
 from assistant.tui.messages import (
     ActiveAdapterChanged,
     AdapterRefused,
@@ -51,6 +57,8 @@ from assistant.tui.swap import SwapPolicy, refused_text, swapped_text
 from assistant.tui.widgets.status import StatusBar
 
 log = logging.getLogger(__name__)
+
+QUIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # `kill`, systemd; the terminal closing
 
 
 class AssistantApp(App):
@@ -80,6 +88,24 @@ class AssistantApp(App):
     def on_mount(self) -> None:
         self.push_screen(ChatScreen())
         self.call_after_refresh(self._settle)
+        self._handle_quit_signals(True)
+
+    def _handle_quit_signals(self, handle: bool) -> None:
+        """SIGTERM and SIGHUP quit the way ctrl+q does (only where the event loop may own signals:
+        the main thread)."""
+        loop = asyncio.get_running_loop()
+        for signum in QUIT_SIGNALS:
+            try:
+                if handle:
+                    loop.add_signal_handler(signum, self._quit_on_signal, signum)
+                else:
+                    loop.remove_signal_handler(signum)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no such signal
+                return
+
+    def _quit_on_signal(self, signum: int) -> None:
+        log.info("quitting on %s", signal.Signals(signum).name)
+        self.call_later(self.action_quit)
 
     def _settle(self) -> None:
         """After the first frame: start loading the model, and keep garbage collection pauses short.
@@ -94,9 +120,17 @@ class AssistantApp(App):
 
     async def action_quit(self) -> None:
         self.chat.save_reply_in_progress()  # a reply being written is kept, as far as it got
+        self._stop_loading()
         self.exit()
 
+    def _stop_loading(self) -> None:
+        """A model still loading (building the demo model, say) is abandoned: the exit waits for nothing."""
+        if self.backend is None and isinstance(self.loader, StoppableLoader):
+            self.loader.stop()
+
     def on_unmount(self) -> None:
+        self._handle_quit_signals(False)
+        self._stop_loading()
         if self.backend is not None:
             self.backend.close()
 

@@ -40,6 +40,14 @@ class ReplyFinished(Message):
 
 
 @dataclass
+class MessageChecked(Message):
+    """A question was measured against the model's context: `problem` says why it cannot be sent."""
+
+    text: str
+    problem: str | None
+
+
+@dataclass
 class ReplyFailed(Message):
     key: int
     reply: Reply | None  # None when the reply could not even start

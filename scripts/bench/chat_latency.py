@@ -4,7 +4,7 @@ against the engine `assistant chat` uses, next to the weights-over-bandwidth bou
     python scripts/bench/chat_latency.py [--shape qwen2.5-1.5b|tiny] [--prompt-tokens 500]
         [--new-tokens 128] [--repeats 5] [--rank 16] [--json chat.json]
 
-1. A randomly initialised model of the shape (assistant/train/shapes.py, the demo tokenizer) loaded
+1. A randomly initialised model of the shape (scripts/bench/shapes.py, the demo tokenizer) loaded
    the way `assistant chat` loads it (`load_local_backend`: 4-bit NF4 with bf16 compute on CUDA,
    fp32 on CPU), then a random rank --rank all-linear LoRA adapter, published with its checksums,
    applied unmerged with `LocalBackend.swap_adapter`.

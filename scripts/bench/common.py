@@ -70,9 +70,9 @@ def demo_tokenizer_dir(cache: Path = DEFAULT_CACHE) -> Path:
 
 
 def model_dir(shape: str, cache: Path = DEFAULT_CACHE) -> Path:
-    """A randomly initialised model of `shape` (assistant.train.shapes.SHAPES) with the demo
+    """A randomly initialised model of `shape` (shapes.py: SHAPES) with the demo
     tokenizer, written once under `cache` and reused by every bench of the run."""
-    from assistant.train.shapes import SHAPES, build_random_model
+    from shapes import SHAPES, build_random_model
 
     out = cache / shape
     if (out / "config.json").is_file() and any(out.glob("*.safetensors")):

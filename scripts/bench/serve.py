@@ -299,7 +299,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--recipe", choices=["demo", "tiny"], default="demo")
     parser.add_argument("--shape", default="", help="instead of the demo model: a random model of this shape "
-                        "(assistant/train/shapes.py, e.g. qwen2.5-0.5b), which never ends a reply early")
+                        "(scripts/bench/shapes.py, e.g. qwen2.5-0.5b), which never ends a reply early")
     parser.add_argument("--loads", type=int, default=30, help="adapter loads timed on the server")
     parser.add_argument("--vllm", default="", help="arguments for vLLM, passed after `assistant serve --`")
     parser.add_argument("--quick", action="store_true", help="1,4 chats, 2 questions, the tiny recipe")

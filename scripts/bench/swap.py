@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--swaps", type=int, default=100)
     parser.add_argument("--recipe", default="demo")
     parser.add_argument("--rank", type=int, default=16)
-    from assistant.train.shapes import SHAPES
+    from shapes import SHAPES
 
     parser.add_argument("--shape", choices=sorted(SHAPES), help="a random model of this real shape instead of the demo")
     parser.add_argument("--json", default="swap.json", help="file name under $OUT")

@@ -3,7 +3,7 @@
     python scripts/bench/train_throughput.py [--shape tiny|qwen2.5-0.5b|qwen2.5-1.5b|qwen2.5-7b]
         [--steps 20] [--warmup 3] [--scale 1.0] [--recipes plain,assistant] [--json train.json]
 
-On a randomly initialised model of a real shape (assistant/train/shapes.py, the demo tokenizer) and
+On a randomly initialised model of a real shape (scripts/bench/shapes.py, the demo tokenizer) and
 the synthetic support-chat dataset (scripts/bench/synthetic.py: prompts 50-1500 tokens, answers
 20-400, log-uniform, seed 0; --scale shrinks them for CPU runs), one fresh subprocess per recipe
 (so peak memory is its own) trains --warmup + --steps optimiser steps on the same rows in the same
@@ -96,29 +96,19 @@ def retrain_config(steps: int):  # noqa: ANN201
 
 
 def run_plain(model_dir: Path, data_dir: Path, steps: int, record_counting) -> None:  # noqa: ANN001
-    import torch
     from datasets import Dataset
     from peft import LoraConfig, prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig, set_seed
+    from transformers import set_seed
     from trl import SFTConfig, SFTTrainer
 
+    from assistant.quantization import load_base_4bit
     from assistant.train.loop import load_training_tokenizer, read_rows
 
     cuda = common.on_cuda()
     config = retrain_config(steps)
     set_seed(config.seed)
     tokenizer = load_training_tokenizer(model_dir)  # the demo template, with its {% generation %} marks
-    model = AutoModelForCausalLM.from_pretrained(
-        model_dir,
-        quantization_config=BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16 if cuda else torch.float32,
-        ),
-        device_map={"": 0} if cuda else "cpu",
-        dtype=torch.bfloat16 if cuda else torch.float32,
-    )
+    model = load_base_4bit(model_dir, on_cuda=cuda)  # the base as the product trains it
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
     lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
     args = SFTConfig(
@@ -211,7 +201,7 @@ def main() -> int:
 
     from transformers import AutoTokenizer
 
-    from assistant.train.shapes import SHAPES, matmul_parameters
+    from shapes import SHAPES, matmul_parameters
     from synthetic import build_rows
 
     common.quiet()

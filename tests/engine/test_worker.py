@@ -80,6 +80,17 @@ def test_errors_in_the_child_come_back_as_their_kind(worker) -> None:  # noqa: A
     assert "".join(worker.stream(ask("hi"), GREEDY))  # and the worker keeps serving
 
 
+def test_a_message_too_long_for_the_model_is_told_before_a_reply_is_asked_for(worker, tiny_backend) -> None:  # noqa: ANN001
+    long = ask("word " * 9000)
+    fit = 4096 - GREEDY.max_new_tokens  # the tiny model's context less room for the reply, as the engine counts
+    with pytest.raises(InputError, match=rf"too long for the model \(\d+ tokens; at most {fit} fit\)"):
+        worker.check_prompt(long, GREEDY)
+    with pytest.raises(InputError, match=f"at most {fit} fit"):
+        tiny_backend.check_prompt(long, GREEDY)
+    worker.check_prompt(ask("word " * 100), GREEDY)
+    assert "".join(worker.stream(ask("hi"), GREEDY))  # and the worker keeps serving
+
+
 def test_a_missing_model_fails_fast_with_the_engines_message(tmp_path: Path) -> None:
     from assistant.settings import load_settings
 

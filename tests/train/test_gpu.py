@@ -24,7 +24,7 @@ pytestmark = [
 def test_qlora_on_cuda_publishes_an_adapter_that_swaps_into_a_running_backend(tmp_path: Path, tiny_model_dir: Path) -> None:
     import bitsandbytes as bnb
 
-    from assistant.train.shapes import QWEN2_5_0_5B, build_random_model
+    from scripts.bench.shapes import QWEN2_5_0_5B, build_random_model
 
     base = build_random_model(QWEN2_5_0_5B, tiny_model_dir, tmp_path / "qwen-shape")
     settings = configure(tmp_path / "data", base, max_steps=5, device="cuda", learning_rate=2e-4, epochs=1)

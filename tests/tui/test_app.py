@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from textual.widgets import Static
 
 from assistant.errors import ModelError
 from assistant.tui.screens.dialogs import Confirm, TextPrompt
@@ -13,9 +14,19 @@ from assistant.tui.screens.help import HelpScreen
 from assistant.tui.widgets.chatlog import MessageList, MessageView
 from assistant.tui.widgets.status import StatusBar
 from tests.conftest import HOSTILE_QUESTION, load_backend
-from tests.tui.helpers import make_app, send, wait_for, wait_loaded, wait_reply_done
+from tests.tui.helpers import make_app, notifications, send, wait_for, wait_loaded, wait_reply_done
 
 SIZE = (120, 40)
+
+
+def held_loader(release: threading.Event, backend):  # noqa: ANN001, ANN201
+    """A loader that hands over `backend` once `release` is set: the model is loading until then."""
+
+    def load(progress):  # noqa: ANN001, ANN202
+        release.wait(30)
+        return backend
+
+    return load
 
 
 def assistant_views(app) -> list[MessageView]:  # noqa: ANN001
@@ -309,6 +320,45 @@ async def test_empty_message_is_refused_and_nothing_is_stored(settings, store, t
         assert store.conversations() == []
 
 
+LONG_MESSAGE = "Here is my whole router log, please read it: " + "zebra quartz 1234 " * 1500
+
+
+async def test_a_message_too_long_for_the_model_is_refused_before_it_is_sent(settings, store, tiny_backend) -> None:  # noqa: ANN001
+    app = make_app(settings, store, tiny_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await send(pilot, LONG_MESSAGE)
+        notice = app.chat.query_one("#composer-notice", Static)
+        await wait_for(pilot, lambda: notice.display, what="the refusal")
+        assert store.conversations() == []  # nothing was stored, nothing was asked
+        assert app.chat.composer.text == LONG_MESSAGE  # the text stays in the input
+        said = str(notice.render())
+        assert "Not sent" in said and "too long for the model" in said and "at most 4048 fit" in said
+        assert not any("too long" in n for n in notifications(app))  # a lasting line, not a toast
+        await pilot.press("end", *" more")  # the user edits: the reason stays until the next send
+        assert notice.display
+
+        app.chat.composer.text = "Is my router log fine?"
+        await pilot.press("enter")
+        await wait_reply_done(pilot)
+        assert not notice.display
+        assert [m.role for m in store.thread(store.conversations()[0].id)] == ["user", "assistant"]
+
+
+async def test_a_too_long_message_that_fails_later_carries_a_lasting_error_marker(settings, store, tiny_backend) -> None:  # noqa: ANN001
+    release = threading.Event()
+    app = make_app(settings, store, held_loader(release, tiny_backend))
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, LONG_MESSAGE)  # sent while the model loads: its length cannot be told yet
+        release.set()
+        await wait_loaded(pilot)
+        await wait_reply_done(pilot)
+        thread = store.thread(store.conversations()[0].id)
+        assert thread[-1].finish_reason == "error" and "too long for the model" in thread[-1].error
+        header = str(assistant_views(app)[-1].query_one(".message-header", Static).render())
+        assert "failed" in header and "too long for the model" in header
+
+
 async def test_untrusted_model_output_renders_as_inert_text(settings, store, hostile_model_dir) -> None:  # noqa: ANN001
     app = make_app(settings, store, load_backend(hostile_model_dir))
     async with app.run_test(size=SIZE) as pilot:
@@ -395,12 +445,7 @@ async def test_the_app_serves_its_model_from_a_worker_process(settings, store, t
 
 async def test_a_question_sent_while_loading_is_answered_even_after_moving_on(settings, store, tiny_backend) -> None:  # noqa: ANN001
     release = threading.Event()
-
-    def slow_loader(progress):  # noqa: ANN001, ANN202
-        release.wait(30)
-        return tiny_backend
-
-    app = make_app(settings, store, slow_loader)
+    app = make_app(settings, store, held_loader(release, tiny_backend))
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "First question, sent while loading")
         first = store.conversations()[0]

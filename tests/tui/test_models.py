@@ -58,6 +58,9 @@ class FakeBackend:
         self._identity = replace(self._identity, adapter=version)
         return self._identity
 
+    def check_prompt(self, messages: Sequence[ChatMessage], params: GenerationParams) -> None:
+        return None
+
     def health(self) -> str | None:
         return None
 

@@ -2,11 +2,18 @@
 
 Replies are consumed in a thread worker that posts chunks; the handlers on the event loop update
 the widgets and write to the store, so the UI never waits on a model.
+
+A question is measured before it is stored or sent (`chat.check_fits`, in a thread worker: the
+model's tokenizer counts, in its own process): one too long for the model is refused, its text put
+back in the input, and the reason stays under the input until a question is sent. One sent while the
+model loads cannot be measured; if the model refuses it then, its reply is stored as failed and
+carries the reason in its header.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from dataclasses import dataclass
 
@@ -17,12 +24,12 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static
 
 from assistant import erasure
-from assistant.chat import check_message, context, failed_record, generation_params, reply_record
+from assistant.chat import check_fits, check_message, context, failed_record, generation_params, reply_record
 from assistant.engine.base import Backend, GenerationParams, ModelIdentity, Reply
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, InputError
 from assistant.store import Conversation, Message, ReplyRecord
 from assistant.text import one_line, terminal_safe
-from assistant.tui.messages import ReplyChunk, ReplyFailed, ReplyFinished
+from assistant.tui.messages import MessageChecked, ReplyChunk, ReplyFailed, ReplyFinished
 from assistant.tui.screens.base import AppScreen
 from assistant.tui.screens.dialogs import Confirm, TextPrompt
 from assistant.tui.screens.feedback import FeedbackDraft, FeedbackScreen
@@ -30,6 +37,8 @@ from assistant.tui.widgets.chatlog import MessageList, MessageView, ReplyStream
 from assistant.tui.widgets.composer import Composer
 from assistant.tui.widgets.sidebar import Sidebar
 from assistant.tui.widgets.status import StatusBar
+
+log = logging.getLogger(__name__)
 
 SEARCH_DELAY_S = 0.15
 SIDEBAR_LIMIT = 60  # the list shows the latest; search reaches every conversation
@@ -78,6 +87,7 @@ class ChatScreen(AppScreen):
         self.thread: list[Message] = []
         self.active: ActiveReply | None = None
         self.waiting: Message | None = None  # a question sent before the model was ready
+        self.checking: str | None = None  # a question being measured against the model's context
         self._keys = itertools.count(1)
         self._search_timer: Timer | None = None
         self._search_text = ""
@@ -92,6 +102,7 @@ class ChatScreen(AppScreen):
             with Vertical(id="chat"):
                 yield MessageList(id="messages")
                 yield Composer(id="composer")
+                yield Static("", id="composer-notice", markup=False)
         yield StatusBar(id="status")
         yield Footer()
 
@@ -305,13 +316,49 @@ class ChatScreen(AppScreen):
         except AssistantError as exc:
             self.notify(str(exc), severity="warning", markup=False)
             return
-        if self.active is not None or self.waiting is not None:
+        if self.active is not None or self.waiting is not None or self.checking is not None:
             self.composer.restore(text)
             if self.waiting is not None:
                 self.notify("The model is still loading; your earlier question is answered first.", markup=False)
-            else:
+            elif self.active is not None:
                 self.notify("A reply is still being written: wait, or press Esc to stop it.", markup=False)
             return
+        backend = self.app.backend
+        if backend is None:  # cannot be measured yet: a refusal comes as its reply, stored as failed
+            await self.send(text)
+            return
+        self.checking = text
+        system_prompt = self.conversation.system_prompt if self.conversation else self.settings.system_prompt
+        self._check_fits(backend, system_prompt, text, generation_params(self.settings))
+
+    @work(thread=True, exclusive=True, group="check", exit_on_error=False)
+    def _check_fits(self, backend: Backend, system_prompt: str, text: str, params: GenerationParams) -> None:
+        try:
+            check_fits(backend, system_prompt, text, params)
+        except InputError as exc:
+            self.post_message(MessageChecked(text, str(exc)))
+            return
+        except Exception:  # cannot tell (the model process is gone, say): sending it reports what is wrong
+            log.warning("could not measure a question", exc_info=True)
+        self.post_message(MessageChecked(text, None))
+
+    async def on_message_checked(self, event: MessageChecked) -> None:
+        self.checking = None
+        if event.problem is not None:
+            self.composer.restore(event.text)
+            self.show_refusal(f"Not sent: {one_line(event.problem, 200)}. Shorten it and press Enter again.")
+            return
+        await self.send(event.text)
+
+    def show_refusal(self, reason: str | None) -> None:
+        """Why the text in the input was not sent (None: nothing refused); it stays until a question is sent."""
+        notice = self.query_one("#composer-notice", Static)
+        notice.update(reason or "")
+        notice.display = reason is not None
+
+    async def send(self, text: str) -> None:
+        """Store the question and ask for its reply (or keep it for the model still loading)."""
+        self.show_refusal(None)
         question = None
         with self.reported("Not sent (your text is kept)"):
             if self.conversation is None:

@@ -1,5 +1,8 @@
 """Chat templates for training: they mark the tokens an assistant turn trains on.
 
+A leaf module (no imports from the package): the demo model is built with `chatml_template`, and
+retraining (train/) picks its template with `training_template`; neither imports the other.
+
 TRL's assistant-only loss needs `{% generation %}` markers in the template. The demo model's
 template has them; most hub models' (Qwen's ChatML among them) do not. For a ChatML model the
 training template below is used instead; it renders exactly like ChatML and honours `"weight": 0`
@@ -10,6 +13,7 @@ markers is refused by the preflight: nothing would train.
 from __future__ import annotations
 
 from typing import Any
+
 
 def chatml_template(*, system: bool) -> str:
     """ChatML whose assistant turns are marked for training, except context turns with `weight: 0`.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.train.templates import CHATML_TRAINING_TEMPLATE, marks_generation, training_template
+from assistant.chat_templates import CHATML_TRAINING_TEMPLATE, marks_generation, training_template
 
 # Qwen2.5's template without tools: ChatML, a default system prompt, no generation markers.
 QWEN_LIKE = (
