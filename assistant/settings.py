@@ -24,6 +24,7 @@ from typing import Any, get_type_hints
 import platformdirs
 
 from assistant.errors import ConfigError
+from assistant.text import is_utf8
 
 APP_NAME = "assistant"
 ENV_PREFIX = "ASSISTANT_"
@@ -75,6 +76,17 @@ class Settings:
     top_p: float = field(default=0.9, metadata=_help("Nucleus sampling threshold."))
     repetition_penalty: float = field(default=1.0, metadata=_help("1.0 disables it."))
     user: str = field(default="", metadata=_help("Who is chatting; default: the OS login name."))
+    max_message_chars: int = field(
+        default=100_000,
+        metadata=_help("Longest message, in characters, that a chat, `assistant ask` or `assistant import` accepts."),
+    )
+    max_conversation_messages: int = field(
+        default=50_000,
+        metadata=_help("Most messages in one conversation: a chat asks for a new one beyond it; import refuses it."),
+    )
+    import_max_bytes: int = field(
+        default=256 * 1024 * 1024, metadata=_help("Largest file `assistant import` reads, in bytes.")
+    )
     hub_timeout: float = field(
         default=3.0, metadata=_help("Seconds to wait for the model hub before falling back to the demo model.")
     )
@@ -358,7 +370,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("max_length must be at least 16")
     if not 0 <= settings.max_truncated_fraction <= 1:
         raise ConfigError("max_truncated_fraction must be in [0, 1]")
-    positive = ("lora_r", "lora_alpha", "batch_size", "gradient_accumulation_steps", "gate_max_examples")
+    positive = ("lora_r", "lora_alpha", "batch_size", "gradient_accumulation_steps", "gate_max_examples",
+                "max_message_chars", "max_conversation_messages", "import_max_bytes")
     for name in positive:
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
@@ -426,6 +439,8 @@ def load_settings(
     for name in _CONFIGURABLE:
         key = ENV_PREFIX + name.upper()
         if key in env:
+            if not is_utf8(env[key]):
+                raise ConfigError(f"env {key} is not valid UTF-8 text")
             values[name] = _coerce(name, env[key], f"env {key}")
             sources[name] = f"env {key}"
 

@@ -14,7 +14,7 @@ import shutil
 import click
 
 from assistant.adapters import registry, serving
-from assistant.commands.common import Context, settings_options
+from assistant.commands.common import TEXT, Context, settings_options
 from assistant.errors import InputError, NotFoundError, StoreError
 from assistant.formats import json_text
 from assistant.text import one_line
@@ -107,7 +107,7 @@ def show(state: Context, version: str, as_json: bool) -> None:
 
 @models.command()
 @click.argument("version")
-@click.option("--reason", default="", help="Recorded with the change.")
+@click.option("--reason", default="", type=TEXT, help="Recorded with the change.")
 @settings_options
 def promote(state: Context, version: str, reason: str) -> None:
     """Make VERSION the active adapter (running chats switch to it between replies)."""
@@ -124,7 +124,7 @@ def promote(state: Context, version: str, reason: str) -> None:
 
 
 @models.command()
-@click.option("--reason", default="", help="Recorded with the change.")
+@click.option("--reason", default="", type=TEXT, help="Recorded with the change.")
 @settings_options
 def rollback(state: Context, reason: str) -> None:
     """Deactivate the active version and reactivate the one before it (or the base model)."""

@@ -14,7 +14,6 @@ gradient norm aborts at once (the trainer's NaN filtering of logs is off, so not
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import ModelError, TrainingError
+from assistant.jsonl import read_jsonl
 from assistant.store.records import MetricPoint
 from assistant.train.config import TrainConfig
 from assistant.train.templates import training_template
@@ -75,10 +75,8 @@ class Outcome:
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    """A snapshot file's rows; none when the snapshot has no such file."""
+    return [row for row, _ in read_jsonl(path)] if path.is_file() else []
 
 
 def quantization_config(on_cuda: bool):  # noqa: ANN201

@@ -347,7 +347,7 @@ def test_correct_with_a_missing_file(cli, data_dir: Path, ids: dict[str, int], t
     result = cli("feedback", "correct", str(ids["down"]), "--file", missing, "--data-dir", data_dir, "--user", "cora")
 
     assert result.code == 4
-    assert result.err_lines == [f"error: cannot read {missing}: No such file or directory"]
+    assert result.err_lines == [f"error: no such file: {missing}"]
     assert _states(data_dir) == before
 
 
