@@ -101,6 +101,13 @@ class Settings:
             "comma-separated in ASSISTANT_CURATORS). Empty: everyone may curate."
         ),
     )
+    allow_user_override: bool = field(
+        default=False,
+        metadata=_help(
+            "With `curators` set, let `--user`, ASSISTANT_USER or a config file's `user` name someone other "
+            "than the OS login for curating, erasing and promoting (read only from the data dir's config.toml)."
+        ),
+    )
     train_on_unreviewed_thumbs_up: bool = field(
         default=False,
         metadata=_help("Train on thumbs-up replies no curator has reviewed yet (default: only approved ones)."),
@@ -392,7 +399,27 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"pii_patterns: {name} is not a valid regex: {exc}") from None
 
 
+# Settings that widen who may do what: only the data dir's config.toml (the admin's file) sets them,
+# never the user config dir's file, ASSISTANT_CONFIG, the environment or a flag.
+ADMIN_ONLY = frozenset({"allow_user_override"})
+
+
 def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "user"
+
+
+def login_name() -> str:
+    """The OS account running this process, by its uid (LOGNAME and USER can say anything): who
+    curates when `curators` is set."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError, OSError):
+        pass
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -433,11 +460,15 @@ def load_settings(
         files = [p for p in (user_config_file(), resolved_dir / CONFIG_FILENAME) if p.is_file()]
     for path in files:
         for name, value in _read_toml(path).items():
+            if name in ADMIN_ONLY and path != resolved_dir / CONFIG_FILENAME:
+                raise ConfigError(f"config file {path}: {name} is read only from the data dir's {CONFIG_FILENAME}")
             values[name] = _coerce(name, value, str(path))
             sources[name] = f"file {path}"
 
     for name in _CONFIGURABLE:
         key = ENV_PREFIX + name.upper()
+        if key in env and name in ADMIN_ONLY:
+            raise ConfigError(f"env {key}: {name} is read only from the data dir's {CONFIG_FILENAME}")
         if key in env:
             if not is_utf8(env[key]):
                 raise ConfigError(f"env {key} is not valid UTF-8 text")
@@ -447,7 +478,7 @@ def load_settings(
     for name, value in (overrides or {}).items():
         if value is None:
             continue
-        if name not in _CONFIGURABLE:
+        if name not in _CONFIGURABLE or name in ADMIN_ONLY:
             raise ConfigError(f"unknown setting {name!r}")
         values[name] = _coerce(name, value, f"flag --{name.replace('_', '-')}")
         sources[name] = f"flag --{name.replace('_', '-')}"
