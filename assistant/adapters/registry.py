@@ -205,13 +205,14 @@ def check_weights(directory: Path) -> None:
         if key == "__metadata__":
             continue
         where = f"adapter {name}: {WEIGHTS} tensor {key!r}"
+        damaged = f"adapter {name}: {WEIGHTS} is unreadable (tensor {key!r}"
         try:
             dtype, shape, (begin, end) = info["dtype"], [int(n) for n in info["shape"]], info["data_offsets"]
         except (KeyError, TypeError, ValueError):
-            raise ModelError(f"{where} has a malformed header entry") from None
+            raise ModelError(f"{damaged} has a malformed header entry)") from None
         count = int(np.prod(shape, dtype=np.int64)) if shape else 1
         if dtype not in _SIZES or not 0 <= begin <= end <= len(data) - start or end - begin != count * _SIZES[dtype]:
-            raise ModelError(f"{where} does not fit the file; it is damaged")
+            raise ModelError(f"{damaged} does not fit the file)")
         if dtype in _FLOATS:
             kind, exponent = _FLOATS[dtype]
             values = data[start + begin : start + end].view(kind)
