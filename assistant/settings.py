@@ -24,6 +24,7 @@ from typing import Any, get_type_hints
 import platformdirs
 
 from assistant.errors import ConfigError
+from assistant.text import is_utf8
 
 APP_NAME = "assistant"
 ENV_PREFIX = "ASSISTANT_"
@@ -75,6 +76,17 @@ class Settings:
     top_p: float = field(default=0.9, metadata=_help("Nucleus sampling threshold."))
     repetition_penalty: float = field(default=1.0, metadata=_help("1.0 disables it."))
     user: str = field(default="", metadata=_help("Who is chatting; default: the OS login name."))
+    max_message_chars: int = field(
+        default=100_000,
+        metadata=_help("Longest message, in characters, that a chat, `assistant ask` or `assistant import` accepts."),
+    )
+    max_conversation_messages: int = field(
+        default=50_000,
+        metadata=_help("Most messages in one conversation: a chat asks for a new one beyond it; import refuses it."),
+    )
+    import_max_bytes: int = field(
+        default=256 * 1024 * 1024, metadata=_help("Largest file `assistant import` reads, in bytes.")
+    )
     hub_timeout: float = field(
         default=3.0, metadata=_help("Seconds to wait for the model hub before falling back to the demo model.")
     )
@@ -87,6 +99,13 @@ class Settings:
         metadata=_help(
             "Who may review, approve, reject and correct rated replies (login names; a TOML list, or "
             "comma-separated in ASSISTANT_CURATORS). Empty: everyone may curate."
+        ),
+    )
+    allow_user_override: bool = field(
+        default=False,
+        metadata=_help(
+            "With `curators` set, let `--user`, ASSISTANT_USER or a config file's `user` name someone other "
+            "than the OS login for curating, erasing and promoting (read only from the data dir's config.toml)."
         ),
     )
     train_on_unreviewed_thumbs_up: bool = field(
@@ -358,7 +377,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("max_length must be at least 16")
     if not 0 <= settings.max_truncated_fraction <= 1:
         raise ConfigError("max_truncated_fraction must be in [0, 1]")
-    positive = ("lora_r", "lora_alpha", "batch_size", "gradient_accumulation_steps", "gate_max_examples")
+    positive = ("lora_r", "lora_alpha", "batch_size", "gradient_accumulation_steps", "gate_max_examples",
+                "max_message_chars", "max_conversation_messages", "import_max_bytes")
     for name in positive:
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
@@ -379,7 +399,27 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"pii_patterns: {name} is not a valid regex: {exc}") from None
 
 
+# Settings that widen who may do what: only the data dir's config.toml (the admin's file) sets them,
+# never the user config dir's file, ASSISTANT_CONFIG, the environment or a flag.
+ADMIN_ONLY = frozenset({"allow_user_override"})
+
+
 def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "user"
+
+
+def login_name() -> str:
+    """The OS account running this process, by its uid (LOGNAME and USER can say anything): who
+    curates when `curators` is set."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError, OSError):
+        pass
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -420,19 +460,25 @@ def load_settings(
         files = [p for p in (user_config_file(), resolved_dir / CONFIG_FILENAME) if p.is_file()]
     for path in files:
         for name, value in _read_toml(path).items():
+            if name in ADMIN_ONLY and path != resolved_dir / CONFIG_FILENAME:
+                raise ConfigError(f"config file {path}: {name} is read only from the data dir's {CONFIG_FILENAME}")
             values[name] = _coerce(name, value, str(path))
             sources[name] = f"file {path}"
 
     for name in _CONFIGURABLE:
         key = ENV_PREFIX + name.upper()
+        if key in env and name in ADMIN_ONLY:
+            raise ConfigError(f"env {key}: {name} is read only from the data dir's {CONFIG_FILENAME}")
         if key in env:
+            if not is_utf8(env[key]):
+                raise ConfigError(f"env {key} is not valid UTF-8 text")
             values[name] = _coerce(name, env[key], f"env {key}")
             sources[name] = f"env {key}"
 
     for name, value in (overrides or {}).items():
         if value is None:
             continue
-        if name not in _CONFIGURABLE:
+        if name not in _CONFIGURABLE or name in ADMIN_ONLY:
             raise ConfigError(f"unknown setting {name!r}")
         values[name] = _coerce(name, value, f"flag --{name.replace('_', '-')}")
         sources[name] = f"flag --{name.replace('_', '-')}"

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from assistant.commands.common import Context, settings_options, settings_options_without_user
+from assistant.commands.common import ID, TEXT, Context, settings_options, settings_options_without_user
 from assistant.curation import require_curator
 from assistant.formats import json_text
 from assistant.text import one_line, plural
@@ -157,8 +157,8 @@ def export(state: Context, out_dir: Path, fmt: str, snapshot_id: str | None) -> 
 
 
 @click.command()
-@click.option("--conversation", "conversation_id", type=int, help="Erase this conversation.")
-@click.option("--user", "user", help="Erase every conversation of this user, and their ratings.")
+@click.option("--conversation", "conversation_id", type=ID, help="Erase this conversation.")
+@click.option("--user", "user", type=TEXT, help="Erase every conversation of this user, and their ratings.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @settings_options_without_user
 def forget(state: Context, conversation_id: int | None, user: str | None, yes: bool) -> None:

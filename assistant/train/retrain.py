@@ -14,6 +14,7 @@ base model on the whole curated dataset unless `warm_start` asks to continue the
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -30,7 +31,7 @@ from filelock import FileLock, Timeout
 
 from assistant import __version__
 from assistant.adapters import registry
-from assistant.errors import AssistantError, BusyError, ConflictError, TrainingError
+from assistant.errors import AssistantError, BusyError, ConflictError, DiskFullError, TrainingError
 from assistant.settings import Settings
 from assistant.store import Store
 from assistant.train.config import TrainConfig
@@ -91,6 +92,11 @@ def retrain(settings: Settings, store: Store, options: Options, events: Events |
         store.mark_stale_runs()
         registry.sweep_staging(settings.data_dir)
         return _Retrain(settings, store, options, events or Events()).run()
+    except OSError as exc:  # before a run is recorded (the snapshot, run.json): nothing is left running
+        full = _no_space(exc)
+        if full is None:
+            raise
+        raise TrainingError(full) from None
     finally:
         lock.release()
 
@@ -293,7 +299,7 @@ class _Retrain:
             raise
         except Exception as exc:
             log.exception("training failed")
-            message = f"training failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            message = _no_space(exc) or f"training failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             self.store.update_run(run_id, status="failed", error=message)
             raise TrainingError(message) from None
 
@@ -304,6 +310,10 @@ class _Retrain:
             raise
         except Exception as exc:
             log.exception("gating or publishing failed")
+            full = _no_space(exc)
+            if full:  # nothing to resume until there is room: the run failed
+                self.store.update_run(run_id, status="failed", error=f"after training: {full}")
+                raise TrainingError(f"after training: {full}") from None
             message = exc.message if isinstance(exc, AssistantError) else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             self.store.update_run(run_id, status="interrupted", error=f"after training: {message}")
             raise TrainingError(f"after training: {message} (`assistant retrain --resume` retries)") from None
@@ -401,6 +411,15 @@ class _Retrain:
         report.update(verdict=verdict.verdict, reason=verdict.reason, margin=self.settings.gate_margin,
                       tolerance=self.settings.gate_regression_tolerance)
         return report, verdict
+
+
+def _no_space(exc: BaseException) -> str | None:
+    """The message for a full disk (the OS's ENOSPC or SQLite's "disk is full"), else None."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the device ({exc.filename or 'the data dir'}); free some and run `assistant retrain` again"
+    if isinstance(exc, DiskFullError) or (isinstance(exc, AssistantError) and "disk is full" in exc.message):
+        return f"no space left on the device: {exc.message}"
+    return None
 
 
 def _base_identity(path: Path, source: str) -> dict[str, str]:

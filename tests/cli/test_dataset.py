@@ -435,6 +435,7 @@ def test_forget_is_for_curators(
     cli, data_dir: Path, conversations: dict[str, int], acting, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
 ) -> None:
     monkeypatch.setenv("ASSISTANT_CURATORS", "zoe")
+    (data_dir / "config.toml").write_text("allow_user_override = true\n", encoding="utf-8")  # who acts: ASSISTANT_USER
     acting("ann")
     before = _all_conversations(cli, data_dir)
 

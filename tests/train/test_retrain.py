@@ -146,6 +146,32 @@ def test_a_non_finite_loss_aborts_and_publishes_nothing(tmp_path: Path, tiny_mod
     assert sorted(p.name for p in (data_copy / "adapters").iterdir()) == ["v0001"]
 
 
+def test_a_full_disk_fails_the_run_with_no_space_left(
+    tiny_model_dir: Path, data_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from assistant.train.loop import COMPLETE
+
+    settings = configure(data_copy, tiny_model_dir, max_steps=4, eval_steps=2)
+    store = Store.open(settings.db_path)
+    curate(store, questions={"reset": ["Thermostat blinking red, reset?"]})
+    write_text = Path.write_text
+
+    def full(self: Path, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if self.name == COMPLETE:  # the disk fills up as the first checkpoint is written
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(TrainingError, match="no space left on the device"):
+        retrain(settings, store, Options())
+
+    run = store.training_runs()[0]
+    assert run.status == "failed" and run.error.startswith("no space left on the device")
+    assert [a.version for a in store.adapters()] == ["v0001"]
+
+
 def test_kill_9_during_training_then_resume_completes_from_the_checkpoint(data_copy: Path, tiny_model_dir: Path) -> None:
     settings = configure(data_copy, tiny_model_dir, max_steps=100, eval_steps=10)
     store = Store.open(settings.db_path)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 from textual.widgets import DataTable, Label, Static
 
 from assistant.adapters.registry import adapters_dir
@@ -217,16 +218,55 @@ async def test_promote_and_rollback_with_keys_after_confirmation(settings, store
         await pilot.pause()
         assert "No version is active: nothing to roll back." in notifications(app)
 
-        # A store error (the version was deleted meanwhile in another window) is a notification.
+        # A store error (the version was deleted meanwhile in another window) is a notification,
+        # before any question.
         store.delete_adapter("v0002", actor="bob")
         await pilot.press("p")
-        await confirm(pilot)
+        await pilot.pause()
+        assert not isinstance(app.screen, Confirm)
         assert any("v0002 was not promoted" in m and "deleted" in m for m in notifications(app, "error"))
         assert store.active_adapter() is None
 
         await pilot.press("r")
         await pilot.pause()
         assert [r[0] for r in rows(screen)] == ["v0001"]
+
+
+async def test_f2_promotes_with_the_checks_of_the_command(settings, store) -> None:  # noqa: ANN001
+    """A version the gate rejected is promoted only after a loud warning; weights a chat would refuse
+    (NaN) are refused here too, in the worker, and nothing changes."""
+    import json
+
+    from safetensors.numpy import save_file
+
+    from assistant.adapters import registry
+
+    register(store, "v0001", report={"verdict": "reject", "reason": "eval loss rose"})
+    broken = register(store, "v0002")
+    path = store.path.parent / broken.path
+    for file in path.iterdir():
+        file.chmod(0o600)
+    save_file({"lora_A.weight": np.full((2, 2), np.nan, dtype=np.float32)}, str(path / registry.WEIGHTS))
+    meta = json.loads((path / registry.META).read_text(encoding="utf-8"))
+    (path / registry.META).write_text(json.dumps({**meta, "files": registry.checksums(path)}), encoding="utf-8")
+    app = ModelsApp(settings, store)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await models_screen(pilot)
+        assert screen.current.version == "v0002"
+
+        await pilot.press("p")
+        await confirm(pilot)
+        await wait_for(pilot, lambda: any("v0002 was not promoted" in m for m in notifications(app, "error")),
+                       what="the refusal")
+        assert any("NaN" in m for m in notifications(app, "error"))
+        assert store.active_adapter() is None
+
+        await pilot.press("down", "p")  # v0001, rejected by the gate
+        await wait_for(pilot, lambda: isinstance(app.screen, Confirm), what="the confirmation")
+        assert "WARNING: the eval gate REJECTED v0001 (eval loss rose)" in app.screen.question
+        await confirm(pilot)
+        await wait_for(pilot, lambda: store.active_adapter() is not None, what="the promotion")
+        assert store.active_adapter().version == "v0001"
 
 
 async def test_hostile_report_text_is_shown_literally(settings, store) -> None:  # noqa: ANN001
