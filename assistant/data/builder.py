@@ -35,8 +35,9 @@ import json
 import math
 import re
 from array import array
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -53,8 +54,8 @@ Row = dict[str, Any]
 Turn = tuple[str, str, int | None]  # role, cleaned text, weight (None: the message has no "weight" key)
 TemplateKey = tuple[tuple[str, int | None], ...]  # (role, weight) of each message of a row
 
-BATCH_TEXTS = 16_384  # distinct texts tokenised per call
-CACHE_TEXTS = 500_000  # token counts kept for texts seen before (cleared beyond: the output is the same)
+BATCH_TEXTS = 4096  # new distinct texts per batch of rows measured (bounds the rows waiting)
+CACHE_TEXTS = 100_000  # token counts kept for texts seen before (cleared beyond: the output is the same)
 _json_string: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]  # what json.dumps uses
 
 
@@ -253,8 +254,8 @@ def _gc_paused() -> Iterator[None]:
 
 def build(conversations: Iterable[TrainingConversation], policy: BuildPolicy, tokenizer: Tokenizer, sink: Sink) -> Built:
     """Every row to `sink` as it is final; the manifest once all are."""
-    with _gc_paused():
-        builder = _Builder(policy, tokenizer, sink)
+    with _gc_paused(), ThreadPoolExecutor(1, thread_name_prefix="dataset-tokenize") as tokenizing:
+        builder = _Builder(policy, tokenizer, sink, tokenizing)
         for conversation in conversations:
             builder.add(conversation)
         return builder.finish()
@@ -263,11 +264,80 @@ def build(conversations: Iterable[TrainingConversation], policy: BuildPolicy, to
 # -- the stream --------------------------------------------------------------------------------
 
 
+@dataclass
+class _Batch:
+    """Conversations' rows waiting for the token counts of their new texts (counted on the worker)."""
+
+    cache_generation: int  # the token cache's when the batch began (cleared since: look texts up again)
+    texts: list[str] = field(default_factory=list)
+    counted: Future[list[int]] | None = None
+    conversations: list[tuple[int, list[tuple[Example, str]]]] = field(default_factory=list)
+
+
+class _Rows:
+    """One conversation's rows as JSON and as dedup keys, each message's part made once."""
+
+    def __init__(self) -> None:
+        self.fragments: dict[Turn, tuple[str, bytes]] = {}  # a message's JSON and its digest
+        self.words: dict[tuple[str, str], bytes] = {}  # digest of "role:words" (near-duplicates)
+
+    def fragment(self, turn: Turn) -> tuple[str, bytes]:
+        if turn not in self.fragments:
+            role, text, weight = turn
+            weight_part = "" if weight is None else f', "weight": {weight}'
+            fragment = f'{{"content": {_json_string(text)}, "role": {_json_string(role)}{weight_part}}}'
+            self.fragments[turn] = fragment, _digest(fragment)
+        return self.fragments[turn]
+
+    def near(self, role: str, text: str) -> bytes:
+        if (role, text) not in self.words:
+            self.words[role, text] = _digest(role + ":" + " ".join(_WORDS.findall(text.casefold())))
+        return self.words[role, text]
+
+    def line(self, example: Example) -> str:
+        """`json.dumps(row, ensure_ascii=False, sort_keys=True)`, from each message's JSON."""
+        parts = []
+        for key, value in example.sections:
+            if isinstance(value, bool):
+                parts.append(f'"{key}": {"true" if value else "false"}')
+            else:
+                parts.append(f'"{key}": [' + ", ".join([self.fragment(turn)[0] for turn in value]) + "]")
+        return "{" + ", ".join(parts) + "}\n"
+
+    def keys(self, example: Example) -> tuple[bytes, bytes]:
+        """Exact key: the row's messages (the sections of a kind always have the same shape, so the
+        sequence of their digests tells rows apart). Near key: each message's role and words, as
+        `role:words` lines (the label as `label=True`): the same words whatever the case, spacing and
+        punctuation."""
+        exact, near = [], []
+        for key, value in example.sections:
+            if isinstance(value, bool):
+                exact.append(b"\1" if value else b"\0")
+                near.append(_digest(f"{key}={value}"))
+                continue
+            for turn in value:
+                exact.append(self.fragment(turn)[1])
+                near.append(self.near(turn[0], turn[1]))
+        return _digest_bytes(b"".join(exact)), _digest_bytes(b"".join(near))
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()[:16]
+
+
+def _digest_bytes(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()[:16]
+
+
+_WORDS = re.compile(r"\w+")
+
+
 class _Builder:
-    def __init__(self, policy: BuildPolicy, tokenizer: Tokenizer, sink: Sink) -> None:
+    def __init__(self, policy: BuildPolicy, tokenizer: Tokenizer, sink: Sink, tokenizing: ThreadPoolExecutor) -> None:
         self.policy = policy
         self.tokenizer = tokenizer
         self.sink = sink
+        self.tokenizing = tokenizing
         self.counts: Counter[str] = Counter()
         self.pii: Counter[str] = Counter()
         self.scrubber = Scrubber(dict(policy.pii_patterns))
@@ -280,8 +350,11 @@ class _Builder:
         self.considered = 0  # SFT rows measured against max_length
         self.too_long = 0
         self.last_id: int | None = None
-        self.pending: list[tuple[int, list[Example]]] = []
+        self.cache_generation = 0
+        self.batch = _Batch(0)
         self.new_texts: dict[str, None] = {}
+        self.counting: set[str] = set()  # texts of batches on the worker
+        self.waiting: deque[_Batch] = deque()
         self.token_cache: dict[str, int] = {}
         self.templates: dict[TemplateKey, tuple[int, tuple[int, ...]]] = {}
         for name in ("dropped_empty", "dropped_too_long", "preference_dropped_too_long", "preference_held_out"):
@@ -297,51 +370,66 @@ class _Builder:
         self.pii.update(scrub.counts)
         kept = [e for e in sft if e.sections[0][1][-1][1].strip()]
         self.counts["dropped_empty"] += len(sft) - len(kept)
-        encoded: dict[str, str] = {}
-        words: dict[str, str] = {}
+        rows = _Rows()
         examples = []
         for kind, group in (("sft", kept), ("dpo", dpo), ("kto", kto)):
-            examples += self._deduplicate(kind, group, encoded, words)
-        for example, _ in examples:
-            for sequence in example.sequences():
-                for _, text, _ in sequence:
-                    if text not in self.token_cache:
-                        self.new_texts[text] = None
-        self.pending.append((conversation.id, examples))
+            examples += self._deduplicate(kind, group, rows)
+        for _, text, _ in rows.fragments:
+            if text not in self.token_cache and text not in self.counting:
+                self.new_texts[text] = None
+        self.batch.conversations.append((conversation.id, examples))
         if len(self.new_texts) >= BATCH_TEXTS:
-            self._flush()
+            self._send()
 
-    def _deduplicate(self, kind: str, examples: list[Example], encoded: dict[str, str], words: dict[str, str]) -> list[tuple[Example, str]]:
-        """Drop exact duplicates, then near-exact ones (the same words, whatever the case, spacing and
-        punctuation); the first in (conversation, message) order stays. Returns the rest with their lines."""
+    def _deduplicate(self, kind: str, examples: list[Example], rows: _Rows) -> list[tuple[Example, str]]:
+        """Drop exact duplicates, then near-exact ones; the first in (conversation, message) order
+        stays. Returns the rest with their lines."""
         seen_exact, seen_near = self.seen[kind]
         kept = []
         for example in sorted(examples, key=lambda e: (e.target_id, e.message_ids)):
-            line = _line(example.sections, encoded)
-            exact = hashlib.sha256(line.encode()).digest()[:16]
-            near = hashlib.sha256(_near_key(example.sections, words).encode()).digest()[:16]
+            exact, near = rows.keys(example)
             if exact in seen_exact:
                 self.counts[f"{kind}_duplicates_exact"] += 1
             elif near in seen_near:
                 self.counts[f"{kind}_duplicates_near"] += 1
             else:
-                kept.append((example, line))
+                kept.append((example, rows.line(example)))
             seen_exact.add(exact)
             seen_near.add(near)
         return kept
 
-    def _flush(self) -> None:
-        """Measure the pending rows (each new text tokenised once), filter, split and hand them out."""
-        new = list(self.new_texts)
-        self.token_cache.update(zip(new, self.tokenizer.content_lengths(new), strict=True))
+    def _send(self) -> None:
+        """The batch's new texts to the worker; rows of the batch before it out once that is counted
+        (one batch is tokenised while the next is prepared)."""
+        batch, self.batch = self.batch, _Batch(self.cache_generation)
+        batch.texts = list(self.new_texts)
         self.new_texts = {}
-        for conversation_id, examples in self.pending:
+        if batch.texts:
+            batch.counted = self.tokenizing.submit(self.tokenizer.content_lengths, batch.texts)
+            self.counting.update(batch.texts)
+        self.waiting.append(batch)
+        while len(self.waiting) > 1:
+            self._receive()
+
+    def _receive(self) -> None:
+        """The oldest batch's rows measured, filtered, split and handed out."""
+        batch = self.waiting.popleft()
+        if batch.counted is not None:
+            self.token_cache.update(zip(batch.texts, batch.counted.result(), strict=True))
+            self.counting.difference_update(batch.texts)
+        if batch.cache_generation != self.cache_generation:  # texts it found counted may be gone
+            missing = list(
+                {text: None for _, examples in batch.conversations for example, _ in examples
+                 for sequence in example.sequences() for _, text, _ in sequence if text not in self.token_cache}
+            )
+            self.token_cache.update(zip(missing, self.tokenizer.content_lengths(missing), strict=True))
+        for conversation_id, examples in batch.conversations:
             for example, _ in examples:
                 example.tokens = max(self._length(sequence) for sequence in example.sequences())
             self._emit(conversation_id, examples)
-        self.pending = []
-        if len(self.token_cache) > CACHE_TEXTS:  # texts of later batches are looked up afresh
+        if len(self.token_cache) > CACHE_TEXTS:
             self.token_cache.clear()
+            self.cache_generation += 1
 
     def _length(self, sequence: tuple[Turn, ...]) -> int:
         key = tuple((role, weight) for role, _, weight in sequence)
@@ -384,7 +472,9 @@ class _Builder:
         self.sink.add(split, example.conversation_id, line)
 
     def finish(self) -> Built:
-        self._flush()
+        self._send()
+        while self.waiting:
+            self._receive()
         policy = self.policy
         if self.considered and self.too_long / self.considered > policy.max_truncated_fraction:
             raise DatasetError(
@@ -415,39 +505,6 @@ class _Builder:
         }
         used = sorted({cid for split in SPLITS for cid in index.conversation[split]})
         return Built(manifest, used)
-
-
-def _line(sections: tuple[tuple[str, Any], ...], encoded: dict[str, str]) -> str:
-    """The row's JSON line: `json.dumps(row, ensure_ascii=False, sort_keys=True)`, from each text's JSON."""
-    parts = []
-    for key, value in sections:
-        if isinstance(value, bool):
-            parts.append(f'"{key}": {"true" if value else "false"}')
-            continue
-        messages = []
-        for role, text, weight in value:
-            if text not in encoded:
-                encoded[text] = _json_string(text)
-            weight_part = "" if weight is None else f', "weight": {weight}'
-            messages.append(f'{{"content": {encoded[text]}, "role": {_json_string(role)}{weight_part}}}')
-        parts.append(f'"{key}": [{", ".join(messages)}]')
-    return "{" + ", ".join(parts) + "}\n"
-
-
-_WORDS = re.compile(r"\w+")
-
-
-def _near_key(sections: tuple[tuple[str, Any], ...], words: dict[str, str]) -> str:
-    parts = []
-    for key, value in sections:
-        if isinstance(value, bool):
-            parts.append(f"{key}={value}")
-            continue
-        for role, text, _ in value:
-            if text not in words:
-                words[text] = " ".join(_WORDS.findall(text.casefold()))
-            parts.append(role + ":" + words[text])
-    return "\n".join(parts)
 
 
 # -- one conversation --------------------------------------------------------------------------
