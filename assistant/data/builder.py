@@ -275,50 +275,44 @@ class _Batch:
 
 
 class _Rows:
-    """One conversation's rows as JSON and as dedup keys, each message's part made once."""
+    """One conversation's rows as JSON lines and dedup keys, each message's part made once."""
 
     def __init__(self) -> None:
-        self.fragments: dict[Turn, tuple[str, bytes]] = {}  # a message's JSON and its digest
-        self.words: dict[tuple[str, str], bytes] = {}  # digest of "role:words" (near-duplicates)
+        self.parts: dict[Turn, tuple[str, bytes, bytes]] = {}  # a message's JSON, its digest, its words' digest
+        self.words: dict[str, str] = {}
 
-    def fragment(self, turn: Turn) -> tuple[str, bytes]:
-        if turn not in self.fragments:
-            role, text, weight = turn
-            weight_part = "" if weight is None else f', "weight": {weight}'
-            fragment = f'{{"content": {_json_string(text)}, "role": {_json_string(role)}{weight_part}}}'
-            self.fragments[turn] = fragment, _digest(fragment)
-        return self.fragments[turn]
+    def _part(self, turn: Turn) -> tuple[str, bytes, bytes]:
+        role, text, weight = turn
+        weight_part = "" if weight is None else f', "weight": {weight}'
+        fragment = f'{{"content": {_json_string(text)}, "role": {_json_string(role)}{weight_part}}}'
+        if text not in self.words:
+            self.words[text] = " ".join(_WORDS.findall(text.casefold()))
+        self.parts[turn] = part = (fragment, _digest(fragment), _digest(role + ":" + self.words[text]))
+        return part
 
-    def near(self, role: str, text: str) -> bytes:
-        if (role, text) not in self.words:
-            self.words[role, text] = _digest(role + ":" + " ".join(_WORDS.findall(text.casefold())))
-        return self.words[role, text]
-
-    def line(self, example: Example) -> str:
-        """`json.dumps(row, ensure_ascii=False, sort_keys=True)`, from each message's JSON."""
-        parts = []
+    def row(self, example: Example) -> tuple[str, bytes, bytes]:
+        """The row's line, `json.dumps(row, ensure_ascii=False, sort_keys=True)` made of each message's
+        JSON, and its keys. Exact: the sequence of its messages' digests (the sections of a kind always
+        have the same shape, so the sequence tells rows apart). Near: each message's role and words,
+        as `role:words` lines (the label as `label=True`): the same words whatever the case, spacing
+        and punctuation."""
+        parts = self.parts
+        sections, exact, near = [], [], []
         for key, value in example.sections:
-            if isinstance(value, bool):
-                parts.append(f'"{key}": {"true" if value else "false"}')
-            else:
-                parts.append(f'"{key}": [' + ", ".join([self.fragment(turn)[0] for turn in value]) + "]")
-        return "{" + ", ".join(parts) + "}\n"
-
-    def keys(self, example: Example) -> tuple[bytes, bytes]:
-        """Exact key: the row's messages (the sections of a kind always have the same shape, so the
-        sequence of their digests tells rows apart). Near key: each message's role and words, as
-        `role:words` lines (the label as `label=True`): the same words whatever the case, spacing and
-        punctuation."""
-        exact, near = [], []
-        for key, value in example.sections:
-            if isinstance(value, bool):
+            if value is True or value is False:
+                sections.append(f'"{key}": {"true" if value else "false"}')
                 exact.append(b"\1" if value else b"\0")
                 near.append(_digest(f"{key}={value}"))
                 continue
+            fragments = []
             for turn in value:
-                exact.append(self.fragment(turn)[1])
-                near.append(self.near(turn[0], turn[1]))
-        return _digest_bytes(b"".join(exact)), _digest_bytes(b"".join(near))
+                fragment, exact_digest, near_digest = parts.get(turn) or self._part(turn)
+                fragments.append(fragment)
+                exact.append(exact_digest)
+                near.append(near_digest)
+            sections.append(f'"{key}": [' + ", ".join(fragments) + "]")
+        line = "{" + ", ".join(sections) + "}\n"
+        return line, _digest_bytes(b"".join(exact)), _digest_bytes(b"".join(near))
 
 
 def _digest(text: str) -> bytes:
@@ -374,7 +368,7 @@ class _Builder:
         examples = []
         for kind, group in (("sft", kept), ("dpo", dpo), ("kto", kto)):
             examples += self._deduplicate(kind, group, rows)
-        for _, text, _ in rows.fragments:
+        for text in rows.words:
             if text not in self.token_cache and text not in self.counting:
                 self.new_texts[text] = None
         self.batch.conversations.append((conversation.id, examples))
@@ -387,13 +381,13 @@ class _Builder:
         seen_exact, seen_near = self.seen[kind]
         kept = []
         for example in sorted(examples, key=lambda e: (e.target_id, e.message_ids)):
-            exact, near = rows.keys(example)
+            line, exact, near = rows.row(example)
             if exact in seen_exact:
                 self.counts[f"{kind}_duplicates_exact"] += 1
             elif near in seen_near:
                 self.counts[f"{kind}_duplicates_near"] += 1
             else:
-                kept.append((example, rows.line(example)))
+                kept.append((example, line))
             seen_exact.add(exact)
             seen_near.add(near)
         return kept
@@ -432,11 +426,12 @@ class _Builder:
             self.cache_generation += 1
 
     def _length(self, sequence: tuple[Turn, ...]) -> int:
-        key = tuple((role, weight) for role, _, weight in sequence)
+        key = tuple([(role, weight) for role, _, weight in sequence])
         if key not in self.templates:
             self.templates[key] = self.tokenizer.template(key)
         overhead, shown = self.templates[key]
-        return overhead + sum(self.token_cache[sequence[i][1]] for i in shown)
+        cache = self.token_cache
+        return overhead + sum([cache[sequence[i][1]] for i in shown])
 
     def _emit(self, conversation_id: int, examples: list[tuple[Example, str]]) -> None:
         max_length = self.policy.max_length
