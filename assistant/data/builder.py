@@ -47,6 +47,7 @@ from assistant.data.pii import Scrubber
 from assistant.errors import DatasetError
 from assistant.settings import Settings
 from assistant.store.records import TrainingConversation, TrainingMessage
+from assistant.text import one_line
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "eval", "dpo", "kto")
@@ -271,7 +272,7 @@ class _Batch:
     cache_generation: int  # the token cache's when the batch began (cleared since: look texts up again)
     texts: list[str] = field(default_factory=list)
     counted: Future[list[int]] | None = None
-    conversations: list[tuple[int, list[tuple[Example, str]]]] = field(default_factory=list)
+    conversations: list[tuple[TrainingConversation, list[tuple[Example, str]]]] = field(default_factory=list)
 
 
 class _Rows:
@@ -342,7 +343,7 @@ class _Builder:
         self.sft_rows: dict[int, int] = {}  # conversation -> SFT rows kept (for topping up eval)
         self.eval_ids: set[int] = set()
         self.considered = 0  # SFT rows measured against max_length
-        self.too_long = 0
+        self.too_long: list[dict[str, Any]] = []  # which ones were longer, in row order
         self.last_id: int | None = None
         self.cache_generation = 0
         self.batch = _Batch(0)
@@ -371,7 +372,7 @@ class _Builder:
         for text in rows.words:
             if text not in self.token_cache and text not in self.counting:
                 self.new_texts[text] = None
-        self.batch.conversations.append((conversation.id, examples))
+        self.batch.conversations.append((conversation, examples))
         if len(self.new_texts) >= BATCH_TEXTS:
             self._send()
 
@@ -417,10 +418,10 @@ class _Builder:
                  for sequence in example.sequences() for _, text, _ in sequence if text not in self.token_cache}
             )
             self.token_cache.update(zip(missing, self.tokenizer.content_lengths(missing), strict=True))
-        for conversation_id, examples in batch.conversations:
+        for conversation, examples in batch.conversations:
             for example, _ in examples:
                 example.tokens = max(self._length(sequence) for sequence in example.sequences())
-            self._emit(conversation_id, examples)
+            self._emit(conversation, examples)
         if len(self.token_cache) > CACHE_TEXTS:
             self.token_cache.clear()
             self.cache_generation += 1
@@ -433,7 +434,8 @@ class _Builder:
         cache = self.token_cache
         return overhead + sum([cache[sequence[i][1]] for i in shown])
 
-    def _emit(self, conversation_id: int, examples: list[tuple[Example, str]]) -> None:
+    def _emit(self, conversation: TrainingConversation, examples: list[tuple[Example, str]]) -> None:
+        conversation_id = conversation.id
         max_length = self.policy.max_length
         sft = []
         preference = []
@@ -441,8 +443,7 @@ class _Builder:
             if example.kind == "sft":
                 self.considered += 1
                 if example.tokens > max_length:
-                    self.too_long += 1
-                    self.counts["dropped_too_long"] += 1
+                    self._drop_too_long(conversation, example)
                 else:
                     sft.append((example, line))
             elif example.tokens > max_length:
@@ -462,6 +463,15 @@ class _Builder:
             for example, line in preference:
                 self._add(example.kind, example, line)
 
+    def _drop_too_long(self, conversation: TrainingConversation, example: Example) -> None:
+        """Dropped, and remembered so that a curator can find it: its title cleaned like any text
+        (numbered placeholders of its own, not counted)."""
+        self.counts["dropped_too_long"] += 1
+        title = TextCleaner(self.special, self.scrubber.conversation(), Counter())(conversation.title)
+        self.too_long.append(
+            {"conversation_id": conversation.id, "message_id": example.target_id, "title": title, "tokens": example.tokens}
+        )
+
     def _add(self, split: str, example: Example, line: str) -> None:
         self.index.add(split, example)
         self.sink.add(split, example.conversation_id, line)
@@ -471,11 +481,16 @@ class _Builder:
         while self.waiting:
             self._receive()
         policy = self.policy
-        if self.considered and self.too_long / self.considered > policy.max_truncated_fraction:
+        dropped = len(self.too_long)
+        if too_many_too_long(dropped, self.considered, policy.max_truncated_fraction):
+            longest = sorted(self.too_long, key=lambda d: (-d["tokens"], d["conversation_id"], d["message_id"]))
+            named = ", ".join(describe_too_long(d) for d in longest[:NAMED])
+            more = f" and {dropped - NAMED} more" if dropped > NAMED else ""
             raise DatasetError(
-                f"{self.too_long} of {self.considered} examples ({self.too_long / self.considered:.1%}) are longer than "
-                f"max_length={policy.max_length} tokens and would be truncated",
-                hint=f"allowed: {policy.max_truncated_fraction:.1%}; raise max_length or max_truncated_fraction",
+                f"{dropped} of {self.considered} examples ({dropped / self.considered:.1%}) are longer than "
+                f"max_length={policy.max_length} tokens and would be truncated; the longest: {named}{more}",
+                hint=f"allowed: {policy.max_truncated_fraction:.1%}; a curator can reject or edit them "
+                "(`assistant review`), or raise max_length or max_truncated_fraction",
             )
         topped_up = frozenset(_eval_conversations(self.sft_rows, self.eval_ids, policy) - self.eval_ids)
         index = self.index
@@ -498,8 +513,25 @@ class _Builder:
             "tokens": {split: token_stats(list(index.tokens[split])) for split in ("train", "eval")},
             "rows": index,
         }
+        if self.too_long:  # only then: the manifest (and the snapshot id) of every other build stays as it was
+            manifest["dropped_too_long"] = self.too_long
         used = sorted({cid for split in SPLITS for cid in index.conversation[split]})
         return Built(manifest, used)
+
+
+NAMED = 3  # over-long examples a failed build names
+
+
+def too_many_too_long(dropped: int, considered: int, allowed: float) -> bool:
+    """Whether examples longer than max_length fail the build: more than `allowed` of them, and more
+    than one (a single one is dropped and named, never fatal, however small the dataset)."""
+    return dropped > 1 and dropped / considered > allowed
+
+
+def describe_too_long(dropped: dict[str, Any]) -> str:
+    """One over-long example, for people: which conversation (id and title) and message, how long."""
+    title = one_line(dropped["title"], 40)
+    return f'conversation {dropped["conversation_id"]} "{title}" message {dropped["message_id"]} ({dropped["tokens"]} tokens)'
 
 
 # -- one conversation --------------------------------------------------------------------------
