@@ -6,7 +6,10 @@ the prompts), so a length is counted as the template's own tokens for that seque
 the tokens of each message content, every distinct content encoded once. Special tokens split the
 text before byte-level BPE and the templates put a newline or a special token around contents, so
 this equals tokenising the rendered row for ChatML-style templates (tests/data/test_tokens.py
-checks it); `exact=True` renders and tokenises every row instead.
+checks it); `exact=True` renders and tokenises every row instead. The builder asks for the two parts
+(`content_lengths`, `template`); contents go straight to the Rust tokenizer's `encode_batch_fast` (no
+offsets, and the GIL released, so the builder runs it on a worker thread) when the tokenizer has no
+truncation or padding configured that the Python wrapper would switch off.
 
 The one module of data/ that imports transformers (and so torch); the builder gets it passed in.
 """
