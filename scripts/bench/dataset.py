@@ -31,9 +31,10 @@ tokenizer (both reported, not in the build time), then `build_snapshot` end to e
 snapshot from SQLite, cleaning and PII scrubbing, dedup, token lengths, split, rendering and writing
 the files, registering. Phases are timed by wrapping functions from outside (the source is not
 touched): read (the store's generator), examples (cleaning, PII, rows per conversation), dedup
-(rendering each row's JSON line and its keys), tokenize (the tokenizer's calls), write (the split
-files, fsync), hash (the snapshot id: the files read back), manifest (manifest.json), register;
-"other" is the rest (lengths, filters, split). Peak memory: ru_maxrss of that subprocess (imports
+(rendering each row's JSON line and its keys), tokenize (the tokenizer's calls on the main thread:
+templates), wait (for the worker thread that tokenises texts, reported apart: it runs alongside),
+write (the split files, fsync), hash (the snapshot id: the files read back), manifest
+(manifest.json), register; "other" is the rest (lengths, filters, split). Peak memory: ru_maxrss of that subprocess (imports
 included). The child imports `assistant` from this checkout (not whatever the venv has installed).
 --profile N: run the build under cProfile instead and print the top N functions (times inflate).
 
@@ -48,6 +49,7 @@ Targets on the 2-core machine (issue 11): the default mix <= 15 s and <= 1 GiB p
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -59,6 +61,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -352,25 +355,27 @@ def peak_mib() -> float:
 
 
 class Phases:
-    """Seconds spent in wrapped functions (outermost calls only, so nested phases are not counted twice)."""
+    """Seconds spent in wrapped functions (outermost calls only, so nested phases are not counted twice;
+    per thread: a call on another thread than the main one counts as NAME (worker))."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self.peak_after: dict[str, float] = {}  # peak RSS (MiB) when the phase last ended
-        self._depth = 0
+        self._local = threading.local()
 
     def wrap(self, name: str, function: Callable) -> Callable:
         def timed(*args: Any, **kwargs: Any) -> Any:
-            if self._depth:
+            if getattr(self._local, "depth", 0):
                 return function(*args, **kwargs)
-            self._depth += 1
+            key = name if threading.current_thread() is threading.main_thread() else f"{name} (worker)"
+            self._local.depth = 1
             started = time.perf_counter()
             try:
                 return function(*args, **kwargs)
             finally:
-                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
-                self.peak_after[name] = peak_mib()
-                self._depth -= 1
+                self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - started
+                self.peak_after[key] = peak_mib()
+                self._local.depth = 0
 
         return timed
 
@@ -412,6 +417,7 @@ def measure(data_dir: Path, tokenizer_dir: Path, *, profile: int = 0, profile_ou
         snapshot.StagingSink.close = phases.wrap("write", snapshot.StagingSink.close)
         snapshot.snapshot_id = phases.wrap("hash", snapshot.snapshot_id)
         snapshot._write_manifest = phases.wrap("manifest", snapshot._write_manifest)
+        concurrent.futures.Future.result = phases.wrap("wait", concurrent.futures.Future.result)
         store.register_dataset = phases.wrap("register", store.register_dataset)
 
     policy = builder.BuildPolicy()
@@ -518,11 +524,13 @@ def main() -> int:
     print(f"{label}: imports + open store {r['import_open_s']:.2f} s, tokenizer load {r['tokenizer_load_s']:.2f} s (not in the build)")
     print(f"build_snapshot: {r['build_s']:.2f} s" + (" (under cProfile)" if args.profile else ""))
     if r["phases"]:
-        accounted = sum(r["phases"].values())
-        for name in ("read", "examples", "dedup", "tokenize", "write", "hash", "manifest", "register"):
+        main = {k: v for k, v in r["phases"].items() if not k.endswith("(worker)")}
+        for name in ("read", "examples", "dedup", "tokenize", "wait", "write", "hash", "manifest", "register"):
             peak = r["peak_after"].get(name)
-            print(f"  {name:<9} {r['phases'].get(name, 0.0):7.2f} s" + (f"   (peak RSS so far {peak:.0f} MiB)" if peak else ""))
-        print(f"  {'other':<9} {r['build_s'] - accounted:7.2f} s")
+            print(f"  {name:<9} {main.get(name, 0.0):7.2f} s" + (f"   (peak RSS so far {peak:.0f} MiB)" if peak else ""))
+        print(f"  {'other':<9} {r['build_s'] - sum(main.values()):7.2f} s")
+        worker = r["phases"].get("tokenize (worker)", 0.0)
+        print(f"  and tokenize on the worker thread {worker:.2f} s, alongside the above (wait: the main thread waiting for it)")
     print(f"memory: peak RSS {r['peak_rss_mib']:.0f} MiB (before the build: {r['rss_before_build_mib']:.0f} MiB)")
     rows = r["rows"]
     print(f"rows: train {rows['train']}, eval {rows['eval']}, dpo {rows['dpo']}, kto {rows['kto']}; "
