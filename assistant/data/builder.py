@@ -126,7 +126,8 @@ class Sink(Protocol):
     def add(self, split: str, conversation_id: int, line: str) -> None: ...
 
     def resplit(self, moved: frozenset[int]) -> None:
-        """Move the train rows of these conversations to eval and drop their preference rows (`resplit`)."""
+        """Move the train rows of these conversations to eval and drop their preference rows (see
+        `resplit_rows`); called at most once, after the last `add`."""
         ...
 
 

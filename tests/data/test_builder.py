@@ -215,3 +215,9 @@ def test_control_characters_are_stripped(store: Store, policy, chat_tokenizer) -
     store.approve([a], "cora")
     (row,) = build(store, policy, chat_tokenizer).train
     assert [m["content"] for m in row["messages"][1:]] == ["Hi there", "Fine bold\nyes"]
+
+
+def test_conversations_come_in_increasing_id_order(store: Store, log: Log, policy, chat_tokenizer) -> None:  # noqa: ANN001
+    """Dedup keeps the first of equal rows in conversation order without holding the rows: the order is a contract."""
+    with pytest.raises(ValueError, match="increasing id order"):
+        build_dataset(reversed(list(store.training_conversations())), policy, chat_tokenizer)
