@@ -124,7 +124,10 @@ class Settings:
     )
     max_truncated_fraction: float = field(
         default=0.05,
-        metadata=_help("`dataset build` fails when more than this share of examples is longer than max_length."),
+        metadata=_help(
+            "`dataset build` fails when more than this share of examples is longer than max_length (and more "
+            "than one: a single one is dropped, and named in the output and the manifest)."
+        ),
     )
     pii_patterns: tuple[tuple[str, str], ...] = field(
         default=(),

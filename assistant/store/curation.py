@@ -235,7 +235,7 @@ class CurationStore:
             }
             rows = conn.execute(
                 """
-                SELECT c.id, c.user, c.system_prompt, m.id, m.parent_id, m.role, m.content
+                SELECT c.id, c.user, c.system_prompt, c.title, m.id, m.parent_id, m.role, m.content
                 FROM conversations c JOIN messages m ON m.conversation_id = c.id
                 WHERE c.id IN (
                     SELECT conversation_id FROM messages
@@ -245,14 +245,14 @@ class CurationStore:
                 ORDER BY c.id, m.id
                 """
             )
-            for (cid, user, system_prompt), group in groupby(rows, key=lambda r: r[:3]):
+            for (cid, user, system_prompt, title), group in groupby(rows, key=lambda r: r[:4]):
                 messages = []
                 for *_, mid, parent_id, role, content in group:
                     status, answer, source = reviews.get(mid, ("pending", None, None))
                     messages.append(
                         TrainingMessage(mid, parent_id, role, content, tuple(ratings.get(mid, ())), status, answer, source)
                     )
-                yield TrainingConversation(cid, user, system_prompt, tuple(messages))
+                yield TrainingConversation(cid, user, system_prompt, tuple(messages), title)
         finally:
             if conn.in_transaction:
                 conn.execute("COMMIT")

@@ -196,6 +196,7 @@ class TrainingConversation:
     user: str
     system_prompt: str
     messages: tuple[TrainingMessage, ...]
+    title: str = ""
 
 
 ADAPTER_STATUSES = ("candidate", "active", "rejected", "retired")

@@ -100,6 +100,24 @@ def test_dry_run_stops_after_the_preflight(tmp_path: Path, tiny_model_dir: Path,
     assert not (settings.data_dir / "runs").exists()
 
 
+def test_one_over_long_example_does_not_block_a_retrain(tmp_path: Path, tiny_model_dir: Path, cli) -> None:  # noqa: ANN001, F811
+    settings = configure(tmp_path / "data", tiny_model_dir, max_length=128)
+    store = Store.open(settings.db_path)
+    curate(store)
+    conversation = store.create_conversation("ann", "")
+    question = store.add_message(conversation.id, "user", "Here are my thermostat's logs")
+    reply = store.add_message(conversation.id, "assistant", "log line " * 200, parent_id=question.id)
+    store.rate(reply.id, "bob", 1)
+    store.approve([reply.id], "cora")
+
+    result = cli("retrain", "--dry-run", "--data-dir", settings.data_dir)
+
+    assert result.code == 0, result.err
+    assert "preflight passed" in result.out
+    assert "dropped for length: 1 (" in result.err
+    assert f'conversation {conversation.id} "Here are my thermostat\'s logs" message {reply.id} (' in result.err
+
+
 def test_preflight_refuses_a_template_that_marks_no_assistant_tokens(tmp_path: Path, tiny_model_dir: Path, cli) -> None:  # noqa: ANN001, F811
     plain = tmp_path / "plain-template-model"
     plain.mkdir()
