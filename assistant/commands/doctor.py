@@ -13,7 +13,7 @@ import click
 from assistant import __version__
 from assistant.commands.common import Context, settings_options
 from assistant.errors import AssistantError, StoreError
-from assistant.settings import Settings, field_help
+from assistant.settings import SECTIONS, Settings, field_help, section_of
 from assistant.text import one_line, plural
 
 
@@ -37,14 +37,16 @@ def doctor(state: Context) -> None:
 
     _section("Settings")
     helps = field_help()
-    for name, source in resolved.sources.items():
-        if name == "data_dir":
-            continue
-        value = getattr(settings, name)
-        shown = one_line(repr(value), 70)
-        click.echo(f"  {name:<19} = {shown}  [{source}]")
-        if state.verbose:
-            click.echo(f"  {'':<21}{helps[name]}")
+    for section in SECTIONS:
+        click.echo(f"  [{section}]")
+        for name, source in resolved.sources.items():
+            if name == "data_dir" or section_of(name) != section:
+                continue
+            value = getattr(settings, name)
+            shown = one_line(repr(value), 70)
+            click.echo(f"    {name:<29} = {shown}  [{source}]")
+            if state.verbose:
+                click.echo(f"    {'':<32}{helps[name]}")
 
     if not settings.curators:
         advice.append(
