@@ -23,7 +23,7 @@ from filelock import FileLock, Timeout
 
 from assistant.adapters import registry
 from assistant.data import snapshot
-from assistant.settings import Settings
+from assistant.settings import DataDir, Settings
 from assistant.store import Erasure, Store
 
 REDACTED = "(erased)"
@@ -85,7 +85,7 @@ def _erase_copies(settings: Settings, store: Store, erasure: Erasure, texts: lis
 
 def _snapshot_dir(data_dir: Path, snapshot_id: str, recorded: str) -> Path:
     path = Path(recorded)
-    return path if path.name == snapshot_id and path.is_dir() else snapshot.datasets_dir(data_dir) / snapshot_id
+    return path if path.name == snapshot_id and path.is_dir() else DataDir(data_dir).snapshot(snapshot_id)
 
 
 def _eval_prompts(data_dir: Path, records: Iterable[Any], conversation_ids: set[int]) -> set[str]:
@@ -126,7 +126,7 @@ def _redact_probes(data_dir: Path, store: Store, prompts: set[str]) -> list[str]
         if report is not None:
             store.update_adapter_report(record.version, report)
             changed = True
-        directory = registry.adapters_dir(data_dir) / record.version
+        directory = DataDir(data_dir).version(record.version)
         if (directory / registry.META).is_file() and not directory.is_symlink():
             meta = registry.read_meta(directory)
             report = _redact_report(meta.get("eval_report") or {}, prompts)

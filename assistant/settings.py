@@ -115,6 +115,49 @@ def setting(default: Any, section: str, help: str, *, check: Check | None = None
 
 
 @dataclass(frozen=True)
+class DataDir:
+    """The data dir's layout: the one place that says where each thing lives in it."""
+
+    root: Path
+
+    @property
+    def db(self) -> Path:
+        return self.root / "assistant.db"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def adapters(self) -> Path:
+        return self.root / "adapters"
+
+    def version(self, name: str) -> Path:
+        """One adapter version's directory (`adapters/v0003`); `registry.version_dir` also checks it."""
+        return self.adapters / name
+
+    @property
+    def datasets(self) -> Path:
+        return self.root / "datasets"
+
+    def snapshot(self, snapshot_id: str) -> Path:
+        return self.datasets / snapshot_id
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "logs" / "assistant.log"
+
+    @property
+    def retrain_lock(self) -> Path:
+        """Held by `assistant retrain` while it runs (a second run fails at once)."""
+        return self.root / "retrain.lock"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the commands and the app need to know, in sections (as TRL's configs group theirs):
     engine, chat, curation, dataset, server, training, gate. Field names are the config keys; a config
@@ -361,24 +404,24 @@ class Settings:
     )
 
     @property
+    def layout(self) -> DataDir:
+        return DataDir(self.data_dir)
+
+    @property
     def db_path(self) -> Path:
-        return self.data_dir / "assistant.db"
+        return self.layout.db
 
     @property
     def models_dir(self) -> Path:
-        return self.data_dir / "models"
-
-    @property
-    def adapters_dir(self) -> Path:
-        return self.data_dir / "adapters"
+        return self.layout.models
 
     @property
     def runs_dir(self) -> Path:
-        return self.data_dir / "runs"
+        return self.layout.runs
 
     @property
     def log_path(self) -> Path:
-        return self.data_dir / "logs" / "assistant.log"
+        return self.layout.log
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -72,3 +72,25 @@ def test_the_4bit_configuration_loads_no_ml_library() -> None:
 def test_the_check_sees_a_loaded_library() -> None:
     # The TUI does load textual: the probe must report it, or the tests above prove nothing.
     assert loaded_after_import("assistant.tui.app", ("textual",)) == ["textual"]
+
+
+def test_one_module_owns_the_data_dirs_layout() -> None:
+    """Where the database, models, adapters, datasets, runs, logs and the retrain lock live is said once,
+    by `settings.DataDir`; every other module asks it (a second spelling of a path drifts)."""
+    import re
+
+    spelled = re.compile(r'/\s*"(adapters|datasets|runs|models|logs|assistant\.db|retrain\.lock)"')
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sorted((ROOT / "assistant").rglob("*.py"))
+        if path.name != "settings.py"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if spelled.search(line)
+    ]
+    assert offenders == []
+    from assistant.settings import DataDir, Settings
+
+    settings = Settings(data_dir=Path("/srv/team"), user="ann")
+    assert settings.layout == DataDir(Path("/srv/team"))
+    assert settings.layout.version("v0003") == Path("/srv/team/adapters/v0003")
+    assert settings.db_path == settings.layout.db and settings.runs_dir == settings.layout.runs

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import ModelError, NotFoundError
+from assistant.settings import DataDir
 
 META = "meta.json"
 WEIGHTS = "adapter_model.safetensors"
@@ -52,14 +53,10 @@ def normalise_version(text: str) -> str:
     return version_name(int(digits))
 
 
-def adapters_dir(data_dir: Path) -> Path:
-    return data_dir / "adapters"
-
-
 def version_dir(data_dir: Path, version: str) -> Path:
     """`adapters/<version>` of the data dir, refused (ModelError) when it is a symbolic link or resolves
     outside `adapters/`: promoting or deleting it must not touch anything else."""
-    root = adapters_dir(data_dir)
+    root = DataDir(data_dir).adapters
     directory = root / version
     if directory.is_symlink():
         raise ModelError(f"adapter {version} is a symbolic link ({directory}); refusing to use it")
@@ -69,7 +66,7 @@ def version_dir(data_dir: Path, version: str) -> Path:
 
 
 def published(data_dir: Path) -> Iterator[Path]:
-    root = adapters_dir(data_dir)
+    root = DataDir(data_dir).adapters
     if root.is_dir():
         yield from sorted(p for p in root.iterdir() if p.is_dir() and VERSION.match(p.name))
 
@@ -98,7 +95,7 @@ def publish(source: Path, data_dir: Path, version: str, meta: dict[str, Any]) ->
     README) stays behind. Raises if the version exists: a published version is never replaced.
     """
     check_files(source, verify=False)
-    root = adapters_dir(data_dir)
+    root = DataDir(data_dir).adapters
     root.mkdir(parents=True, exist_ok=True)
     target = root / version
     if target.exists():
@@ -293,7 +290,7 @@ def _make_writable(directory: Path) -> None:
 def sweep_staging(data_dir: Path) -> list[str]:
     """Remove what a killed publish or delete left behind (`.vNNNN.*` directories). Call it only
     while holding the retrain lock: publishing happens only under it."""
-    root = adapters_dir(data_dir)
+    root = DataDir(data_dir).adapters
     if not root.is_dir():
         return []
     removed = []

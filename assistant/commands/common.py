@@ -170,10 +170,9 @@ def follow_active_adapter(backend, store, settings: Settings) -> None:  # noqa: 
     active = store.active_adapter()
     if active is None:
         return
-    from assistant.adapters.registry import adapters_dir
     from assistant.errors import ModelError
 
     try:
-        backend.swap_adapter(active.version, adapters_dir(settings.data_dir) / active.version)
+        backend.swap_adapter(active.version, settings.layout.version(active.version))
     except ModelError as exc:
         click.echo(f"warning: {one_line(str(exc))}; answering with the base model", err=True)

@@ -34,6 +34,7 @@ from assistant.data.builder import (
     resplit_rows,
 )
 from assistant.errors import ConflictError, NotFoundError, StoreError
+from assistant.settings import DataDir
 from assistant.store import DatasetRecord, Store
 
 FILES = ("train.jsonl", "eval.jsonl", "dpo.jsonl", "kto.jsonl")
@@ -50,10 +51,6 @@ class Snapshot:
     manifest: dict[str, Any]
     reused: bool  # the same content was built before
     record: DatasetRecord
-
-
-def datasets_dir(data_dir: Path) -> Path:
-    return data_dir / "datasets"
 
 
 class StagingSink:
@@ -191,7 +188,7 @@ def build_snapshot(store: Store, data_dir: Path, policy: BuildPolicy, tokenizer:
     build whose files a forget swept away before they were registered."""
     for attempt in range(BUILD_ATTEMPTS):
         seen = store.erasure_mark()
-        written = _write(store, datasets_dir(data_dir), policy, tokenizer)
+        written = _write(store, DataDir(data_dir).datasets, policy, tokenizer)
         if written is not None:
             new_id, target, summary, reused, conversation_ids = written
             try:
@@ -268,7 +265,7 @@ def delete_files(path: Path) -> None:
 def sweep(data_dir: Path, keep: set[str]) -> list[str]:
     """Remove what killed builds and deletions left under datasets/ (staging and `.deleted-` directories)
     and snapshot directories that no record in `keep` names. Returns the names removed."""
-    root = datasets_dir(data_dir)
+    root = DataDir(data_dir).datasets
     if not root.is_dir():
         return []
     removed = []
@@ -292,7 +289,7 @@ def find_snapshot(store: Store, data_dir: Path, snapshot_id: str | None = None) 
     record = records[0]
     path = Path(record.path)
     if not (path / MANIFEST).is_file():
-        path = datasets_dir(data_dir) / record.id
+        path = DataDir(data_dir).snapshot(record.id)
     if not (path / MANIFEST).is_file():
         raise NotFoundError(f"the files of dataset snapshot {record.id} are gone", hint=f"expected {path}")
     return record, path

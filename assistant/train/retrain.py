@@ -40,7 +40,6 @@ from assistant.train.preflight import Preflight
 
 log = logging.getLogger(__name__)
 
-LOCK = "retrain.lock"
 RUN_INFO = "run.json"
 
 
@@ -78,7 +77,7 @@ class Result:
 
 
 def lock_path(settings: Settings) -> Path:
-    return settings.data_dir / LOCK
+    return settings.layout.retrain_lock
 
 
 def retrain(settings: Settings, store: Store, options: Options, events: Events | None = None) -> Result:
@@ -241,7 +240,7 @@ class _Retrain:
         active = self.store.active_adapter()
         if active is None:
             raise TrainingError("--warm-start needs an active adapter to continue from; there is none")
-        path = registry.adapters_dir(self.settings.data_dir) / active.version
+        path = self.settings.layout.version(active.version)
         registry.check_files(path)
         return active.version, path
 
@@ -382,7 +381,7 @@ class _Retrain:
         active = self.store.active_adapter()
         active_dir, unreadable = None, None
         if active is not None:
-            path = registry.adapters_dir(self.settings.data_dir) / active.version
+            path = self.settings.layout.version(active.version)
             try:
                 registry.check_files(path)
                 active_dir = (active.version, path)

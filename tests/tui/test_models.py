@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 from textual.widgets import DataTable, Label, Static
 
-from assistant.adapters.registry import adapters_dir
 from assistant.engine.base import ChatMessage, GenerationParams, ModelIdentity, Reply
 from assistant.errors import ModelError
 from assistant.store import AdapterRecord, ReplyRecord, Store
@@ -308,7 +307,7 @@ async def test_f2_opens_the_screen_and_a_promotion_reaches_the_chat(settings, st
         await wait_loaded(pilot)
         # Right after loading, the chat swaps to the active version.
         await wait_for(pilot, lambda: status_adapter(app) == "v0001", what="the swap to v0001")
-        assert backend.swaps == [("v0001", adapters_dir(settings.data_dir) / "v0001")]
+        assert backend.swaps == [("v0001", settings.layout.version("v0001"))]
         assert "Now answering with v0001" in notifications(app)
 
         await pilot.press("f2")
@@ -317,7 +316,7 @@ async def test_f2_opens_the_screen_and_a_promotion_reaches_the_chat(settings, st
         await confirm(pilot)
         await wait_for(pilot, lambda: backend.identity.adapter == "v0002", what="the swap to v0002")
         await wait_for(pilot, lambda: status_adapter(app) == "v0002", what="the status bar")
-        assert backend.swaps[-1] == ("v0002", adapters_dir(settings.data_dir) / "v0002")
+        assert backend.swaps[-1] == ("v0002", settings.layout.version("v0002"))
         assert "Now answering with v0002 (eval loss 1.234, was 1.456)" in notifications(app)
 
         await pilot.press("escape")
@@ -329,7 +328,7 @@ async def test_f2_opens_the_screen_and_a_promotion_reaches_the_chat(settings, st
         store.rollback(actor="bob")
         await wait_for(pilot, lambda: status_adapter(app) is None, what="the base model")
         assert backend.swaps[-1] == (None, None)
-        assert backend.swaps.count(("v0001", adapters_dir(settings.data_dir) / "v0001")) == 2
+        assert backend.swaps.count(("v0001", settings.layout.version("v0001"))) == 2
         assert any(m.startswith("Now answering with the base model") for m in notifications(app))
         assert notifications(app, "error") == []
 
