@@ -94,3 +94,23 @@ def test_one_module_owns_the_data_dirs_layout() -> None:
     assert settings.layout == DataDir(Path("/srv/team"))
     assert settings.layout.version("v0003") == Path("/srv/team/adapters/v0003")
     assert settings.db_path == settings.layout.db and settings.runs_dir == settings.layout.runs
+
+
+def test_the_store_modules_do_not_reach_into_each_other_for_rows() -> None:
+    """Records are built from rows in `store/rows.py` alone: no function-local imports between db.py,
+    curation.py and training.py (the cycle a design review found)."""
+    import ast
+
+    for name in ("db", "curation", "training"):
+        tree = ast.parse((ROOT / "assistant" / "store" / f"{name}.py").read_text(encoding="utf-8"))
+        local = [
+            node.module
+            for function in ast.walk(tree)
+            if isinstance(function, ast.FunctionDef)
+            for node in ast.walk(function)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("assistant.store")
+        ]
+        assert local == [], (name, local)
+    for name in ("curation", "training"):
+        source = (ROOT / "assistant" / "store" / f"{name}.py").read_text(encoding="utf-8")
+        assert "assistant.store.db" not in source, name

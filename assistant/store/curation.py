@@ -14,6 +14,7 @@ from itertools import groupby
 from typing import Any
 
 from assistant.errors import ConflictError, InputError, NotFoundError
+from assistant.store import rows as from_row
 from assistant.store.records import (
     REVIEW_STATUSES,
     AuditEntry,
@@ -71,14 +72,14 @@ class CurationStore:
         sql += " ORDER BY (r.downs > 0) DESC, r.rated_at, m.id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [_review_item(row) for row in self.db.query(sql, args)]
+        return [from_row.review_item(row) for row in self.db.query(sql, args)]
 
     def review_item(self, message_id: int) -> ReviewItem:
         rows = list(self.db.query(_QUEUE + " WHERE m.id = :id", {"id": message_id}))
         if not rows:
             self.message(message_id)  # NotFoundError when there is no such message
             raise NotFoundError(f"message {message_id} has no rating to review")
-        return _review_item(rows[0])
+        return from_row.review_item(rows[0])
 
     def curation_counts(self, *, since: str | None = None) -> CurationCounts:
         """Pending, approved and rejected rated replies; `approved_since`: approved after `since`
@@ -298,10 +299,10 @@ class CurationStore:
         rows = list(self.db.query("SELECT * FROM datasets WHERE id = ?", [dataset_id]))
         if not rows:
             raise NotFoundError(f"no dataset snapshot {dataset_id}")
-        return _dataset(rows[0])
+        return from_row.dataset(rows[0])
 
     def datasets(self) -> list[DatasetRecord]:
-        return [_dataset(row) for row in self.db.query("SELECT * FROM datasets ORDER BY created_at DESC, id")]
+        return [from_row.dataset(row) for row in self.db.query("SELECT * FROM datasets ORDER BY created_at DESC, id")]
 
     def forget_dataset(self, dataset_id: str) -> None:
         with self._write() as db:
@@ -481,9 +482,8 @@ def _queue_where(f: ReviewFilter) -> tuple[list[str], dict[str, Any]]:
         where.append("r.rated_at < :until")
         args["until"] = f.until
     if f.search:
-        from assistant.store.db import _fts_query
 
-        query = _fts_query(f.search)
+        query = from_row.fts_query(f.search)
         if query:
             where.append(
                 "m.conversation_id IN (SELECT conversation_id FROM messages WHERE rowid IN"
@@ -543,38 +543,3 @@ def _audit(db, now: str, actor: str, action: str, message_id: int | None, batch:
         [now, actor, action, message_id, batch, encode(before), encode(after)],
     )
     return cursor.lastrowid
-
-
-def _review_item(row: dict[str, Any]) -> ReviewItem:
-    from assistant.store.db import _message
-
-    return ReviewItem(
-        message=_message(row),
-        conversation_title=row["conversation_title"],
-        conversation_user=row["conversation_user"],
-        ups=row["ups"],
-        downs=row["downs"],
-        rated_at=row["rated_at"],
-        raters=tuple(json.loads(row["raters"])),
-        proposed_correction=row["proposed_correction"],
-        status=row["status"],
-        answer=row["answer"],
-        source=row["source"],
-        tags=tuple(json.loads(row["tags"])),
-        curator=row["curator"],
-        reviewed_at=row["reviewed_at"],
-        reasons=tuple(sorted(json.loads(row["reasons"] or "[]"))),
-    )
-
-
-def _dataset(row: dict[str, Any]) -> DatasetRecord:
-    return DatasetRecord(
-        id=row["id"],
-        path=row["path"],
-        created_at=row["created_at"],
-        created_by=row["created_by"],
-        counts=json.loads(row["counts"]),
-        erased_at=row["erased_at"],
-        erased_reason=row.get("erased_reason"),
-    )
-
