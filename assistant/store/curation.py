@@ -379,6 +379,18 @@ class CurationStore:
             found.update(r[0] for r in conn.execute(f"SELECT term FROM temp.messages_vocab WHERE term IN ({marks})", chunk))
         return found
 
+    def gone_conversations(self, conversation_ids: Iterable[int], *, read_at: str) -> set[int]:
+        """Those of `conversation_ids`, all there at store time `read_at`, that were erased since. Ids are
+        reused: one that now names a conversation created after `read_at` names another one."""
+        ids = sorted(set(conversation_ids))
+        present = {
+            r[0] for r in self.db.execute(
+                "SELECT id FROM conversations WHERE id IN (SELECT value FROM json_each(?)) AND created_at <= ?",
+                [json.dumps(ids), read_at],
+            )
+        }
+        return set(ids) - present
+
     def erasure_mark(self) -> int:
         """The newest erasure so far: a dataset build notes it before reading (see `register_dataset`)."""
         return _erasure_mark(self.db)
