@@ -62,6 +62,10 @@ def delete_conversation(settings: Settings, store: Store, conversation_id: int) 
 
 def _erase_copies(settings: Settings, store: Store, erasure: Erasure, texts: list[str], user: str | None) -> Outcome:
     warnings: list[str] = []
+    if not erasure.rewritten:
+        warnings.append("the database was written before deletion was secure and could not be rewritten now (another"
+                        " process was writing, or no space for a copy): text deleted before may stay in its unused"
+                        " space until the next `assistant forget`")
     marked = [store.dataset(d) for d in erasure.datasets_marked]
     prompts = set(texts) | _eval_prompts(settings.data_dir, marked, set(erasure.conversation_ids))
     redacted = redact_probes(settings.data_dir, store, prompts)

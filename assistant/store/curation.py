@@ -313,7 +313,8 @@ class CurationStore:
         """Delete a conversation, or every conversation of `user`, with their messages, feedback,
         reviews, audit and search-index rows, in one transaction; mark the dataset snapshots that
         included them (the files are the caller's: see assistant/erasure.py). Forgetting a user also
-        replaces their name in every record that keeps one. Then the write-ahead log is emptied."""
+        replaces their name in every record that keeps one. A database written before secure deletion is
+        rewritten the first time (`rewrite_once`). Then the write-ahead log is emptied."""
         if (conversation_id is None) == (user is None):
             raise InputError("forget needs either a conversation or a user")
         now = self._now()
@@ -349,7 +350,8 @@ class CurationStore:
                 marked = sorted(set(marked) | set(_mark_datasets(db, rated, now, reason)))
             summary = {"conversations": len(ids), "messages": messages, "datasets_marked": len(marked)}
             _audit(db, now, actor, "forget", None, None, None, summary)
-        return Erasure(len(ids), messages, tuple(marked), tuple(ids), self.clear_wal())
+        rewritten = self.rewrite_once()  # a database written before secure deletion: once
+        return Erasure(len(ids), messages, tuple(marked), tuple(ids), self.clear_wal(), rewritten)
 
     def erased_texts(self, *, conversation_id: int | None = None, user: str | None = None) -> list[str]:
         """What `forget` with the same arguments would erase, as text: the messages and titles of the
