@@ -314,7 +314,8 @@ class CurationStore:
         """Delete a conversation, or every conversation of `user`, with their messages, feedback,
         reviews, audit and search-index rows, in one transaction; mark the dataset snapshots that
         included them (the files are the caller's: see assistant/erasure.py). Forgetting a user also
-        replaces their name in every record that keeps one. Then the write-ahead log is emptied."""
+        replaces their name in every record that keeps one. A database written before secure deletion is
+        rewritten the first time (`rewrite_once`). Then the write-ahead log is emptied."""
         if (conversation_id is None) == (user is None):
             raise InputError("forget needs either a conversation or a user")
         now = self._now()
@@ -350,7 +351,8 @@ class CurationStore:
                 marked = sorted(set(marked) | set(_mark_datasets(db, rated, now, reason)))
             summary = {"conversations": len(ids), "messages": messages, "datasets_marked": len(marked)}
             _audit(db, now, actor, "forget", None, None, None, summary)
-        return Erasure(len(ids), messages, tuple(marked), tuple(ids), self.clear_wal())
+        rewritten = self.rewrite_once()  # a database written before secure deletion: once
+        return Erasure(len(ids), messages, tuple(marked), tuple(ids), self.clear_wal(), rewritten)
 
     def erased_texts(self, *, conversation_id: int | None = None, user: str | None = None) -> list[str]:
         """What `forget` with the same arguments would erase, as text: the messages and titles of the
@@ -379,6 +381,18 @@ class CurationStore:
             marks = ", ".join("?" for _ in chunk)
             found.update(r[0] for r in conn.execute(f"SELECT term FROM temp.messages_vocab WHERE term IN ({marks})", chunk))
         return found
+
+    def gone_conversations(self, conversation_ids: Iterable[int], *, read_at: str) -> set[int]:
+        """Those of `conversation_ids`, all there at store time `read_at`, that were erased since. Ids are
+        reused: one that now names a conversation created after `read_at` names another one."""
+        ids = sorted(set(conversation_ids))
+        present = {
+            r[0] for r in self.db.execute(
+                "SELECT id FROM conversations WHERE id IN (SELECT value FROM json_each(?)) AND created_at <= ?",
+                [json.dumps(ids), read_at],
+            )
+        }
+        return set(ids) - present
 
     def erasure_mark(self) -> int:
         """The newest erasure so far: a dataset build notes it before reading (see `register_dataset`)."""

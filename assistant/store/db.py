@@ -137,7 +137,10 @@ class Store(CurationStore, TrainingStore):
         if migrations.pending(self.db):
             with self._write():
                 # Another process may have migrated while this one waited for the lock.
+                created = not migrations.applied(self.db)
                 migrations.apply(self.db)
+                if created:  # securely deleting from its first byte on: never needs `rewrite_once`
+                    self.db.execute("UPDATE secure_deletion SET since = ?", [self._now()])
 
     def close(self) -> None:
         self.db.close()
@@ -266,6 +269,32 @@ class Store(CurationStore, TrainingStore):
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.05)
+
+    def secure_deletion_since(self) -> str | None:
+        """Since when no byte deleted earlier can be left in the database file: its creation, or when
+        `rewrite_once` rewrote it; None for a database written before secure deletion, not rewritten yet."""
+        return self.db.execute("SELECT since FROM secure_deletion").fetchone()[0]
+
+    def rewrite_once(self, *, wait_s: float = BUSY_TIMEOUT_S) -> bool:
+        """Rewrite (VACUUM) a database written before secure deletion, once: text deleted then stays in
+        its free pages and in the unused space of pages in use until it is. Other connections may keep it
+        open (WAL); one writing makes this wait up to `wait_s`. False: not rewritten (busy, or no space for
+        the copy); a later call tries again. The write-ahead log then holds every page: `clear_wal`."""
+        if self.secure_deletion_since() is not None:
+            return True
+        conn = self.db.conn
+        conn.execute(f"PRAGMA busy_timeout = {int(wait_s * 1000)}")
+        try:
+            conn.execute("VACUUM")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_FULL):
+                raise
+            return False
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        with self._write() as db:
+            db.execute("UPDATE secure_deletion SET since = ?", [self._now()])
+        return True
 
     # -- messages ----------------------------------------------------------------------------
 

@@ -10,6 +10,9 @@
 
 Nothing is published from a run that failed or was interrupted. Every adapter is trained from the
 base model on the whole curated dataset unless `warm_start` asks to continue the active adapter.
+A `forget` that erased data of the run's snapshot while it ran (it cannot redact a version not yet
+registered) is found once the version is registered: its probes from the erased conversations are
+redacted as forget redacts them, and it is not promoted (it is flagged as trained on erased data).
 """
 
 from __future__ import annotations
@@ -111,6 +114,7 @@ def _busy_message(store: Store) -> str:
 class _Retrain:
     def __init__(self, settings: Settings, store: Store, options: Options, events: Events) -> None:
         self.settings, self.store, self.options, self.events = settings, store, options, events
+        self.probe_sources: dict[str, set[int]] | None = None  # see _probe_sources
 
     def run(self) -> Result:
         if self.options.resume:
@@ -214,10 +218,14 @@ class _Retrain:
         return "promoted", reason
 
     def _finish_registered(self, run_id: str, record) -> Result:  # noqa: ANN001
-        """The run died after registering its version: promote it if the gate (or --force) said so."""
+        """The run died after registering its version: promote it if the gate (or --force) said so, unless
+        data it was trained on was erased (before it was ever active: a forget since redacted it itself)."""
         passed = record.report.get("verdict") == "promote" or "forced" in record.report
         status = "kept" if record.status == "candidate" else "rejected"
-        if passed and record.status == "candidate" and not record.deleted_at and record.activated_at is None:
+        erased = self._redact_erased(record.version, record.dataset_id) if record.activated_at is None else None
+        if erased is not None:
+            record = self.store.adapter(record.version)
+        elif passed and record.status == "candidate" and not record.deleted_at and record.activated_at is None:
             status, _ = self._promote(record.version, record.reason)
         elif passed:
             status = "promoted"
@@ -285,6 +293,7 @@ class _Retrain:
         on_cuda = self._on_cuda()
         warm = Path(info["warm_start_from"]) if info.get("warm_start_from") else None
         reporter = Reporter(metrics=lambda points: self.store.record_metrics(run_id, points), progress=self.events.progress)
+        self.probe_sources = _probe_sources(dataset_dir, self.settings)
         self.events.status("Training")
         try:
             outcome = train_adapter(
@@ -357,7 +366,13 @@ class _Retrain:
                         preflight=preflight.as_dict(), metrics=outcome.metrics(), report=report)
         outcome_status = {"promote": "promoted", "keep": "kept", "reject": "rejected"}[verdict.verdict]
         reason = verdict.reason
-        if verdict.verdict == "promote" or forced is not None:
+        erased = self._redact_erased(version, info["dataset_id"])
+        if erased is not None:
+            result.report = erased
+            outcome_status = "rejected" if outcome_status == "rejected" and forced is None else "kept"
+            reason = (f"data it was trained on was erased while it ran: run `assistant retrain` again without it,"
+                      f" then `assistant models delete {version}`")
+        elif verdict.verdict == "promote" or forced is not None:
             reason = verdict.reason if forced is None else f"forced: {forced} (gate: {verdict.reason})"
             # Promoted only over the version the gate compared with: a promotion or rollback made
             # meanwhile (another window, the CLI) wins, and this one stays a candidate.
@@ -374,6 +389,23 @@ class _Retrain:
             kept = "kept as a candidate" if outcome_status == "kept" else "rejected"
             result.message = f"{version} not promoted ({kept}): {reason}"
         return result
+
+    def _redact_erased(self, version: str, dataset_id: str | None) -> dict[str, Any] | None:
+        """The version's gate report after redaction, if a forget marked its snapshot (None: nothing erased).
+        Called once the version is registered: a forget from then on redacts it itself."""
+        from assistant import erasure
+
+        dataset = next((d for d in self.store.datasets() if d.id == dataset_id), None)
+        if dataset is None or not dataset.erased_at:
+            return None
+        if self.probe_sources is None:  # the snapshot's files were gone: any probe may have come from it
+            prompts = {p.get("prompt") for p in self.store.adapter(version).report.get("probes", [])}
+        else:
+            gone = self.store.gone_conversations(set().union(*self.probe_sources.values()), read_at=dataset.created_at)
+            prompts = {prompt for prompt, ids in self.probe_sources.items() if ids & gone}
+        erasure.redact_probes(self.settings.data_dir, self.store, prompts)
+        self.store.clear_wal()  # the report as registered is in the write-ahead log
+        return self.store.adapter(version).report
 
     def _gate(self, candidate: Path, base_path: Path, dataset_dir: Path, dataset_id: str):  # noqa: ANN202
         from assistant.train.gate import Verdict, decide, evaluate
@@ -419,6 +451,29 @@ def _no_space(exc: BaseException) -> str | None:
     if isinstance(exc, DiskFullError) or (isinstance(exc, AssistantError) and "disk is full" in exc.message):
         return f"no space left on the device: {exc.message}"
     return None
+
+
+def _probe_sources(dataset_dir: Path, settings: Settings) -> dict[str, set[int]] | None:
+    """The prompts the gate will probe with (picked as `gate.evaluate` picks them), each with the snapshot's
+    conversations that have it as a user message: read before training, since a forget meanwhile deletes
+    the snapshot's files. None when they are unreadable."""
+    from assistant.data.snapshot import read_manifest
+    from assistant.train.gate import probe_prompts
+
+    try:
+        origins = read_manifest(dataset_dir)["rows"]
+        eval_rows = read_rows(dataset_dir / "eval.jsonl")
+        sources: dict[str, set[int]] = {
+            prompt: set() for prompt in probe_prompts(settings.probe_prompts, eval_rows[: settings.gate_max_examples])
+        }
+        for split, split_rows in (("eval", eval_rows), ("train", read_rows(dataset_dir / "train.jsonl"))):
+            for origin, row in zip(origins[split], split_rows):
+                for message in row["messages"]:
+                    if message["role"] == "user" and message["content"] in sources:
+                        sources[message["content"]].add(origin["conversation_id"])
+    except (OSError, ValueError, KeyError, TypeError, AssistantError):
+        return None
+    return sources
 
 
 def _base_identity(path: Path, source: str) -> dict[str, str]:
