@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.chat_templates import training_template
-from assistant.errors import ModelError, TrainingError
+from assistant.errors import TrainingError
 from assistant.jsonl import read_jsonl
 from assistant.quantization import load_base_4bit
 from assistant.store.records import MetricPoint

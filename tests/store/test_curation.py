@@ -5,7 +5,6 @@ dataset snapshots, and erasure (forget)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
