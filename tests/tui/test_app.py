@@ -357,6 +357,35 @@ async def test_a_too_long_message_that_fails_later_carries_a_lasting_error_marke
         assert thread[-1].finish_reason == "error" and "too long for the model" in thread[-1].error
         header = str(assistant_views(app)[-1].query_one(".message-header", Static).render())
         assert "failed" in header and "too long for the model" in header
+        # Asking again cannot help: the marker says what does, and the question is back in the input to edit.
+        assert "r asks again" not in header and "shorten the question and send it again" in header
+        assert not any("r, asks again" in n for n in notifications(app))
+        assert app.chat.composer.text == LONG_MESSAGE
+        notice = app.chat.query_one("#composer-notice", Static)
+        assert notice.display and "too long for the model" in str(notice.render())
+
+
+async def test_a_failed_reply_says_what_helps(settings, store, tiny_backend) -> None:  # noqa: ANN001
+    """Asking again helps a reply the server broke off, not one whose question is too long for the model."""
+    from assistant.chat import failed_record, generation_params
+
+    failures = {
+        "Is the server up?": "cannot reach the model server at 127.0.0.1:9: Connection refused",
+        "My router log: ...": "the message is too long for the model on the server (9000 tokens; at most 4048 fit)",
+    }
+    conversation = store.create_conversation("ann", "sys")
+    parent = None
+    for question, error in failures.items():
+        asked = store.add_message(conversation.id, "user", question, parent_id=parent)
+        record = failed_record(tiny_backend.identity, generation_params(settings), error)
+        parent = store.add_message(conversation.id, "assistant", "", parent_id=asked.id, reply=record).id
+    app = make_app(settings, store, tiny_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: len(assistant_views(app)) == 2, what="the conversation")
+        server_down, too_long = (str(v.query_one(".message-header", Static).render()) for v in assistant_views(app))
+        assert "cannot reach the model server" in server_down and "(r asks again)" in server_down
+        assert "too long for the model" in too_long and "(shorten the question and send it again)" in too_long
+        assert "r asks again" not in too_long
 
 
 async def test_untrusted_model_output_renders_as_inert_text(settings, store, hostile_model_dir) -> None:  # noqa: ANN001

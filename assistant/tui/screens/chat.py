@@ -7,7 +7,8 @@ A question is measured before it is stored or sent (`chat.check_fits`, in a thre
 model's tokenizer counts, in its own process): one too long for the model is refused, its text put
 back in the input, and the reason stays under the input until a question is sent. One sent while the
 model loads cannot be measured; if the model refuses it then, its reply is stored as failed and
-carries the reason in its header.
+carries the reason in its header with what helps (shorten it: asking again cannot help), and its text
+goes back into the input to be edited.
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static
 
 from assistant import erasure
-from assistant.chat import check_fits, check_message, context, failed_record, generation_params, reply_record
+from assistant.chat import (
+    check_fits,
+    check_message,
+    context,
+    failed_record,
+    generation_params,
+    reply_record,
+    too_long_for_the_model,
+)
 from assistant.engine.base import Backend, GenerationParams, ModelIdentity, Reply
 from assistant.errors import AssistantError, InputError
 from assistant.store import Conversation, Message, ReplyRecord
@@ -514,12 +523,15 @@ class ChatScreen(AppScreen):
             await active.stream.stop()
         self.status.set_streaming(False)
         self.app.check_backend_health()
-        self.notify(
-            f"The reply failed: {one_line(event.error, 200)}. Your question is kept: Esc, then r, asks again.",
-            severity="error",
-            markup=False,
-            timeout=10,
-        )
+        if too_long_for_the_model(event.error):
+            self._give_back_to_edit(active, event.error)
+        else:
+            self.notify(
+                f"The reply failed: {one_line(event.error, 200)}. Your question is kept: Esc, then r, asks again.",
+                severity="error",
+                markup=False,
+                timeout=10,
+            )
         if active.discarded:
             return
         if event.reply is not None and event.reply.stats is not None:
@@ -527,6 +539,14 @@ class ChatScreen(AppScreen):
         else:
             record = failed_record(active.identity, active.params, event.error)
         await self._store_reply(active, record)
+
+    def _give_back_to_edit(self, active: ActiveReply, error: str) -> None:
+        """Asking again cannot help a question too long for the model: its text goes back into the input
+        (unless the user is writing another), with the reason under it, to be shortened and sent again."""
+        shown = self.conversation is not None and self.conversation.id == active.conversation_id
+        if shown and not self.composer.text.strip():
+            self.composer.restore(active.question.content)
+        self.show_refusal(f"Not answered: {one_line(error, 200)}. Shorten the question and send it again.")
 
     def action_escape(self) -> None:
         if self.active is not None:
