@@ -254,8 +254,54 @@ async def test_conversation_list_renames_archives_and_deletes(settings, store, t
         await wait_for(pilot, lambda: isinstance(app.screen, Confirm))
         await pilot.press("y")
         await wait_for(pilot, lambda: app.screen is app.chat)
+        await wait_for(pilot, lambda: "Deleted “Renamed”" in notifications(app), what="the erasure")
         assert store.conversations(include_archived=True) == []
         assert app.chat.conversation is None
+
+
+async def test_the_app_keeps_handling_keys_while_a_large_conversation_is_erased(settings, store, tiny_backend) -> None:  # noqa: ANN001
+    """Erasure (rows, search index, write-ahead log, snapshots, logs) runs in a worker: seconds for a long
+    conversation, and as long as another chat keeps reading the database (here one holds a read open)."""
+    from assistant.store import ImportedMessage, Store
+
+    messages = [ImportedMessage("user" if i % 2 == 0 else "assistant", f"message {i} about Xylophonist7731")
+                for i in range(20_000)]
+    [long_id] = store.import_conversations([("Long one", messages)], user="ann", default_system_prompt="sys")
+    kept = store.create_conversation("ann", "sys", title="Kept")
+    store.add_message(kept.id, "user", "keep me")
+    other_chat = Store.open(settings.db_path)
+    app = make_app(settings, store, tiny_backend)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_loaded(pilot)
+            other_chat.db.conn.execute("BEGIN")
+            other_chat.db.execute("SELECT count(*) FROM messages").fetchone()  # reading: the WAL cannot be emptied
+            app.chat.sidebar.options.focus()
+            app.chat.sidebar.options.highlighted = next(
+                i for i in range(app.chat.sidebar.options.option_count)
+                if app.chat.sidebar.options.get_option_at_index(i).id == str(long_id)
+            )
+            await pilot.press("d")
+            await wait_for(pilot, lambda: isinstance(app.screen, Confirm))
+            await pilot.press("y")
+            await wait_for(pilot, lambda: any("Deleting" in n for n in notifications(app)), 5, "the progress")
+            app.chat.composer.focus()
+            await pilot.press(*"still typing")
+            assert app.chat.composer.text == "still typing"  # handled while the erasure waits for the reader
+            assert not any(n.startswith("Deleted") for n in notifications(app))
+            listed = [app.chat.sidebar.options.get_option_at_index(i).id
+                      for i in range(app.chat.sidebar.options.option_count)]
+            assert listed == [str(kept.id)]  # no longer offered while it goes
+
+            other_chat.db.conn.execute("COMMIT")
+            await wait_for(pilot, lambda: any(n.startswith("Deleted") for n in notifications(app)), 30, "the erasure")
+            assert [c.id for c in store.conversations(include_archived=True)] == [kept.id]
+            assert store.search("Xylophonist7731") == []
+            assert notifications(app, "warning") == [] and notifications(app, "error") == []
+            await pilot.press(*" on")
+            assert app.chat.composer.text == "still typing on"
+    finally:
+        other_chat.close()
 
 
 async def test_ctrl_n_starts_a_new_conversation(settings, store, tiny_backend) -> None:  # noqa: ANN001
@@ -531,6 +577,7 @@ async def test_deleting_a_conversation_while_its_reply_streams(settings, store, 
         await wait_for(pilot, lambda: isinstance(app.screen, Confirm))
         await pilot.press("y")
         await wait_reply_done(pilot)
+        await wait_for(pilot, lambda: any(n.startswith("Deleted") for n in notifications(app)), what="the erasure")
         await pilot.pause(0.2)
         assert store.counts() == {"conversations": 0, "messages": 0, "feedback": 0}
         errors = [n for n in app._notifications if n.severity == "error"]
