@@ -12,6 +12,7 @@ from assistant.engine.base import TOO_LONG, Backend, ChatMessage, GenerationPara
 from assistant.errors import AssistantError, InputError
 from assistant.settings import Settings
 from assistant.store import Conversation, Message, ReplyRecord, Store
+from assistant.text import is_utf8
 
 
 def generation_params(settings: Settings) -> GenerationParams:
@@ -83,9 +84,31 @@ def what_helps(error: str | None) -> str:
     return "shorten the question and send it again" if too_long_for_the_model(error) else "r asks again"
 
 
-def check_message(text: str) -> str:
+def check_message(text: str, settings: Settings | None = None, thread_length: int = 0) -> str:
+    """`text` if it may be sent: not empty, valid text, and with `settings`, not longer than
+    `max_message_chars`, in a conversation of `thread_length` messages that a question and its reply
+    keep within `max_conversation_messages`."""
     if not text.strip():
         raise InputError("a message cannot be empty")
+    if not is_utf8(text):
+        raise InputError("the message is not valid UTF-8 text")
+    if settings is not None:
+        check_length(text, settings)
+        most = settings.max_conversation_messages
+        if thread_length + 2 > most:
+            raise InputError(
+                f"this conversation has {thread_length} messages, the most is {most} (max_conversation_messages)",
+                hint="start a new conversation",
+            )
+    return text
+
+
+def check_length(text: str, settings: Settings) -> str:
+    """`text` if it is not longer than `max_message_chars`."""
+    if len(text) > settings.max_message_chars:
+        raise InputError(
+            f"the message has {len(text)} characters, more than max_message_chars ({settings.max_message_chars})"
+        )
     return text
 
 
@@ -108,15 +131,19 @@ def run_turn(
 ) -> tuple[Conversation, Message, Message]:
     """Store the user's message, stream the reply, store it. Ctrl+C keeps the partial reply; a reply
     that fails (the model server down, a stream broken off) is stored as failed, and the error raised."""
-    check_message(text)
+    check_message(text, settings)
     if conversation_id is None:
-        conversation = store.create_conversation(settings.user, settings.system_prompt)
+        conversation, thread = store.create_conversation(settings.user, settings.system_prompt), []
     else:
         conversation = store.conversation(conversation_id)
-    thread = store.thread(conversation.id)
-    question = store.add_message(
-        conversation.id, "user", text, parent_id=thread[-1].id if thread else None
-    )
+        thread = store.thread(conversation.id)
+    try:
+        check_message(text, settings, len(thread))
+        question = store.add_message(conversation.id, "user", text, parent_id=thread[-1].id if thread else None)
+    except BaseException:
+        if conversation_id is None:  # a failed ask leaves no empty conversation behind
+            store.delete_conversation(conversation.id)
+        raise
     params = generation_params(settings)
     try:
         reply = backend.stream(context(conversation, [*thread, question]), params)

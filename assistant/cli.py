@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from assistant import __version__
-from assistant.commands.common import Context, follow_active_adapter, load_backend, settings_options
+from assistant.commands.common import ID, TEXT, Context, follow_active_adapter, load_backend, settings_options
 from assistant.commands.dataset import dataset, forget
 from assistant.commands.demo import demo
 from assistant.commands.doctor import doctor
@@ -69,20 +69,22 @@ def review(state: Context) -> None:
 
 
 @cli.command()
-@click.argument("question")
-@click.option("--conversation", "conversation_id", type=int, help="Continue this conversation.")
+@click.argument("question", type=TEXT)
+@click.option("--conversation", "conversation_id", type=ID, help="Continue this conversation.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of streaming text.")
 @settings_options
 def ask(state: Context, question: str, conversation_id: int | None, as_json: bool) -> None:
     """Ask one question without the UI; logged like a chat turn."""
     from assistant.chat import check_fits, check_message, generation_params, run_turn
 
-    check_message(question)
     settings = state.settings
+    check_message(question, settings)
     store = state.store()
     system_prompt = settings.system_prompt
-    if conversation_id is not None:
-        system_prompt = store.conversation(conversation_id).system_prompt  # fail before loading a model
+    if conversation_id is not None:  # fail before loading a model
+        conversation = store.conversation(conversation_id)
+        check_message(question, settings, len(store.thread(conversation.id)))
+        system_prompt = conversation.system_prompt
     backend = load_backend(settings, quiet=as_json)
     follow_active_adapter(backend, store, settings)
     check_fits(backend, system_prompt, question, generation_params(settings))  # before anything is stored
@@ -125,10 +127,10 @@ def _echo_chunk(text: str) -> None:
 @settings_options
 def import_(state: Context, file: Path) -> None:
     """Import conversations from an OpenAI chat or ShareGPT file, JSONL or JSON array (all or nothing)."""
-    from assistant.formats import parse_import_file
+    from assistant.formats import ImportLimits, parse_import_file
 
-    conversations = parse_import_file(file)
     settings = state.settings
+    conversations = parse_import_file(file, ImportLimits.from_settings(settings))
     ids = state.store().import_conversations(
         conversations, user=settings.user, default_system_prompt=settings.system_prompt
     )

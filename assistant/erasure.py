@@ -23,7 +23,7 @@ from filelock import FileLock, Timeout
 
 from assistant.adapters import registry
 from assistant.data import snapshot
-from assistant.settings import Settings
+from assistant.settings import DataDir, Settings
 from assistant.store import Erasure, Store
 
 REDACTED = "(erased)"
@@ -62,9 +62,13 @@ def delete_conversation(settings: Settings, store: Store, conversation_id: int) 
 
 def _erase_copies(settings: Settings, store: Store, erasure: Erasure, texts: list[str], user: str | None) -> Outcome:
     warnings: list[str] = []
+    if not erasure.rewritten:
+        warnings.append("the database was written before deletion was secure and could not be rewritten now (another"
+                        " process was writing, or no space for a copy): text deleted before may stay in its unused"
+                        " space until the next `assistant forget`")
     marked = [store.dataset(d) for d in erasure.datasets_marked]
     prompts = set(texts) | _eval_prompts(settings.data_dir, marked, set(erasure.conversation_ids))
-    redacted = _redact_probes(settings.data_dir, store, prompts)
+    redacted = redact_probes(settings.data_dir, store, prompts)
     deleted = []
     for record in marked:
         path = _snapshot_dir(settings.data_dir, record.id, record.path)
@@ -85,7 +89,7 @@ def _erase_copies(settings: Settings, store: Store, erasure: Erasure, texts: lis
 
 def _snapshot_dir(data_dir: Path, snapshot_id: str, recorded: str) -> Path:
     path = Path(recorded)
-    return path if path.name == snapshot_id and path.is_dir() else snapshot.datasets_dir(data_dir) / snapshot_id
+    return path if path.name == snapshot_id and path.is_dir() else DataDir(data_dir).snapshot(snapshot_id)
 
 
 def _eval_prompts(data_dir: Path, records: Iterable[Any], conversation_ids: set[int]) -> set[str]:
@@ -118,7 +122,9 @@ def _redact_report(report: dict[str, Any], prompts: set[str]) -> dict[str, Any] 
     return {**report, "probes": redacted}
 
 
-def _redact_probes(data_dir: Path, store: Store, prompts: set[str]) -> list[str]:
+def redact_probes(data_dir: Path, store: Store, prompts: set[str]) -> list[str]:
+    """Redact the probes whose prompt is one of `prompts` in every version's gate report (the store's copy
+    and meta.json); the versions changed. Also for a retrain that a forget overlapped (train/retrain.py)."""
     redacted = []
     for record in store.adapters(include_deleted=True):
         changed = False
@@ -126,7 +132,7 @@ def _redact_probes(data_dir: Path, store: Store, prompts: set[str]) -> list[str]
         if report is not None:
             store.update_adapter_report(record.version, report)
             changed = True
-        directory = registry.adapters_dir(data_dir) / record.version
+        directory = DataDir(data_dir).version(record.version)
         if (directory / registry.META).is_file() and not directory.is_symlink():
             meta = registry.read_meta(directory)
             report = _redact_report(meta.get("eval_report") or {}, prompts)
@@ -147,7 +153,8 @@ def _sweep_adapter_staging(settings: Settings, warnings: list[str]) -> list[str]
     try:
         lock.acquire()
     except Timeout:
-        warnings.append("a retrain is running: run `assistant forget` again after it, to redact what it publishes")
+        warnings.append("a retrain is running: the version it publishes will be flagged as trained on erased data"
+                        " (its probes from the erased conversations redacted) and not promoted")
         return []
     try:
         return [f"adapters/{name}" for name in registry.sweep_staging(settings.data_dir)]

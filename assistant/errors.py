@@ -79,6 +79,12 @@ class TrainingError(AssistantError):
     exit_code = 10
 
 
+class DiskFullError(AssistantError):
+    """No space left on the device a file or the database is written to; what was there is kept."""
+
+    exit_code = 14
+
+
 class BusyError(AssistantError):
     """Another `assistant retrain` holds the data dir's training lock."""
 
@@ -96,7 +102,7 @@ EXIT_CODES: dict[int, str] = {
     1: "other error (the message says what)",
     2: "usage error: unknown command or option, missing argument",
     ConfigError.exit_code: "invalid configuration (config file, ASSISTANT_* variable, flag)",
-    InputError.exit_code: "invalid input (malformed import file, empty message)",
+    InputError.exit_code: "invalid input (malformed import file, empty or over-long message, text that is not UTF-8, a number out of range)",
     ModelError.exit_code: "model or adapter cannot be found or loaded",
     StoreError.exit_code: "data dir or database unusable (unwritable, corrupt, locked)",
     NotFoundError.exit_code: "no such conversation, message or dataset snapshot",
@@ -106,5 +112,6 @@ EXIT_CODES: dict[int, str] = {
     BusyError.exit_code: "another `assistant retrain` is running",
     GateRejected.exit_code: "the new adapter did not pass the eval gate (or the model server refused it) and was not promoted",
     ServerError.exit_code: "the model server cannot be reached, timed out, answered with an error or broke off the reply",
+    DiskFullError.exit_code: "no space left on the device (the previous file, if any, is kept)",
     130: "interrupted (ctrl+c)",
 }

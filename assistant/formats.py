@@ -14,11 +14,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from assistant.errors import InputError
+from assistant.jsonl import loads, parse_lines, read_text
+from assistant.settings import Settings
 from assistant.store import REASON_TAGS, Conversation, ImportedMessage, Store
+from assistant.text import one_line
 
 IMPORT_ROLES = ("system", "user", "assistant")
 # ShareGPT speakers as the common dumps spell them (ShareGPT, LLaMA-Factory, Axolotl, Gemini exports).
@@ -35,75 +39,73 @@ SHAREGPT_ROLES = {
 FEEDBACK_KEYS = {"rating", "comment", "correction", "reasons", "user"}
 
 
-def parse_import_file(path: Path) -> list[tuple[str, list[ImportedMessage]]]:
+@dataclass(frozen=True)
+class ImportLimits:
+    """How much one import may hold (settings `import_max_bytes`, `max_message_chars`,
+    `max_conversation_messages`); None: no limit."""
+
+    max_bytes: int | None = None
+    max_message_chars: int | None = None
+    max_conversation_messages: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ImportLimits:
+        return cls(settings.import_max_bytes, settings.max_message_chars, settings.max_conversation_messages)
+
+
+NO_LIMITS = ImportLimits()
+
+
+def parse_import_file(path: Path, limits: ImportLimits = NO_LIMITS) -> list[tuple[str, list[ImportedMessage]]]:
     """Every conversation in a JSONL file or JSON array of OpenAI chat or ShareGPT records, or an
     InputError naming the first bad line (or array index)."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise InputError(f"{path} is a directory, not a JSONL file") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError(f"{path} is not UTF-8 text") from None
+    text = read_text(path, limits.max_bytes, what="import_max_bytes")
     if text.lstrip().startswith("["):
-        conversations = _parse_json_array(text, path)
+        data = loads(text, path.name)
+        if not isinstance(data, list):
+            raise InputError(f"{path.name}: expected a JSON array of conversations")
+        # Indexes count from 0, as in the array itself: "data.json[3]" is data[3].
+        records = [(item, f"{path.name}[{index}]") for index, item in enumerate(data)]
     else:
-        conversations = _parse_jsonl(text, path)
+        records = parse_lines(text, path.name)
+    conversations = [parse_import_record(item, where, limits) for item, where in records]
     if not conversations:
         raise InputError(f"{path} holds no conversations")
     return conversations
 
 
-def _parse_json_array(text: str, path: Path) -> list[tuple[str, list[ImportedMessage]]]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
-    if not isinstance(data, list):
-        raise InputError(f"{path.name}: expected a JSON array of conversations")
-    # Indexes count from 0, as in the array itself: "data.json[3]" is data[3].
-    return [parse_import_record(item, f"{path.name}[{index}]") for index, item in enumerate(data)]
-
-
-def _parse_jsonl(text: str, path: Path) -> list[tuple[str, list[ImportedMessage]]]:
-    conversations = []
-    # Lines end at "\n" only: JSON strings may hold U+2028 and other characters splitlines() breaks at.
-    for number, line in enumerate(text.split("\n"), start=1):
-        line = line.removesuffix("\r")
-        if line.strip():
-            conversations.append(parse_import_line(line, f"{path.name} line {number}"))
-    return conversations
-
-
-def parse_import_line(line: str, where: str) -> tuple[str, list[ImportedMessage]]:
-    try:
-        data = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-    return parse_import_record(data, where)
-
-
-def parse_import_record(data: Any, where: str) -> tuple[str, list[ImportedMessage]]:
+def parse_import_record(data: Any, where: str, limits: ImportLimits = NO_LIMITS) -> tuple[str, list[ImportedMessage]]:
     """One conversation from a decoded record: OpenAI chat (`messages`) or ShareGPT (`conversations`).
 
     `messages` wins when a record has both, so an OpenAI record reads exactly as it always did.
     """
     if isinstance(data, dict) and "messages" not in data and isinstance(data.get("conversations"), list):
-        return _parse_sharegpt(data, where)
-    if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
-        raise InputError(f'{where}: expected an object with a "messages" list (or a ShareGPT "conversations" list)')
-    if not data["messages"]:
-        raise InputError(f'{where}: "messages" is empty')
-    title = _title(data, where)
-    messages = [_parse_message(m, f"{where}, message {i}") for i, m in enumerate(data["messages"], start=1)]
-    if not any(m.role == "user" for m in messages):
-        raise InputError(f"{where}: a conversation needs at least one user message")
+        title, messages = _parse_sharegpt(data, where)
+    else:
+        if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
+            raise InputError(f'{where}: expected an object with a "messages" list (or a ShareGPT "conversations" list)')
+        if not data["messages"]:
+            raise InputError(f'{where}: "messages" is empty')
+        title = _title(data, where)
+        messages = [_parse_message(m, f"{where}, message {i}") for i, m in enumerate(data["messages"], start=1)]
+        if not any(m.role == "user" for m in messages):
+            raise InputError(f"{where}: a conversation needs at least one user message")
+    _check_size(messages, where, limits)
     return title, messages
+
+
+def _check_size(messages: list[ImportedMessage], where: str, limits: ImportLimits) -> None:
+    most = limits.max_conversation_messages
+    if most is not None and len(messages) > most:
+        raise InputError(f"{where}: {len(messages)} messages, more than max_conversation_messages ({most})")
+    longest = limits.max_message_chars
+    if longest is None:
+        return
+    for number, message in enumerate(messages, start=1):
+        texts = [message.content, (message.feedback or {}).get("correction") or ""]
+        size = max(len(text) for text in texts)
+        if size > longest:
+            raise InputError(f"{where}, message {number}: {size} characters, more than max_message_chars ({longest})")
 
 
 def _title(data: dict[str, Any], where: str) -> str:
@@ -242,20 +244,41 @@ def to_jsonl(record: dict[str, Any]) -> str:
 
 
 def to_markdown(record: dict[str, Any]) -> str:
-    lines = [f"# {record['title'] or 'Untitled'}", ""]
-    lines.append(f"*Conversation {record['id']} by {record['user']}, {record['created_at']}*")
+    """A conversation as a Markdown transcript. Its text came from users and models: names, titles and
+    comments are folded onto one line, and a message that could start a Markdown block (a heading, a
+    quote, a list, a fence, HTML) is shown in a fence it cannot close, so no text forges a turn, a
+    rating or a section."""
+    lines = [f"# {one_line(record['title']) or 'Untitled'}", ""]
+    lines.append(f"*Conversation {record['id']} by {one_line(record['user'])}, {record['created_at']}*")
     lines.append("")
     for message in record["messages"]:
         heading = {"system": "System", "user": "User", "assistant": "Assistant"}[message["role"]]
         meta = message.get("metadata", {})
         if message["role"] == "assistant" and meta.get("model"):
-            heading += f" ({meta['model']}" + (f" + {meta['adapter']}" if meta.get("adapter") else "") + ")"
-        lines += [f"## {heading}", "", message["content"], ""]
+            heading += f" ({one_line(meta['model'])}" + (f" + {one_line(meta['adapter'])}" if meta.get("adapter") else "") + ")"
+        lines += [f"## {heading}", "", *markdown_block(message["content"]), ""]
         feedback = message.get("feedback")
         if feedback:
             mark = "👍" if feedback["rating"] > 0 else "👎"
-            lines.append(f"> {mark} {feedback['user']}" + (f": {feedback['comment']}" if feedback["comment"] else ""))
+            comment = one_line(feedback["comment"] or "")
+            lines.append(f"> {mark} {one_line(feedback['user'] or '')}" + (f": {comment}" if comment else ""))
             if feedback["correction"]:
-                lines += [">", "> Better answer:", ">"] + [f"> {line}" for line in feedback["correction"].splitlines()]
+                lines += [">", "> Better answer:", ">"] + [f"> {line}".rstrip() for line in markdown_block(feedback["correction"])]
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+# A line that Markdown could read as the start of a block: a heading, quote, list item, thematic
+# break, setext underline, fence, HTML, table row, link definition or indented code.
+_BLOCK_START = re.compile(r"^(?: {0,3}(?:[#>*+\-_=`~<|\[]|[0-9]{1,9}[.)])| {4}|\t)")
+_BACKTICKS = re.compile(r"`+")
+
+
+def markdown_block(text: str) -> list[str]:
+    """`text` as Markdown lines that show exactly that text: as it is when no line could start a block,
+    else in a fenced code block whose fence is longer than any run of backticks inside."""
+    lines = text.split("\n")
+    if not any(_BLOCK_START.match(line) for line in lines):
+        return lines
+    fence = "`" * max(3, 1 + max((len(run) for run in _BACKTICKS.findall(text)), default=0))
+    return [fence + "text", *lines, fence]

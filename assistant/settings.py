@@ -19,11 +19,13 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, get_type_hints
 
 import platformdirs
 
 from assistant.errors import ConfigError
+from assistant.text import is_utf8
 
 APP_NAME = "assistant"
 ENV_PREFIX = "ASSISTANT_"
@@ -37,178 +39,389 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
+# -- checks: each setting's validation sits next to it, as `check=` -----------------------------
+# A check takes the value and returns what is wrong with it (the text after "<name> must ..."), or None.
+Check = Callable[[Any], "str | None"]
+
+
+def at_least(low: int) -> Check:
+    return lambda value: None if value >= low else f"must be at least {low}"
+
+
+def one_of(*choices: str, said: str = "") -> Check:
+    told = said or f"one of {', '.join(choices)}"
+    return lambda value: None if value in choices else f"must be {told}, got {value!r}"
+
+
+def zero_or_more(value: float) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
+
+
+def positive(value: float) -> str | None:
+    return None if value > 0 else "must be positive"
+
+
+def fraction(value: float) -> str | None:
+    return None if 0 <= value < 1 else "must be in [0, 1)"
+
+
+def share(value: float) -> str | None:
+    return None if 0 <= value <= 1 else "must be in [0, 1]"
+
+
+def top_p_range(value: float) -> str | None:
+    return None if 0 < value <= 1 else "must be in (0, 1]"
+
+
+def not_blank(value: str) -> str | None:
+    return None if value.strip() else "must not be empty"
+
+
+def http_url(value: str) -> str | None:
+    return None if not value or re.match(r"https?://[^/\s]+", value) else f"must be an http:// or https:// URL, got {value!r}"
+
+
+def env_name(value: str) -> str | None:
+    if not value or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        return None
+    return f"must name an environment variable (such as VLLM_API_KEY), got {value!r}"
+
+
+def some_modules(value: tuple[str, ...]) -> str | None:
+    return None if value else "must name at least one module (or all-linear)"
+
+
+def pii_names_and_regexes(value: tuple[tuple[str, str], ...]) -> str | None:
+    for name, regex in value:
+        if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
+            return f"{name!r} must be an upper-case name such as ORDER_ID"
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            return f"{name} is not a valid regex: {exc}"
+    return None
+
+
+SECTIONS = ("engine", "chat", "curation", "dataset", "server", "training", "gate")
+DEMO_RECIPES = ("demo", "tiny")
+SERVE_PRECISIONS = ("auto", "4bit", "bf16")
+
+
+def setting(default: Any, section: str, help: str, *, check: Check | None = None) -> Any:  # noqa: A002
+    """A configurable field: its default, its section (a config file may group keys under `[section]`),
+    its help text (shown by `assistant doctor -v`) and its check."""
+    assert section in SECTIONS, section
+    return field(default=default, metadata={"help": help, "section": section, "check": check})
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """The data dir's layout: the one place that says where each thing lives in it."""
+
+    root: Path
+
+    @property
+    def db(self) -> Path:
+        return self.root / "assistant.db"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def adapters(self) -> Path:
+        return self.root / "adapters"
+
+    def version(self, name: str) -> Path:
+        """One adapter version's directory (`adapters/v0003`); `registry.version_dir` also checks it."""
+        return self.adapters / name
+
+    @property
+    def datasets(self) -> Path:
+        return self.root / "datasets"
+
+    def snapshot(self, snapshot_id: str) -> Path:
+        return self.datasets / snapshot_id
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "logs" / "assistant.log"
+
+    @property
+    def retrain_lock(self) -> Path:
+        """Held by `assistant retrain` while it runs (a second run fails at once)."""
+        return self.root / "retrain.lock"
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the commands and the app need to know. Field names are the config keys."""
+    """Everything the commands and the app need to know, in sections (as TRL's configs group theirs):
+    engine, chat, curation, dataset, server, training, gate. Field names are the config keys; a config
+    file may write them at the top level or under their section's table (`[training]` `lora_r = 8`)."""
 
-    data_dir: Path = field(metadata=_help("Where the database, models, adapters and datasets live."))
-    model: str = field(
-        default="",
-        metadata=_help(
-            "Base model: a Hugging Face id or a local directory. Empty: the default hub model "
-            "when cached or downloadable, else the built-in demo model."
-        ),
+    data_dir: Path = field(metadata={"help": "Where the database, models, adapters and datasets live."})
+
+    # -- engine: which model answers, and where it comes from -------------------------------------
+    model: str = setting(
+        "",
+        "engine",
+        "Base model: a Hugging Face id or a local directory. Empty: the default hub model when cached or "
+        "downloadable, else the built-in demo model.",
     )
-    hub_model: str = field(
-        default=DEFAULT_HUB_MODEL,
-        metadata=_help("The default small instruct model tried when `model` is empty; empty disables it."),
+    hub_model: str = setting(
+        DEFAULT_HUB_MODEL,
+        "engine",
+        "The default small instruct model tried when `model` is empty; empty disables it.",
     )
-    adapter: str = field(
-        default="",
-        metadata=_help("A LoRA adapter directory (adapter_model.safetensors) applied unmerged; empty: none."),
+    adapter: str = setting(
+        "",
+        "engine",
+        "A LoRA adapter directory (adapter_model.safetensors) applied unmerged; empty: none.",
     )
-    device: str = field(default="auto", metadata=_help("auto, cpu or cuda."))
-    cpu_load_in_4bit: bool = field(
-        default=False,
-        metadata=_help("On CPU, load the base model in 4-bit NF4 (bitsandbytes) instead of full precision."),
+    device: str = setting(
+        "auto", "engine", "auto, cpu or cuda.", check=one_of("auto", "cpu", "cuda", said="auto, cpu or cuda")
     )
-    system_prompt: str = field(
-        default=DEFAULT_SYSTEM_PROMPT,
-        metadata=_help("The assistant's domain profile, sent as the system message of new conversations."),
+    cpu_load_in_4bit: bool = setting(
+        False,
+        "engine",
+        "On CPU, load the base model in 4-bit NF4 (bitsandbytes) instead of full precision.",
     )
-    max_new_tokens: int = field(default=384, metadata=_help("Longest reply, in tokens."))
-    temperature: float = field(default=0.3, metadata=_help("Sampling temperature; 0 means greedy."))
-    top_p: float = field(default=0.9, metadata=_help("Nucleus sampling threshold."))
-    repetition_penalty: float = field(default=1.0, metadata=_help("1.0 disables it."))
-    user: str = field(default="", metadata=_help("Who is chatting; default: the OS login name."))
-    hub_timeout: float = field(
-        default=3.0, metadata=_help("Seconds to wait for the model hub before falling back to the demo model.")
+    hub_timeout: float = setting(
+        3.0,
+        "engine",
+        "Seconds to wait for the model hub before falling back to the demo model.",
     )
-    demo_seed: int = field(default=0, metadata=_help("Seed of the built-in demo model's build."))
-    demo_recipe: str = field(
-        default="demo", metadata=_help("Size of the built-in demo model: demo, or tiny (seconds to build; for tests).")
-    )
-    curators: tuple[str, ...] = field(
-        default=(),
-        metadata=_help(
-            "Who may review, approve, reject and correct rated replies (login names; a TOML list, or "
-            "comma-separated in ASSISTANT_CURATORS). Empty: everyone may curate."
-        ),
-    )
-    train_on_unreviewed_thumbs_up: bool = field(
-        default=False,
-        metadata=_help("Train on thumbs-up replies no curator has reviewed yet (default: only approved ones)."),
-    )
-    eval_fraction: float = field(
-        default=0.1, metadata=_help("Share of conversations held out for evaluation (split by conversation).")
-    )
-    min_eval_examples: int = field(
-        default=8, metadata=_help("Smallest evaluation split, when the data allows (at most half the examples).")
-    )
-    max_length: int = field(
-        default=2048,
-        metadata=_help("Longest training example in tokens of the model's tokenizer; longer ones are dropped."),
-    )
-    max_truncated_fraction: float = field(
-        default=0.05,
-        metadata=_help("`dataset build` fails when more than this share of examples is longer than max_length."),
-    )
-    pii_patterns: tuple[tuple[str, str], ...] = field(
-        default=(),
-        metadata=_help(
-            "Extra PII to scrub, NAME = regex (a TOML table, or a JSON object in ASSISTANT_PII_PATTERNS); "
-            "matches become <NAME_1>, <NAME_2>, ..."
-        ),
+    demo_seed: int = setting(0, "engine", "Seed of the built-in demo model's build.")
+    demo_recipe: str = setting(
+        "demo",
+        "engine",
+        "Size of the built-in demo model: demo, or tiny (seconds to build; for tests).",
+        check=one_of(*DEMO_RECIPES),
     )
 
-    # -- the model server: a team's chats served by one OpenAI-compatible server (vLLM) ----
-    server_url: str = field(
-        default="",
-        metadata=_help(
-            "The OpenAI-compatible base URL of the model server that answers every chat, such as "
-            "http://127.0.0.1:8000/v1 (`assistant serve` starts one). Empty: the model runs in-process."
-        ),
+    # -- chat: how chats answer and what they accept ---------------------------------------------
+    system_prompt: str = setting(
+        DEFAULT_SYSTEM_PROMPT,
+        "chat",
+        "The assistant's domain profile, sent as the system message of new conversations.",
     )
-    server_model: str = field(
-        default="", metadata=_help("The base model's name on the server; empty: the one the server names.")
+    max_new_tokens: int = setting(384, "chat", "Longest reply, in tokens.", check=at_least(1))
+    temperature: float = setting(0.3, "chat", "Sampling temperature; 0 means greedy.", check=zero_or_more)
+    top_p: float = setting(0.9, "chat", "Nucleus sampling threshold.", check=top_p_range)
+    repetition_penalty: float = setting(1.0, "chat", "1.0 disables it.", check=positive)
+    user: str = setting("", "chat", "Who is chatting; default: the OS login name.", check=not_blank)
+    max_message_chars: int = setting(
+        100_000,
+        "chat",
+        "Longest message, in characters, that a chat, `assistant ask` or `assistant import` accepts.",
+        check=at_least(1),
     )
-    server_api_key_env: str = field(
-        default="",
-        metadata=_help(
-            "The name of the environment variable that holds the server's API key (the key itself is never "
-            "stored, logged or shown); empty: no key."
-        ),
+    max_conversation_messages: int = setting(
+        50_000,
+        "chat",
+        "Most messages in one conversation: a chat asks for a new one beyond it; import refuses it.",
+        check=at_least(1),
     )
-    server_timeout: float = field(
-        default=30.0,
-        metadata=_help("Seconds to wait for the model server: to answer a request, and between two pieces of a reply."),
-    )
-    server_adapters_dir: str = field(
-        default="",
-        metadata=_help(
-            "Where the model server reads the data dir's adapters/ when it runs on another host (a shared "
-            "mount); empty: the same path as here."
-        ),
-    )
-    serve_precision: str = field(
-        default="auto",
-        metadata=_help(
-            "How `assistant serve` holds the base model on CUDA: 4bit (bitsandbytes NF4, as it was trained), "
-            "bf16, or auto (4bit). Without a GPU it serves in fp32."
-        ),
+    import_max_bytes: int = setting(
+        256 * 1024 * 1024,
+        "chat",
+        "Largest file `assistant import` reads, in bytes.",
+        check=at_least(1),
     )
 
-    # -- retrain: the names follow peft and TRL --------------------------------------------
-    lora_r: int = field(default=16, metadata=_help("LoRA rank."))
-    lora_alpha: int = field(default=32, metadata=_help("LoRA alpha (scaling = alpha / r)."))
-    lora_dropout: float = field(default=0.05, metadata=_help("Dropout on the LoRA path while training."))
-    lora_target_modules: tuple[str, ...] = field(
-        default=("all-linear",),
-        metadata=_help("Modules that get LoRA weights: all-linear, or names such as q_proj, v_proj (a TOML list)."),
+    # -- curation: who curates, erases and changes the active version ----------------------------
+    curators: tuple[str, ...] = setting(
+        (),
+        "curation",
+        "Who may review, approve, reject and correct rated replies (login names; a TOML list, or comma-"
+        "separated in ASSISTANT_CURATORS). Empty: everyone may curate.",
     )
-    learning_rate: float = field(
-        default=0.0, metadata=_help("Peak learning rate; 0: 2e-4, or 1e-2 for the built-in demo model.")
+    allow_user_override: bool = setting(
+        False,
+        "curation",
+        "With `curators` set, let `--user`, ASSISTANT_USER or a config file's `user` name someone other than "
+        "the OS login for curating, erasing and promoting (read only from the data dir's config.toml).",
     )
-    lr_scheduler_type: str = field(default="cosine", metadata=_help("Learning-rate schedule: cosine, linear, constant_with_warmup, ..."))
-    warmup_ratio: float = field(default=0.05, metadata=_help("Share of the steps spent warming the learning rate up."))
-    epochs: float = field(default=0.0, metadata=_help("Passes over the training set; 0: 3, or 30 for the demo model."))
-    max_steps: int = field(default=0, metadata=_help("Stop after this many optimiser steps; 0: no limit but epochs."))
-    batch_size: int = field(default=4, metadata=_help("Examples per device per step."))
-    gradient_accumulation_steps: int = field(default=1, metadata=_help("Steps whose gradients add up per update."))
-    eval_steps: int = field(
-        default=0, metadata=_help("Evaluate and checkpoint every this many steps; 0: about ten times per run.")
+
+    # -- dataset: what `dataset build` (and retrain's build) takes and how it splits -------------
+    train_on_unreviewed_thumbs_up: bool = setting(
+        False,
+        "dataset",
+        "Train on thumbs-up replies no curator has reviewed yet (default: only approved ones).",
     )
-    early_stopping_patience: int = field(
-        default=3, metadata=_help("Stop after this many evaluations without a better eval loss; 0: never (the demo model never does).")
+    eval_fraction: float = setting(
+        0.1,
+        "dataset",
+        "Share of conversations held out for evaluation (split by conversation).",
+        check=fraction,
     )
-    train_seed: int = field(default=0, metadata=_help("Seed of retrain (initialisation, shuffling, dropout)."))
-    gate_margin: float = field(
-        default=0.01,
-        metadata=_help("A candidate is promoted only if its eval loss beats the active adapter's by this much."),
+    min_eval_examples: int = setting(
+        8,
+        "dataset",
+        "Smallest evaluation split, when the data allows (at most half the examples).",
+        check=zero_or_more,
     )
-    gate_regression_tolerance: float = field(
-        default=0.02,
-        metadata=_help("Largest allowed rise (a fraction) of the loss on earlier snapshots' eval examples."),
+    max_length: int = setting(
+        2048,
+        "dataset",
+        "Longest training example in tokens of the model's tokenizer; longer ones are dropped.",
+        check=at_least(16),
     )
-    gate_max_examples: int = field(default=200, metadata=_help("Most examples of each eval set the gate scores."))
-    probe_prompts: tuple[str, ...] = field(
-        default=(),
-        metadata=_help("Questions every version answers (greedy) in its eval report (a TOML list); empty: a few eval questions."),
+    max_truncated_fraction: float = setting(
+        0.05,
+        "dataset",
+        "`dataset build` fails when more than this share of examples is longer than max_length (and more "
+        "than one: a single one is dropped, and named in the output and the manifest).",
+        check=share,
     )
+    pii_patterns: tuple[tuple[str, str], ...] = setting(
+        (),
+        "dataset",
+        "Extra PII to scrub, NAME = regex (a TOML table, or a JSON object in ASSISTANT_PII_PATTERNS); matches "
+        "become <NAME_1>, <NAME_2>, ...",
+        check=pii_names_and_regexes,
+    )
+
+    # -- server: the model server: a team's chats served by one OpenAI-compatible server (vLLM) ----
+    server_url: str = setting(
+        "",
+        "server",
+        "The OpenAI-compatible base URL of the model server that answers every chat, such as "
+        "http://127.0.0.1:8000/v1 (`assistant serve` starts one). Empty: the model runs in-process.",
+        check=http_url,
+    )
+    server_model: str = setting("", "server", "The base model's name on the server; empty: the one the server names.")
+    server_api_key_env: str = setting(
+        "",
+        "server",
+        "The name of the environment variable that holds the server's API key (the key itself is never "
+        "stored, logged or shown); empty: no key.",
+        check=env_name,
+    )
+    server_timeout: float = setting(
+        30.0,
+        "server",
+        "Seconds to wait for the model server: to answer a request, and between two pieces of a reply.",
+        check=positive,
+    )
+    server_adapters_dir: str = setting(
+        "",
+        "server",
+        "Where the model server reads the data dir's adapters/ when it runs on another host (a shared mount); "
+        "empty: the same path as here.",
+    )
+    serve_precision: str = setting(
+        "auto",
+        "server",
+        "How `assistant serve` holds the base model on CUDA: 4bit (bitsandbytes NF4, as it was trained), "
+        "bf16, or auto (4bit). Without a GPU it serves in fp32.",
+        check=one_of(*SERVE_PRECISIONS),
+    )
+
+    # -- training: retrain: the names follow peft and TRL ----------------------------------------
+    lora_r: int = setting(16, "training", "LoRA rank.", check=at_least(1))
+    lora_alpha: int = setting(32, "training", "LoRA alpha (scaling = alpha / r).", check=at_least(1))
+    lora_dropout: float = setting(0.05, "training", "Dropout on the LoRA path while training.", check=fraction)
+    lora_target_modules: tuple[str, ...] = setting(
+        ("all-linear",),
+        "training",
+        "Modules that get LoRA weights: all-linear, or names such as q_proj, v_proj (a TOML list).",
+        check=some_modules,
+    )
+    learning_rate: float = setting(
+        0.0,
+        "training",
+        "Peak learning rate; 0: 2e-4, or 1e-2 for the built-in demo model.",
+        check=zero_or_more,
+    )
+    lr_scheduler_type: str = setting(
+        "cosine",
+        "training",
+        "Learning-rate schedule: cosine, linear, constant_with_warmup, ...",
+    )
+    warmup_ratio: float = setting(
+        0.05,
+        "training",
+        "Share of the steps spent warming the learning rate up.",
+        check=fraction,
+    )
+    epochs: float = setting(
+        0.0,
+        "training",
+        "Passes over the training set; 0: 3, or 30 for the demo model.",
+        check=zero_or_more,
+    )
+    max_steps: int = setting(
+        0,
+        "training",
+        "Stop after this many optimiser steps; 0: no limit but epochs.",
+        check=zero_or_more,
+    )
+    batch_size: int = setting(4, "training", "Examples per device per step.", check=at_least(1))
+    gradient_accumulation_steps: int = setting(
+        1,
+        "training",
+        "Steps whose gradients add up per update.",
+        check=at_least(1),
+    )
+    eval_steps: int = setting(
+        0,
+        "training",
+        "Evaluate and checkpoint every this many steps; 0: about ten times per run.",
+        check=zero_or_more,
+    )
+    early_stopping_patience: int = setting(
+        3,
+        "training",
+        "Stop after this many evaluations without a better eval loss; 0: never (the demo model never does).",
+        check=zero_or_more,
+    )
+    train_seed: int = setting(0, "training", "Seed of retrain (initialisation, shuffling, dropout).")
+
+    # -- gate: the gate: whether a candidate replaces the active version -------------------------
+    gate_margin: float = setting(
+        0.01,
+        "gate",
+        "A candidate is promoted only if its eval loss beats the active adapter's by this much.",
+        check=zero_or_more,
+    )
+    gate_regression_tolerance: float = setting(
+        0.02,
+        "gate",
+        "Largest allowed rise (a fraction) of the loss on earlier snapshots' eval examples.",
+        check=zero_or_more,
+    )
+    gate_max_examples: int = setting(200, "gate", "Most examples of each eval set the gate scores.", check=at_least(1))
+    probe_prompts: tuple[str, ...] = setting(
+        (),
+        "gate",
+        "Questions every version answers (greedy) in its eval report (a TOML list); empty: a few eval "
+        "questions.",
+    )
+
+    @property
+    def layout(self) -> DataDir:
+        return DataDir(self.data_dir)
 
     @property
     def db_path(self) -> Path:
-        return self.data_dir / "assistant.db"
+        return self.layout.db
 
     @property
     def models_dir(self) -> Path:
-        return self.data_dir / "models"
-
-    @property
-    def adapters_dir(self) -> Path:
-        return self.data_dir / "adapters"
+        return self.layout.models
 
     @property
     def runs_dir(self) -> Path:
-        return self.data_dir / "runs"
+        return self.layout.runs
 
     @property
     def log_path(self) -> Path:
-        return self.data_dir / "logs" / "assistant.log"
+        return self.layout.log
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -302,6 +515,28 @@ def _coerce_patterns(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((str(name), regex) for name, regex in value.items()))
 
 
+def section_of(name: str) -> str:
+    return _FIELDS[name].metadata["section"]
+
+
+def _flatten_sections(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """`[chat]` `temperature = 0` is `temperature = 0`; a key under the wrong section is refused."""
+    flat = {key: value for key, value in data.items() if key not in SECTIONS}
+    for section in SECTIONS:
+        table = data.get(section)
+        if table is None:
+            continue
+        if not isinstance(table, dict):
+            raise ConfigError(f"config file {path}: [{section}] must be a table of settings")
+        for name, value in table.items():
+            if name in _FIELDS and name != "data_dir" and section_of(name) != section:
+                raise ConfigError(f"config file {path}: {name} belongs under [{section_of(name)}], not [{section}]")
+            if name in flat:
+                raise ConfigError(f"config file {path}: {name} is set twice")
+            flat[name] = value
+    return flat
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -309,6 +544,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    data = _flatten_sections(data, path)
     unknown = sorted(set(data) - set(_CONFIGURABLE))
     if unknown:
         raise ConfigError(
@@ -318,68 +554,39 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return data
 
 
-DEMO_RECIPES = ("demo", "tiny")
-SERVE_PRECISIONS = ("auto", "4bit", "bf16")
-
 
 def _validate(settings: Settings) -> None:
     for name, kind in _TYPES.items():
         if kind is float and not math.isfinite(getattr(settings, name)):
             raise ConfigError(f"{name} must be a finite number, got {getattr(settings, name)}")
-    if settings.demo_recipe not in DEMO_RECIPES:
-        raise ConfigError(f"demo_recipe must be one of {', '.join(DEMO_RECIPES)}, got {settings.demo_recipe!r}")
-    if settings.device not in {"auto", "cpu", "cuda"}:
-        raise ConfigError(f"device must be auto, cpu or cuda, got {settings.device!r}")
-    if settings.server_url and not re.match(r"https?://[^/\s]+", settings.server_url):
-        raise ConfigError(f"server_url must be an http:// or https:// URL, got {settings.server_url!r}")
-    if settings.server_api_key_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", settings.server_api_key_env):
-        raise ConfigError(
-            f"server_api_key_env must name an environment variable (such as VLLM_API_KEY), got {settings.server_api_key_env!r}"
-        )
-    if settings.server_timeout <= 0:
-        raise ConfigError("server_timeout must be positive")
-    if settings.serve_precision not in SERVE_PRECISIONS:
-        raise ConfigError(f"serve_precision must be one of {', '.join(SERVE_PRECISIONS)}, got {settings.serve_precision!r}")
-    if settings.max_new_tokens < 1:
-        raise ConfigError("max_new_tokens must be at least 1")
-    if settings.temperature < 0:
-        raise ConfigError("temperature must be 0 or more")
-    if not 0 < settings.top_p <= 1:
-        raise ConfigError("top_p must be in (0, 1]")
-    if settings.repetition_penalty <= 0:
-        raise ConfigError("repetition_penalty must be positive")
-    if not settings.user.strip():
-        raise ConfigError("user must not be empty")
-    if not 0 <= settings.eval_fraction < 1:
-        raise ConfigError("eval_fraction must be in [0, 1)")
-    if settings.min_eval_examples < 0:
-        raise ConfigError("min_eval_examples must be 0 or more")
-    if settings.max_length < 16:
-        raise ConfigError("max_length must be at least 16")
-    if not 0 <= settings.max_truncated_fraction <= 1:
-        raise ConfigError("max_truncated_fraction must be in [0, 1]")
-    positive = ("lora_r", "lora_alpha", "batch_size", "gradient_accumulation_steps", "gate_max_examples")
-    for name in positive:
-        if getattr(settings, name) < 1:
-            raise ConfigError(f"{name} must be at least 1")
-    for name in ("learning_rate", "epochs", "max_steps", "eval_steps", "early_stopping_patience", "gate_margin",
-                 "gate_regression_tolerance"):
-        if getattr(settings, name) < 0:
-            raise ConfigError(f"{name} must be 0 or more")
-    if not 0 <= settings.lora_dropout < 1 or not 0 <= settings.warmup_ratio < 1:
-        raise ConfigError("lora_dropout and warmup_ratio must be in [0, 1)")
-    if not settings.lora_target_modules:
-        raise ConfigError("lora_target_modules must name at least one module (or all-linear)")
-    for name, regex in settings.pii_patterns:
-        if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
-            raise ConfigError(f"pii_patterns: {name!r} must be an upper-case name such as ORDER_ID")
-        try:
-            re.compile(regex)
-        except re.error as exc:
-            raise ConfigError(f"pii_patterns: {name} is not a valid regex: {exc}") from None
+    for name in _CONFIGURABLE:
+        check = _FIELDS[name].metadata["check"]
+        problem = check(getattr(settings, name)) if check else None
+        if problem:
+            raise ConfigError(f"{name}: {problem}" if name == "pii_patterns" else f"{name} {problem}")
+
+
+# Settings that widen who may do what: only the data dir's config.toml (the admin's file) sets them,
+# never the user config dir's file, ASSISTANT_CONFIG, the environment or a flag.
+ADMIN_ONLY = frozenset({"allow_user_override"})
 
 
 def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "user"
+
+
+def login_name() -> str:
+    """The OS account running this process, by its uid (LOGNAME and USER can say anything): who
+    curates when `curators` is set."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError, OSError):
+        pass
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -420,19 +627,25 @@ def load_settings(
         files = [p for p in (user_config_file(), resolved_dir / CONFIG_FILENAME) if p.is_file()]
     for path in files:
         for name, value in _read_toml(path).items():
+            if name in ADMIN_ONLY and path != resolved_dir / CONFIG_FILENAME:
+                raise ConfigError(f"config file {path}: {name} is read only from the data dir's {CONFIG_FILENAME}")
             values[name] = _coerce(name, value, str(path))
             sources[name] = f"file {path}"
 
     for name in _CONFIGURABLE:
         key = ENV_PREFIX + name.upper()
+        if key in env and name in ADMIN_ONLY:
+            raise ConfigError(f"env {key}: {name} is read only from the data dir's {CONFIG_FILENAME}")
         if key in env:
+            if not is_utf8(env[key]):
+                raise ConfigError(f"env {key} is not valid UTF-8 text")
             values[name] = _coerce(name, env[key], f"env {key}")
             sources[name] = f"env {key}"
 
     for name, value in (overrides or {}).items():
         if value is None:
             continue
-        if name not in _CONFIGURABLE:
+        if name not in _CONFIGURABLE or name in ADMIN_ONLY:
             raise ConfigError(f"unknown setting {name!r}")
         values[name] = _coerce(name, value, f"flag --{name.replace('_', '-')}")
         sources[name] = f"flag --{name.replace('_', '-')}"

@@ -39,3 +39,13 @@ def one_line(text: str, width: int | None = None) -> str:
 def plural(count: int, word: str, many: str | None = None) -> str:
     """`1 reply`, `2 replies`."""
     return f"{count} {word if count == 1 else (many or word + 's')}"
+
+
+def is_utf8(text: str) -> bool:
+    """Whether `text` encodes as UTF-8: False when it holds a lone surrogate (how Python reads bytes
+    that are not UTF-8 from the command line and the environment)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

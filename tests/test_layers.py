@@ -72,3 +72,45 @@ def test_the_4bit_configuration_loads_no_ml_library() -> None:
 def test_the_check_sees_a_loaded_library() -> None:
     # The TUI does load textual: the probe must report it, or the tests above prove nothing.
     assert loaded_after_import("assistant.tui.app", ("textual",)) == ["textual"]
+
+
+def test_one_module_owns_the_data_dirs_layout() -> None:
+    """Where the database, models, adapters, datasets, runs, logs and the retrain lock live is said once,
+    by `settings.DataDir`; every other module asks it (a second spelling of a path drifts)."""
+    import re
+
+    spelled = re.compile(r'/\s*"(adapters|datasets|runs|models|logs|assistant\.db|retrain\.lock)"')
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sorted((ROOT / "assistant").rglob("*.py"))
+        if path.name != "settings.py"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if spelled.search(line)
+    ]
+    assert offenders == []
+    from assistant.settings import DataDir, Settings
+
+    settings = Settings(data_dir=Path("/srv/team"), user="ann")
+    assert settings.layout == DataDir(Path("/srv/team"))
+    assert settings.layout.version("v0003") == Path("/srv/team/adapters/v0003")
+    assert settings.db_path == settings.layout.db and settings.runs_dir == settings.layout.runs
+
+
+def test_the_store_modules_do_not_reach_into_each_other_for_rows() -> None:
+    """Records are built from rows in `store/rows.py` alone: no function-local imports between db.py,
+    curation.py and training.py (the cycle a design review found)."""
+    import ast
+
+    for name in ("db", "curation", "training"):
+        tree = ast.parse((ROOT / "assistant" / "store" / f"{name}.py").read_text(encoding="utf-8"))
+        local = [
+            node.module
+            for function in ast.walk(tree)
+            if isinstance(function, ast.FunctionDef)
+            for node in ast.walk(function)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("assistant.store")
+        ]
+        assert local == [], (name, local)
+    for name in ("curation", "training"):
+        source = (ROOT / "assistant" / "store" / f"{name}.py").read_text(encoding="utf-8")
+        assert "assistant.store.db" not in source, name

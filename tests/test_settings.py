@@ -438,3 +438,46 @@ def test_bad_curation_settings_name_the_setting(data_dir: Path, line: str, words
 def test_a_bad_json_variable_is_a_config_error(data_dir: Path) -> None:
     with pytest.raises(ConfigError, match="ASSISTANT_PII_PATTERNS: pii_patterns must be a table"):
         load(data_dir, environ={"ASSISTANT_PII_PATTERNS": "{not json"})
+
+
+# --- sections ---------------------------------------------------------------------------------
+
+
+def test_a_config_file_may_group_settings_under_their_sections(data_dir: Path) -> None:
+    write(
+        data_dir / "config.toml",
+        'temperature = 0.5\n[training]\nlora_r = 8\nlora_target_modules = ["q_proj"]\n'
+        '[gate]\ngate_margin = 0.1\n[dataset.pii_patterns]\nORDER_ID = "ORD-[0-9]+"\n',
+    )
+    settings = load(data_dir).settings
+    assert (settings.temperature, settings.lora_r, settings.gate_margin) == (0.5, 8, 0.1)
+    assert settings.lora_target_modules == ("q_proj",)
+    assert settings.pii_patterns == (("ORDER_ID", "ORD-[0-9]+"),)
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("[chat]\nlora_r = 8\n", "lora_r belongs under [training], not [chat]"),
+        ("lora_r = 8\n[training]\nlora_r = 4\n", "lora_r is set twice"),
+        ("chat = 3\n", "[chat] must be a table of settings"),
+        ("[training]\nlora_rank = 8\n", "unknown setting 'lora_rank'"),
+    ],
+)
+def test_a_setting_under_the_wrong_section_is_refused(data_dir: Path, text: str, error: str) -> None:
+    write(data_dir / "config.toml", text)
+    with pytest.raises(ConfigError, match=re.escape(error)):
+        load(data_dir)
+
+
+def test_every_setting_has_a_section_and_every_section_settings() -> None:
+    fields = [f for f in dataclasses.fields(Settings) if f.name != "data_dir"]
+    sections = {f.metadata["section"] for f in fields}
+    assert sections == set(settings_module.SECTIONS)
+    assert {"chat", "dataset", "training", "gate", "server"} <= sections
+
+
+def test_an_admin_only_setting_stays_admin_only_under_its_section(data_dir: Path, user_config: Path) -> None:
+    write(user_config, "[curation]\nallow_user_override = true\n")
+    with pytest.raises(ConfigError, match="read only from the data dir"):
+        load(data_dir)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import ModelError, NotFoundError
+from assistant.settings import DataDir
 
 META = "meta.json"
 WEIGHTS = "adapter_model.safetensors"
@@ -52,12 +53,20 @@ def normalise_version(text: str) -> str:
     return version_name(int(digits))
 
 
-def adapters_dir(data_dir: Path) -> Path:
-    return data_dir / "adapters"
+def version_dir(data_dir: Path, version: str) -> Path:
+    """`adapters/<version>` of the data dir, refused (ModelError) when it is a symbolic link or resolves
+    outside `adapters/`: promoting or deleting it must not touch anything else."""
+    root = DataDir(data_dir).adapters
+    directory = root / version
+    if directory.is_symlink():
+        raise ModelError(f"adapter {version} is a symbolic link ({directory}); refusing to use it")
+    if directory.exists() and directory.resolve().parent != root.resolve():
+        raise ModelError(f"adapter {version} resolves outside {root}; refusing to use it")
+    return directory
 
 
 def published(data_dir: Path) -> Iterator[Path]:
-    root = adapters_dir(data_dir)
+    root = DataDir(data_dir).adapters
     if root.is_dir():
         yield from sorted(p for p in root.iterdir() if p.is_dir() and VERSION.match(p.name))
 
@@ -86,7 +95,7 @@ def publish(source: Path, data_dir: Path, version: str, meta: dict[str, Any]) ->
     README) stays behind. Raises if the version exists: a published version is never replaced.
     """
     check_files(source, verify=False)
-    root = adapters_dir(data_dir)
+    root = DataDir(data_dir).adapters
     root.mkdir(parents=True, exist_ok=True)
     target = root / version
     if target.exists():
@@ -159,6 +168,9 @@ def check_files(directory: Path, *, verify: bool = True) -> dict[str, Any] | Non
     """
     if not directory.is_dir():
         raise ModelError(f"adapter directory not found: {directory}")
+    linked = sorted(p.name for p in directory.iterdir() if p.is_symlink())
+    if linked:
+        raise ModelError(f"adapter {directory.name}: {linked[0]} is a symbolic link; only plain files are loaded")
     pickled = sorted(p.name for p in directory.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
     if pickled:
         raise ModelError(f"adapter {directory.name} contains a pickle file ({pickled[0]}); only safetensors are loaded")
@@ -182,28 +194,109 @@ def check_files(directory: Path, *, verify: bool = True) -> dict[str, Any] | Non
     return meta
 
 
+# safetensors dtypes: the numpy type to read them as, and for bfloat16 (which numpy lacks) the
+# exponent bits that make a value infinite or NaN when all are set.
+_FLOATS = {"F64": ("<f8", None), "F32": ("<f4", None), "F16": ("<f2", None), "BF16": ("<u2", 0x7F80)}
+_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+def check_weights(directory: Path) -> None:
+    """Refuse weights a chat would fail on, without a model: a safetensors header that does not parse,
+    tensors that do not fit the file, no LoRA weights, a value that is not finite, a LoRA rank that is
+    not the one adapter_config.json names. Checked before a promotion and before a chat serves one."""
+    import numpy as np
+
+    name = directory.name
+    path = directory / WEIGHTS
+    try:
+        data = np.memmap(path, dtype=np.uint8, mode="r")
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"adapter {name}: {WEIGHTS} is unreadable ({exc})") from None
+    header, start = _safetensors_header(data, name)
+    ranks = _ranks(directory)
+    lora = 0
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        where = f"adapter {name}: {WEIGHTS} tensor {key!r}"
+        damaged = f"adapter {name}: {WEIGHTS} is unreadable (tensor {key!r}"
+        try:
+            dtype, shape, (begin, end) = info["dtype"], [int(n) for n in info["shape"]], info["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise ModelError(f"{damaged} has a malformed header entry)") from None
+        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        if dtype not in _SIZES or not 0 <= begin <= end <= len(data) - start or end - begin != count * _SIZES[dtype]:
+            raise ModelError(f"{damaged} does not fit the file)")
+        if dtype in _FLOATS:
+            kind, exponent = _FLOATS[dtype]
+            values = data[start + begin : start + end].view(kind)
+            finite = ((values & exponent) != exponent).all() if exponent else np.isfinite(values).all()
+            if not finite:
+                raise ModelError(f"{where} holds NaN or infinite values; refusing it")
+        parts = key.split(".")
+        if "lora_A" in parts or "lora_B" in parts:
+            lora += 1
+            rank = shape[0] if "lora_A" in parts else (shape[1] if len(shape) > 1 else None)
+            if ranks and rank not in ranks:
+                raise ModelError(f"{where} has rank {rank}; {CONFIG} says {', '.join(map(str, sorted(ranks)))}")
+    if not lora:
+        raise ModelError(f"adapter {name}: {WEIGHTS} holds no LoRA weights")
+
+
+def _safetensors_header(data: Any, name: str) -> tuple[dict[str, Any], int]:
+    size = int.from_bytes(bytes(data[:8]), "little") if len(data) >= 8 else -1
+    if not 0 < size <= len(data) - 8:
+        raise ModelError(f"adapter {name}: {WEIGHTS} is not a safetensors file (no header)")
+    try:
+        header = json.loads(bytes(data[8 : 8 + size]))
+    except (ValueError, RecursionError):
+        raise ModelError(f"adapter {name}: {WEIGHTS} has a damaged header") from None
+    if not isinstance(header, dict):
+        raise ModelError(f"adapter {name}: {WEIGHTS} has a damaged header")
+    return header, 8 + size
+
+
+def _ranks(directory: Path) -> set[int]:
+    """The LoRA ranks adapter_config.json allows (`r` and any `rank_pattern`); empty: not stated."""
+    try:
+        config = json.loads((directory / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"adapter {directory.name}: {CONFIG} is unreadable ({exc})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("r"), int):
+        return set()
+    pattern = config.get("rank_pattern") or {}
+    return {config["r"], *(v for v in pattern.values() if isinstance(v, int))} if isinstance(pattern, dict) else {config["r"]}
+
+
 def remove(directory: Path) -> None:
-    """Delete a version's directory (read-only files included)."""
+    """Delete a version's directory (read-only files included). A directory that is a symbolic link is
+    refused; a symbolic link inside is removed, never what it points to (nor is that chmod-ed)."""
+    if directory.is_symlink():
+        raise ModelError(f"{directory} is a symbolic link; refusing to delete through it")
     if not directory.exists():
         return
-    for file in directory.iterdir():
-        file.chmod(stat.S_IWUSR | stat.S_IRUSR)
+    _make_writable(directory)
     trash = directory.with_name(f".{directory.name}.deleted")
     os.rename(directory, trash)
     shutil.rmtree(trash)
 
 
+def _make_writable(directory: Path) -> None:
+    for file in directory.iterdir():
+        if not file.is_symlink():
+            file.chmod(stat.S_IWUSR | stat.S_IRUSR)
+
+
 def sweep_staging(data_dir: Path) -> list[str]:
     """Remove what a killed publish or delete left behind (`.vNNNN.*` directories). Call it only
     while holding the retrain lock: publishing happens only under it."""
-    root = adapters_dir(data_dir)
+    root = DataDir(data_dir).adapters
     if not root.is_dir():
         return []
     removed = []
     for path in root.iterdir():
-        if path.is_dir() and re.match(r"^\.v[0-9]{4,}\.", path.name):
-            for file in path.iterdir():
-                file.chmod(stat.S_IWUSR | stat.S_IRUSR)
+        if path.is_dir() and not path.is_symlink() and re.match(r"^\.v[0-9]{4,}\.", path.name):
+            _make_writable(path)
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path.name)
     return removed

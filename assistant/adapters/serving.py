@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from assistant.adapters.registry import VERSION, adapters_dir
+from assistant.adapters.registry import VERSION
 from assistant.errors import ServerError
 from assistant.settings import Settings
 
@@ -53,7 +53,7 @@ def prepare(settings: Settings, version: str | None) -> str | None:
 
     backend = RemoteBackend(ServerAPI.from_settings(settings), settings)
     try:
-        backend.swap_adapter(version, adapters_dir(settings.data_dir) / version)
+        backend.swap_adapter(version, settings.layout.version(version))
     except ServerError as exc:
         return f"{exc}; the chats load {version} when the server is back"
     finally:
@@ -63,7 +63,7 @@ def prepare(settings: Settings, version: str | None) -> str | None:
 
 def prune(api, held: set[str], settings: Settings) -> list[str]:  # noqa: ANN001
     """Unload this data dir's versions that `held` (see `keep`) does not name; returns those unloaded."""
-    ours = Path(settings.server_adapters_dir) if settings.server_adapters_dir else adapters_dir(settings.data_dir).resolve()
+    ours = Path(settings.server_adapters_dir) if settings.server_adapters_dir else settings.layout.adapters.resolve()
     unloaded = []
     for model in api.models():
         if model.parent is None or model.id in held or not VERSION.match(model.id):

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+import re
 from functools import wraps
 from pathlib import Path
 from typing import Any
 
 import click
 
+from assistant.errors import InputError
 from assistant.logs import setup_logging
 from assistant.settings import Resolved, Settings, load_settings
-from assistant.text import one_line
+from assistant.text import is_utf8, one_line
 
 
 @dataclass
@@ -47,6 +49,54 @@ class Context:
         return self._store
 
 
+class Text(click.ParamType):
+    """A text argument: refused (InputError) when it is not valid UTF-8. Python reads such bytes in
+    argv as lone surrogates, which no database write or UTF-8 output accepts."""
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not is_utf8(value):
+            raise InputError(f"{_param_name(param)} is not valid UTF-8 text")
+        return value
+
+
+class Number(click.ParamType):
+    """A whole number in [minimum, 2**63 - 1], what SQLite stores: an id or a count. One out of range
+    (2**63, a number of 5,000 digits) is an InputError, not a database error."""
+
+    name = "integer"
+    MAX = 2**63 - 1
+
+    def __init__(self, minimum: int = -(2**63)) -> None:
+        self.minimum = minimum
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip()
+        if not re.fullmatch(r"[+-]?[0-9]+", text):
+            self.fail(f"{value!r} is not a valid integer", param, ctx)
+        shown = text if len(text) <= 24 else f"{text[:12]}… ({len(text)} characters)"
+        digits = text.lstrip("+-").lstrip("0")
+        if len(digits) > 19 or not self.minimum <= int(text) <= self.MAX:
+            raise InputError(f"{_param_name(param)}: {shown} is out of range ({self.minimum} to {self.MAX})")
+        return int(text)
+
+
+def _param_name(param: click.Parameter | None) -> str:
+    if param is None:
+        return "an argument"
+    if isinstance(param, click.Option):
+        return max(param.opts, key=len)
+    return param.human_readable_name
+
+
+ID = Number()
+COUNT = Number(minimum=1)
+TEXT = Text()
+
+
 def settings_options(command: Callable) -> Callable:
     """Options every command takes; they override config files and ASSISTANT_* variables."""
     return _with_settings_options(command, acting_user=True)
@@ -72,7 +122,9 @@ def _with_settings_options(command: Callable, *, acting_user: bool) -> Callable:
     decorated = click.pass_context(wrapper)
     decorated = click.option("-v", "--verbose", is_flag=True, help="Log to stderr too.")(decorated)
     if acting_user:
-        decorated = click.option("--user", "acting_user", help="Who is chatting (default: the OS login name).")(decorated)
+        decorated = click.option(
+            "--user", "acting_user", type=TEXT, help="Who is chatting (default: the OS login name)."
+        )(decorated)
     decorated = click.option("--adapter", help="LoRA adapter directory to apply.")(decorated)
     decorated = click.option("--model", help="Hugging Face id or local directory of the base model.")(decorated)
     decorated = click.option(
@@ -118,10 +170,9 @@ def follow_active_adapter(backend, store, settings: Settings) -> None:  # noqa: 
     active = store.active_adapter()
     if active is None:
         return
-    from assistant.adapters.registry import adapters_dir
     from assistant.errors import ModelError
 
     try:
-        backend.swap_adapter(active.version, adapters_dir(settings.data_dir) / active.version)
+        backend.swap_adapter(active.version, settings.layout.version(active.version))
     except ModelError as exc:
         click.echo(f"warning: {one_line(str(exc))}; answering with the base model", err=True)

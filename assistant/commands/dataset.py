@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from assistant.commands.common import Context, settings_options, settings_options_without_user
+from assistant.commands.common import ID, TEXT, Context, settings_options, settings_options_without_user
 from assistant.curation import require_curator
 from assistant.formats import json_text
 from assistant.text import one_line, plural
@@ -56,7 +56,8 @@ def build(state: Context, as_json: bool) -> None:
         snapshot = build_snapshot(store, settings.data_dir, BuildPolicy.from_settings(settings), tokenizer, user=settings.user)
     counts = snapshot.manifest["counts"]
     if as_json:
-        click.echo(json_text({"snapshot_id": snapshot.id, "path": str(snapshot.path), "reused": snapshot.reused, **counts}))
+        dropped = {"dropped_too_long": snapshot.manifest.get("dropped_too_long", [])}
+        click.echo(json_text({"snapshot_id": snapshot.id, "path": str(snapshot.path), "reused": snapshot.reused, **counts, **dropped}))
         return
     rows = counts["rows"]
     click.echo(
@@ -65,6 +66,7 @@ def build(state: Context, as_json: bool) -> None:
     )
     click.echo(f"  {snapshot.path}")
     _print_filters(counts)
+    _print_too_long(snapshot.manifest)
 
 
 def _print_filters(counts: dict[str, Any]) -> None:
@@ -74,6 +76,19 @@ def _print_filters(counts: dict[str, Any]) -> None:
     click.echo(f"  filtered: {skipped or 'nothing'}")
     pii = ", ".join(f"{k} {v}" for k, v in counts["pii_replaced"].items()) or "none found"
     click.echo(f"  PII replaced: {pii}")
+
+
+def _print_too_long(manifest: dict[str, Any], most: int = 10) -> None:
+    """The examples dropped for length, by conversation (id and title) and message: a curator may
+    reject or edit them."""
+    from assistant.data.builder import describe_too_long
+
+    dropped = manifest.get("dropped_too_long", [])
+    for n, entry in enumerate(dropped[:most]):
+        lead = f"  dropped as longer than max_length {manifest['policy']['max_length']}: " if not n else "    "
+        click.echo(lead + describe_too_long(entry))
+    if len(dropped) > most:
+        click.echo(f"    and {len(dropped) - most} more (manifest.json lists them all)")
 
 
 @dataset.command(name="list")
@@ -114,6 +129,7 @@ def stats(state: Context, snapshot_id: str | None, as_json: bool) -> None:
         f"{rows['eval']} eval ({plural(conversations['eval'], 'conversation')}), {rows['dpo']} DPO, {rows['kto']} KTO"
     )
     _print_filters(counts)
+    _print_too_long(manifest)
     for split in ("train", "eval"):
         tokens = manifest["tokens"][split]
         if tokens.get("count"):
@@ -157,8 +173,8 @@ def export(state: Context, out_dir: Path, fmt: str, snapshot_id: str | None) -> 
 
 
 @click.command()
-@click.option("--conversation", "conversation_id", type=int, help="Erase this conversation.")
-@click.option("--user", "user", help="Erase every conversation of this user, and their ratings.")
+@click.option("--conversation", "conversation_id", type=ID, help="Erase this conversation.")
+@click.option("--user", "user", type=TEXT, help="Erase every conversation of this user, and their ratings.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @settings_options_without_user
 def forget(state: Context, conversation_id: int | None, user: str | None, yes: bool) -> None:

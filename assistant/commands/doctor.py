@@ -12,8 +12,8 @@ import click
 
 from assistant import __version__
 from assistant.commands.common import Context, settings_options
-from assistant.errors import AssistantError
-from assistant.settings import Settings, field_help
+from assistant.errors import AssistantError, StoreError
+from assistant.settings import SECTIONS, Settings, field_help, section_of
 from assistant.text import one_line, plural
 
 
@@ -33,18 +33,20 @@ def doctor(state: Context) -> None:
         advice.append(f"The data dir {settings.data_dir} is not writable: pass --data-dir or set ASSISTANT_DATA_DIR.")
     files = ", ".join(str(p) for p in resolved.config_files) or "none (defaults; see README 'Configuration')"
     _row("config files", files)
-    _database(state, settings, advice)
+    usable = _database(state, settings, advice)
 
     _section("Settings")
     helps = field_help()
-    for name, source in resolved.sources.items():
-        if name == "data_dir":
-            continue
-        value = getattr(settings, name)
-        shown = one_line(repr(value), 70)
-        click.echo(f"  {name:<19} = {shown}  [{source}]")
-        if state.verbose:
-            click.echo(f"  {'':<21}{helps[name]}")
+    for section in SECTIONS:
+        click.echo(f"  [{section}]")
+        for name, source in resolved.sources.items():
+            if name == "data_dir" or section_of(name) != section:
+                continue
+            value = getattr(settings, name)
+            shown = one_line(repr(value), 70)
+            click.echo(f"    {name:<29} = {shown}  [{source}]")
+            if state.verbose:
+                click.echo(f"    {'':<32}{helps[name]}")
 
     if not settings.curators:
         advice.append(
@@ -66,6 +68,8 @@ def doctor(state: Context) -> None:
         click.echo("  Nothing to fix.")
     for line in advice:
         click.echo(f"  - {line}")
+    if not usable:
+        sys.exit(StoreError.exit_code)
 
 
 def _section(title: str) -> None:
@@ -83,25 +87,27 @@ def _writable(directory: Path) -> bool:
     return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
 
 
-def _database(state: Context, settings: Settings, advice: list[str]) -> None:
+def _database(state: Context, settings: Settings, advice: list[str]) -> bool:
+    """The database's state; False when it exists and is unusable (doctor then exits with its code)."""
     import sqlite3
 
     _row("database", str(settings.db_path) + ("" if settings.db_path.exists() else "  (created on first use)"))
     _row("SQLite", sqlite3.sqlite_version)
     if not settings.db_path.exists():
-        return
+        return True
     try:
         store = state.store()
+        counts = store.counts()
+        mode = store.journal_mode()
     except AssistantError as exc:
         _row("status", f"unusable: {exc}")
         advice.append(f"Database: {exc}")
-        return
-    counts = store.counts()
-    mode = store.journal_mode()
+        return False
     _row("schema", ", ".join(store.applied_migrations()))
     _row("journal mode", mode)
     _row("contents", ", ".join(f"{n} {name}" for name, n in counts.items()))
     _adapters(store, settings, advice)
+    return True
 
 
 def _adapters(store, settings: Settings, advice: list[str]) -> None:  # noqa: ANN001

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import click
 
-from assistant.commands.common import Context, settings_options
+from assistant.commands.common import COUNT, ID, TEXT, Context, settings_options
+from assistant.chat import check_length
 from assistant.curation import require_curator
 from assistant.errors import InputError
 from assistant.formats import json_text
@@ -76,12 +77,12 @@ def item_line(item: ReviewItem) -> str:
 @feedback.command(name="list")
 @click.option("--rating", type=click.Choice(["up", "down"]), help="Replies with a thumbs-up, or with a thumbs-down.")
 @click.option("--status", type=click.Choice([*REVIEW_STATUSES, "all"]), default="pending", show_default=True)
-@click.option("--tag", help="A rater's reason tag or a curator's tag.")
-@click.option("--rater", help="Rated by this user.")
-@click.option("--model-version", help="Written by this adapter (or model).")
+@click.option("--tag", type=TEXT, help="A rater's reason tag or a curator's tag.")
+@click.option("--rater", type=TEXT, help="Rated by this user.")
+@click.option("--model-version", type=TEXT, help="Written by this adapter (or model).")
 @click.option("--since", help="Rated on or after this date/time (ISO).")
-@click.option("--search", help="Words in the conversation.")
-@click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--search", type=TEXT, help="Words in the conversation.")
+@click.option("--limit", type=COUNT, default=200, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @settings_options
 def list_(state: Context, rating, status, tag, rater, model_version, since, search, limit, as_json) -> None:  # noqa: ANN001
@@ -108,7 +109,7 @@ def list_(state: Context, rating, status, tag, rater, model_version, since, sear
 
 
 @feedback.command()
-@click.argument("ids", nargs=-1, type=int)
+@click.argument("ids", nargs=-1, type=ID)
 @click.option("--all-up", is_flag=True, help="Every pending reply with a thumbs-up and no thumbs-down.")
 @click.option("--since", help="With --all-up: rated on or after this date/time (ISO).")
 @settings_options
@@ -129,7 +130,7 @@ def approve(state: Context, ids: tuple[int, ...], all_up: bool, since: str | Non
 
 
 @feedback.command()
-@click.argument("ids", nargs=-1, type=int, required=True)
+@click.argument("ids", nargs=-1, type=ID, required=True)
 @settings_options
 def reject(state: Context, ids: tuple[int, ...]) -> None:
     """Never train on these replies."""
@@ -139,8 +140,8 @@ def reject(state: Context, ids: tuple[int, ...]) -> None:
 
 
 @feedback.command()
-@click.argument("message_id", type=int)
-@click.option("--text", help="The ideal answer.")
+@click.argument("message_id", type=ID)
+@click.option("--text", type=TEXT, help="The ideal answer.")
 @click.option("--file", "file", type=click.Path(dir_okay=False, path_type=Path), help="Read the ideal answer from a file.")
 @settings_options
 def correct(state: Context, message_id: int, text: str | None, file: Path | None) -> None:
@@ -149,10 +150,11 @@ def correct(state: Context, message_id: int, text: str | None, file: Path | None
     if (text is None) == (file is None):
         raise click.UsageError("give --text or --file (one of them)")
     if file is not None:
-        try:
-            text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}") from None
+        from assistant.jsonl import read_text
+
+        # At most 4 bytes a character: a longer file cannot be an answer the chat would accept.
+        text = read_text(file, 4 * state.settings.max_message_chars, what="max_message_chars")
+    check_length(text or "", state.settings)
     item = state.store().edit(message_id, curator, text or "")
     click.echo(f"saved the corrected answer of reply {item.message.id} ({len(item.answer or '')} characters)")
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from assistant.commands.common import Context, settings_options
+from assistant.commands.common import COUNT, ID, TEXT, Context, settings_options
 from assistant.formats import export_records, json_text, to_jsonl, to_markdown
-from assistant.text import one_line, terminal_safe
+from assistant.text import one_line, plural, terminal_safe
 
 
 @click.group()
@@ -24,7 +24,7 @@ def _user_filter(state: Context, all_users: bool) -> str | None:
 @history.command(name="list")
 @click.option("--all-users", is_flag=True, help="Everyone's conversations, not only yours.")
 @click.option("--archived", is_flag=True, help="Include archived conversations.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--limit", type=COUNT, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @settings_options
 def list_(state: Context, all_users: bool, archived: bool, limit: int, as_json: bool) -> None:
@@ -44,7 +44,7 @@ def list_(state: Context, all_users: bool, archived: bool, limit: int, as_json: 
 
 
 @history.command()
-@click.argument("conversation_id", type=int)
+@click.argument("conversation_id", type=ID)
 @click.option("--json", "as_json", is_flag=True, help="The conversation as one JSON object.")
 @settings_options
 def show(state: Context, conversation_id: int, as_json: bool) -> None:
@@ -58,9 +58,9 @@ def show(state: Context, conversation_id: int, as_json: bool) -> None:
 
 
 @history.command()
-@click.argument("text")
+@click.argument("text", type=TEXT)
 @click.option("--all-users", is_flag=True, help="Search everyone's conversations.")
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--limit", type=COUNT, default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @settings_options
 def search(state: Context, text: str, all_users: bool, limit: int, as_json: bool) -> None:
@@ -85,19 +85,23 @@ def search(state: Context, text: str, all_users: bool, limit: int, as_json: bool
 @settings_options
 def export(state: Context, fmt: str, output: Path | None, all_users: bool, archived: bool) -> None:
     """Export conversations as JSONL (readable by `assistant import`) or Markdown."""
-    from assistant.errors import InputError
+    from assistant.files import write_atomic
 
     store = state.store()
     conversations = list(reversed(store.conversations(user=_user_filter(state, all_users), include_archived=archived)))
     render = to_jsonl if fmt == "jsonl" else to_markdown
     separator = "\n" if fmt == "jsonl" else "\n---\n\n"
-    chunks = [render(record) for record in export_records(store, conversations)]
+    # A conversation with no question (left by an older failed `ask`) holds nothing to import back.
+    records = [r for r in export_records(store, conversations) if any(m["role"] == "user" for m in r["messages"])]
+    chunks = [render(record) for record in records]
     text = separator.join(chunks) + ("\n" if chunks and fmt == "jsonl" else "")
+    if fmt == "markdown":
+        text = terminal_safe(text)  # JSONL escapes control characters itself, and reads back the same
+    empty = len(conversations) - len(records)
+    if empty:
+        click.echo(f"left out {plural(empty, 'conversation')} with no messages", err=True)
     if output is None:
-        sys.stdout.write(text if fmt == "jsonl" else terminal_safe(text))
+        sys.stdout.write(text)
         return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot write {output}: {exc.strerror}") from None
+    write_atomic(output, text)
     click.echo(f"exported {len(chunks)} conversations to {output}", err=True)

@@ -13,9 +13,10 @@ import shutil
 
 import click
 
-from assistant.adapters import registry, serving
-from assistant.commands.common import Context, settings_options
-from assistant.errors import InputError, NotFoundError, StoreError
+from assistant.adapters import promotion, registry, serving
+from assistant.commands.common import TEXT, Context, settings_options
+from assistant.curation import require_curator
+from assistant.errors import InputError, StoreError
 from assistant.formats import json_text
 from assistant.text import one_line
 
@@ -112,28 +113,30 @@ def show(state: Context, version: str, as_json: bool) -> None:
 
 @models.command()
 @click.argument("version")
-@click.option("--reason", default="", help="Recorded with the change.")
+@click.option("--reason", default="", type=TEXT, help="Recorded with the change.")
+@click.option("--force", is_flag=True, help="Promote a version the eval gate rejected.")
 @settings_options
-def promote(state: Context, version: str, reason: str) -> None:
+def promote(state: Context, version: str, reason: str, force: bool) -> None:
     """Make VERSION the active adapter (running chats switch to it between replies)."""
     settings = state.settings
     store = state.store()
     name = registry.normalise_version(version)
-    if store.adapter(name).deleted_at:
-        raise NotFoundError(f"adapter {name} was deleted")
-    registry.check_files(registry.adapters_dir(settings.data_dir) / name)
-    warning = serving.prepare(settings, name)  # with a model server: loaded there first; refused, not promoted
-    record = store.promote(name, actor=settings.user, reason=reason or f"promoted by {settings.user}")
+    rejected = promotion.gate_rejected(store.adapter(name))
+    # The files checked as a chat checks them; with a model server, loaded there first; refused: not promoted.
+    record, warning = promotion.promote(settings, store, name, reason=reason or f"promoted by {settings.user}", force=force)
+    if rejected is not None:
+        click.echo(f"warning: {name} was REJECTED by the eval gate ({one_line(rejected, 200)}); promoted (--force)", err=True)
     click.echo(f"{record.version} is active")
     _warn(warning, serving.tidy(settings, serving.keep(store)))
 
 
 @models.command()
-@click.option("--reason", default="", help="Recorded with the change.")
+@click.option("--reason", default="", type=TEXT, help="Recorded with the change.")
 @settings_options
 def rollback(state: Context, reason: str) -> None:
     """Deactivate the active version and reactivate the one before it (or the base model)."""
     settings = state.settings
+    require_curator(settings)  # with `curators` set, only they change what every chat serves
     store = state.store()
     # The version rolled back to is normally loaded on the model server already; one it refuses is
     # not made active (the chats could not serve it): promote another version instead.
@@ -159,9 +162,10 @@ def delete(state: Context, version: str) -> None:
     name = registry.normalise_version(version)
     if store.adapter(name).status == "active":
         raise InputError(f"{name} is active; promote another version or roll back first")
+    directory = registry.version_dir(settings.data_dir, name)  # nothing outside the data dir is touched
     store.delete_adapter(name, actor=settings.user)  # refuses the active version, in one transaction
     try:
-        registry.remove(registry.adapters_dir(settings.data_dir) / name)
+        registry.remove(directory)
     except OSError as exc:
         raise StoreError(f"{name} is deleted but its files could not be removed: {exc.strerror}") from None
     click.echo(f"deleted {name}")

@@ -16,7 +16,7 @@ import signal
 
 import click
 
-from assistant.commands.common import Context, settings_options
+from assistant.commands.common import TEXT, Context, settings_options
 from assistant.errors import GateRejected, InputError
 from assistant.formats import json_text
 from assistant.text import one_line
@@ -28,7 +28,7 @@ from assistant.text import one_line
 @click.option("--resume", is_flag=True, help="Continue the newest interrupted run from its last checkpoint.")
 @click.option("--warm-start", is_flag=True, help="Continue training the active adapter instead of a fresh one.")
 @click.option("--force", is_flag=True, help="Promote the new adapter whatever the gate says.")
-@click.option("--reason", default="", help="Why --force (recorded with the version).")
+@click.option("--reason", default="", type=TEXT, help="Why --force (recorded with the version).")
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many optimiser steps.")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), help="Passes over the training set.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of text.")

@@ -49,6 +49,8 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import AssistantError, InputError
+from assistant.files import write_atomic, write_error
+from assistant.jsonl import read_jsonl
 
 EXPORT_FORMATS = ("openai", "sharegpt", "alpaca", "hf")
 
@@ -97,31 +99,8 @@ def read_snapshot(snapshot_dir: Path) -> dict[str, list[Row]]:
             splits[split] = []
             continue
         check = _check_sft if split in SFT_SPLITS else _check_dpo if split == "dpo" else _check_kto
-        splits[split] = [check(row, where) for row, where in _read_jsonl(path)]
+        splits[split] = [check(row, where) for row, where in read_jsonl(path)]
     return splits
-
-
-def _read_jsonl(path: Path) -> list[tuple[Row, str]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"{path} is not UTF-8 text") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from None
-    rows = []
-    # Lines end at "\n" only: JSON strings may hold U+2028 and other characters splitlines() breaks at.
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        where = f"{path.name} line {number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(row, dict):
-            raise InputError(f"{where}: expected a JSON object")
-        rows.append((row, where))
-    return rows
 
 
 def _check_messages(value: Any, where: str, key: str) -> list[Message]:
@@ -208,11 +187,12 @@ def _json(value: Any, *, indent: int | None = None) -> str:
 
 
 def _write(out_dir: Path, files: dict[str, str]) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(out_dir, exc) from None
     for name, text in files.items():
-        # newline="" so that "\n" is written as is on every platform: the bytes must not depend on it.
-        with (out_dir / name).open("w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
+        write_atomic(out_dir / name, text)  # "\n" written as is on every platform: the bytes must not depend on it
 
 
 # -- the formats -------------------------------------------------------------------------------

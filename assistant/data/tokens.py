@@ -6,7 +6,10 @@ the prompts), so a length is counted as the template's own tokens for that seque
 the tokens of each message content, every distinct content encoded once. Special tokens split the
 text before byte-level BPE and the templates put a newline or a special token around contents, so
 this equals tokenising the rendered row for ChatML-style templates (tests/data/test_tokens.py
-checks it); `exact=True` renders and tokenises every row instead.
+checks it); `exact=True` renders and tokenises every row instead. The builder asks for the two parts
+(`content_lengths`, `template`); contents go straight to the Rust tokenizer's `encode_batch_fast` (no
+offsets, and the GIL released, so the builder runs it on a worker thread) when the tokenizer has no
+truncation or padding configured that the Python wrapper would switch off.
 
 The one module of data/ that imports transformers (and so torch); the builder gets it passed in.
 """
@@ -35,7 +38,6 @@ class ChatTokenizer:
         self.name = name
         added = [token.content for token in tokenizer.added_tokens_decoder.values() if token.special]
         self.special_tokens = sorted(set(tokenizer.all_special_tokens) | set(added))
-        self._content_tokens: dict[str, int] = {}
         self._template_tokens: dict[tuple, tuple[int, tuple[int, ...]]] = {}
 
     @classmethod
@@ -49,26 +51,38 @@ class ChatTokenizer:
         return cls(tokenizer, name or str(path))
 
     def lengths(self, conversations: Sequence[Sequence[dict[str, Any]]], *, exact: bool = False) -> list[int]:
+        """Token count of each conversation rendered with the chat template, as the trainer sees it."""
         if exact:
             return self._exact(conversations)
-        contents = {m["content"] for c in conversations for m in c} - self._content_tokens.keys()
-        new = sorted(contents)
-        for start in range(0, len(new), BATCH * 8):
-            batch = new[start : start + BATCH * 8]
-            encoded = self.tokenizer(batch, add_special_tokens=False)["input_ids"]
-            self._content_tokens.update(zip(batch, map(len, encoded), strict=True))
+        contents = sorted({m["content"] for c in conversations for m in c})
+        counts = dict(zip(contents, self.content_lengths(contents), strict=True))
         lengths = []
         for conversation in conversations:
-            overhead, shown = self._template(conversation)
-            lengths.append(overhead + sum(self._content_tokens[conversation[i]["content"]] for i in shown))
+            overhead, shown = self.template(tuple((m["role"], m.get("weight")) for m in conversation))
+            lengths.append(overhead + sum(counts[conversation[i]["content"]] for i in shown))
         return lengths
 
-    def _template(self, conversation: Sequence[dict[str, Any]]) -> tuple[int, tuple[int, ...]]:
-        """The template's own tokens for this sequence of roles (and weights), and which messages'
-        contents it shows (a template may leave the system message out)."""
-        key = tuple((m["role"], m.get("weight")) for m in conversation)
+    def content_lengths(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text on its own, no special tokens added (in batches, without offsets)."""
+        backend = getattr(self.tokenizer, "_tokenizer", None)  # the Rust tokenizer of a fast tokenizer
+        direct = hasattr(backend, "encode_batch_fast") and backend.truncation is None and backend.padding is None
+        lengths: list[int] = []
+        for start in range(0, len(texts), BATCH * 8):
+            batch = list(texts[start : start + BATCH * 8])
+            if direct:
+                lengths += [len(e) for e in backend.encode_batch_fast(batch, add_special_tokens=False)]
+            else:
+                lengths += map(len, self.tokenizer(batch, add_special_tokens=False)["input_ids"])
+        return lengths
+
+    def template(self, key: tuple[tuple[str, int | None], ...]) -> tuple[int, tuple[int, ...]]:
+        """The template's own tokens for a sequence of (role, weight) messages (weight None: no weight
+        key), and which messages' contents it shows (a template may leave the system message out)."""
         if key not in self._template_tokens:
-            marked = [{**m, "content": _SLOT.format(i)} for i, m in enumerate(conversation)]
+            marked = [
+                {"role": role, "content": _SLOT.format(i), **({} if weight is None else {"weight": weight})}
+                for i, (role, weight) in enumerate(key)
+            ]
             rendered = self.tokenizer.apply_chat_template(marked, tokenize=False)
             shown = tuple(int(i) for i in _SLOT_RE.findall(rendered))
             bare = _SLOT_RE.sub("", rendered)

@@ -11,6 +11,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from assistant.jsonl import read_jsonl
+
 PACKAGED = Path(__file__).with_name("samples")
 CHECKOUT = Path(__file__).resolve().parents[2] / "conversations" / "samples"
 
@@ -30,11 +32,7 @@ def sample_files(directory: Path | None = None) -> list[Path]:
 
 def read_conversations(path: Path) -> list[Conversation]:
     """The conversations of one sample file, in line order."""
-    return [
-        [{"role": m["role"], "content": m["content"]} for m in json.loads(line)["messages"]]
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
+    return [[{"role": m["role"], "content": m["content"]} for m in row["messages"]] for row, _ in read_jsonl(path)]
 
 
 def load_samples(directory: Path | None = None) -> list[Conversation]:

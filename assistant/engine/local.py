@@ -33,7 +33,7 @@ from transformers import (
 )
 from transformers.generation.streamers import BaseStreamer
 
-from assistant.adapters.registry import WEIGHTS, check_files
+from assistant.adapters.registry import WEIGHTS, check_files, check_weights
 from assistant.engine.base import CancelEvent, ChatMessage, GenerationParams, LoadProgress, ModelIdentity, Reply, prompt_budget, too_long
 from assistant.engine.prompt import encode_chat
 from assistant.engine.resolve import ModelChoice, resolve_model
@@ -180,6 +180,7 @@ class LocalBackend:
             trained_on = base.get("name") if isinstance(base, dict) else base
             if trained_on and trained_on != self._identity.model:
                 raise ModelError(f"adapter {version} was trained on {trained_on}, and this chat serves {self._identity.model}")
+            check_weights(path)  # what a promotion checks too: header, sizes, finite values, ranks
             expected = _file_fingerprint(path / WEIGHTS, version)
         with self._lock:
             if version is None:

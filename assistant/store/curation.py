@@ -14,6 +14,7 @@ from itertools import groupby
 from typing import Any
 
 from assistant.errors import ConflictError, InputError, NotFoundError
+from assistant.store import rows as from_row
 from assistant.store.records import (
     REVIEW_STATUSES,
     AuditEntry,
@@ -71,14 +72,14 @@ class CurationStore:
         sql += " ORDER BY (r.downs > 0) DESC, r.rated_at, m.id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [_review_item(row) for row in self.db.query(sql, args)]
+        return [from_row.review_item(row) for row in self.db.query(sql, args)]
 
     def review_item(self, message_id: int) -> ReviewItem:
         rows = list(self.db.query(_QUEUE + " WHERE m.id = :id", {"id": message_id}))
         if not rows:
             self.message(message_id)  # NotFoundError when there is no such message
             raise NotFoundError(f"message {message_id} has no rating to review")
-        return _review_item(rows[0])
+        return from_row.review_item(rows[0])
 
     def curation_counts(self, *, since: str | None = None) -> CurationCounts:
         """Pending, approved and rejected rated replies; `approved_since`: approved after `since`
@@ -235,7 +236,7 @@ class CurationStore:
             }
             rows = conn.execute(
                 """
-                SELECT c.id, c.user, c.system_prompt, m.id, m.parent_id, m.role, m.content
+                SELECT c.id, c.user, c.system_prompt, c.title, m.id, m.parent_id, m.role, m.content
                 FROM conversations c JOIN messages m ON m.conversation_id = c.id
                 WHERE c.id IN (
                     SELECT conversation_id FROM messages
@@ -245,14 +246,14 @@ class CurationStore:
                 ORDER BY c.id, m.id
                 """
             )
-            for (cid, user, system_prompt), group in groupby(rows, key=lambda r: r[:3]):
+            for (cid, user, system_prompt, title), group in groupby(rows, key=lambda r: r[:4]):
                 messages = []
                 for *_, mid, parent_id, role, content in group:
                     status, answer, source = reviews.get(mid, ("pending", None, None))
                     messages.append(
                         TrainingMessage(mid, parent_id, role, content, tuple(ratings.get(mid, ())), status, answer, source)
                     )
-                yield TrainingConversation(cid, user, system_prompt, tuple(messages))
+                yield TrainingConversation(cid, user, system_prompt, tuple(messages), title)
         finally:
             if conn.in_transaction:
                 conn.execute("COMMIT")
@@ -298,10 +299,10 @@ class CurationStore:
         rows = list(self.db.query("SELECT * FROM datasets WHERE id = ?", [dataset_id]))
         if not rows:
             raise NotFoundError(f"no dataset snapshot {dataset_id}")
-        return _dataset(rows[0])
+        return from_row.dataset(rows[0])
 
     def datasets(self) -> list[DatasetRecord]:
-        return [_dataset(row) for row in self.db.query("SELECT * FROM datasets ORDER BY created_at DESC, id")]
+        return [from_row.dataset(row) for row in self.db.query("SELECT * FROM datasets ORDER BY created_at DESC, id")]
 
     def forget_dataset(self, dataset_id: str) -> None:
         with self._write() as db:
@@ -313,7 +314,8 @@ class CurationStore:
         """Delete a conversation, or every conversation of `user`, with their messages, feedback,
         reviews, audit and search-index rows, in one transaction; mark the dataset snapshots that
         included them (the files are the caller's: see assistant/erasure.py). Forgetting a user also
-        replaces their name in every record that keeps one. Then the write-ahead log is emptied."""
+        replaces their name in every record that keeps one. A database written before secure deletion is
+        rewritten the first time (`rewrite_once`). Then the write-ahead log is emptied."""
         if (conversation_id is None) == (user is None):
             raise InputError("forget needs either a conversation or a user")
         now = self._now()
@@ -349,7 +351,8 @@ class CurationStore:
                 marked = sorted(set(marked) | set(_mark_datasets(db, rated, now, reason)))
             summary = {"conversations": len(ids), "messages": messages, "datasets_marked": len(marked)}
             _audit(db, now, actor, "forget", None, None, None, summary)
-        return Erasure(len(ids), messages, tuple(marked), tuple(ids), self.clear_wal())
+        rewritten = self.rewrite_once()  # a database written before secure deletion: once
+        return Erasure(len(ids), messages, tuple(marked), tuple(ids), self.clear_wal(), rewritten)
 
     def erased_texts(self, *, conversation_id: int | None = None, user: str | None = None) -> list[str]:
         """What `forget` with the same arguments would erase, as text: the messages and titles of the
@@ -378,6 +381,18 @@ class CurationStore:
             marks = ", ".join("?" for _ in chunk)
             found.update(r[0] for r in conn.execute(f"SELECT term FROM temp.messages_vocab WHERE term IN ({marks})", chunk))
         return found
+
+    def gone_conversations(self, conversation_ids: Iterable[int], *, read_at: str) -> set[int]:
+        """Those of `conversation_ids`, all there at store time `read_at`, that were erased since. Ids are
+        reused: one that now names a conversation created after `read_at` names another one."""
+        ids = sorted(set(conversation_ids))
+        present = {
+            r[0] for r in self.db.execute(
+                "SELECT id FROM conversations WHERE id IN (SELECT value FROM json_each(?)) AND created_at <= ?",
+                [json.dumps(ids), read_at],
+            )
+        }
+        return set(ids) - present
 
     def erasure_mark(self) -> int:
         """The newest erasure so far: a dataset build notes it before reading (see `register_dataset`)."""
@@ -481,9 +496,8 @@ def _queue_where(f: ReviewFilter) -> tuple[list[str], dict[str, Any]]:
         where.append("r.rated_at < :until")
         args["until"] = f.until
     if f.search:
-        from assistant.store.db import _fts_query
 
-        query = _fts_query(f.search)
+        query = from_row.fts_query(f.search)
         if query:
             where.append(
                 "m.conversation_id IN (SELECT conversation_id FROM messages WHERE rowid IN"
@@ -543,38 +557,3 @@ def _audit(db, now: str, actor: str, action: str, message_id: int | None, batch:
         [now, actor, action, message_id, batch, encode(before), encode(after)],
     )
     return cursor.lastrowid
-
-
-def _review_item(row: dict[str, Any]) -> ReviewItem:
-    from assistant.store.db import _message
-
-    return ReviewItem(
-        message=_message(row),
-        conversation_title=row["conversation_title"],
-        conversation_user=row["conversation_user"],
-        ups=row["ups"],
-        downs=row["downs"],
-        rated_at=row["rated_at"],
-        raters=tuple(json.loads(row["raters"])),
-        proposed_correction=row["proposed_correction"],
-        status=row["status"],
-        answer=row["answer"],
-        source=row["source"],
-        tags=tuple(json.loads(row["tags"])),
-        curator=row["curator"],
-        reviewed_at=row["reviewed_at"],
-        reasons=tuple(sorted(json.loads(row["reasons"] or "[]"))),
-    )
-
-
-def _dataset(row: dict[str, Any]) -> DatasetRecord:
-    return DatasetRecord(
-        id=row["id"],
-        path=row["path"],
-        created_at=row["created_at"],
-        created_by=row["created_by"],
-        counts=json.loads(row["counts"]),
-        erased_at=row["erased_at"],
-        erased_reason=row.get("erased_reason"),
-    )
-

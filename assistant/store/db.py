@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import sqlite3
 import sys
 import time
@@ -22,7 +21,6 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-
 
 
 def _import_sqlite_utils():  # noqa: ANN202
@@ -49,6 +47,7 @@ from assistant.text import one_line
 from assistant.store.curation import CurationStore, erase_conversations
 from assistant.store.training import TrainingStore
 from assistant.store.migrations import migrations
+from assistant.store import rows as from_row
 from assistant.store.records import (
     REASON_TAGS,
     ROLES,
@@ -78,16 +77,6 @@ def format_time(moment: datetime) -> str:
 def title_from(text: str) -> str:
     """A conversation title from text: one line, no control characters, at most TITLE_LENGTH long."""
     return one_line(text, TITLE_LENGTH)
-
-
-def _fts_query(text: str) -> str:
-    """Every word must match, the last as a prefix; FTS syntax in the user's text stays inert."""
-    words = re.findall(r"\w+", text)
-    if not words:
-        return ""
-    quoted = [f'"{word}"' for word in words]
-    quoted[-1] += "*"
-    return " ".join(quoted)
 
 
 class Store(CurationStore, TrainingStore):
@@ -152,7 +141,10 @@ class Store(CurationStore, TrainingStore):
         if migrations.pending(self.db):
             with self._write():
                 # Another process may have migrated while this one waited for the lock.
+                created = not migrations.applied(self.db)
                 migrations.apply(self.db)
+                if created:  # securely deleting from its first byte on: never needs `rewrite_once`
+                    self.db.execute("UPDATE secure_deletion SET since = ?", [self._now()])
 
     def close(self) -> None:
         self.db.close()
@@ -217,7 +209,7 @@ class Store(CurationStore, TrainingStore):
         rows = list(self.db.query("SELECT * FROM conversations WHERE id = ?", [conversation_id]))
         if not rows:
             raise NotFoundError(f"no conversation with id {conversation_id}")
-        return _conversation(rows[0])
+        return from_row.conversation(rows[0])
 
     def conversations(
         self, *, user: str | None = None, include_archived: bool = False, limit: int | None = None
@@ -234,7 +226,7 @@ class Store(CurationStore, TrainingStore):
         sql += " ORDER BY updated_at DESC, id DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [_conversation(row) for row in self.db.query(sql, args)]
+        return [from_row.conversation(row) for row in self.db.query(sql, args)]
 
     def rename_conversation(self, conversation_id: int, title: str) -> Conversation:
         title = title_from(title)
@@ -281,6 +273,32 @@ class Store(CurationStore, TrainingStore):
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.05)
+
+    def secure_deletion_since(self) -> str | None:
+        """Since when no byte deleted earlier can be left in the database file: its creation, or when
+        `rewrite_once` rewrote it; None for a database written before secure deletion, not rewritten yet."""
+        return self.db.execute("SELECT since FROM secure_deletion").fetchone()[0]
+
+    def rewrite_once(self, *, wait_s: float = BUSY_TIMEOUT_S) -> bool:
+        """Rewrite (VACUUM) a database written before secure deletion, once: text deleted then stays in
+        its free pages and in the unused space of pages in use until it is. Other connections may keep it
+        open (WAL); one writing makes this wait up to `wait_s`. False: not rewritten (busy, or no space for
+        the copy); a later call tries again. The write-ahead log then holds every page: `clear_wal`."""
+        if self.secure_deletion_since() is not None:
+            return True
+        conn = self.db.conn
+        conn.execute(f"PRAGMA busy_timeout = {int(wait_s * 1000)}")
+        try:
+            conn.execute("VACUUM")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_FULL):
+                raise
+            return False
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        with self._write() as db:
+            db.execute("UPDATE secure_deletion SET since = ?", [self._now()])
+        return True
 
     # -- messages ----------------------------------------------------------------------------
 
@@ -343,7 +361,7 @@ class Store(CurationStore, TrainingStore):
         rows = list(self.db.query("SELECT * FROM messages WHERE id = ?", [message_id]))
         if not rows:
             raise NotFoundError(f"no message with id {message_id}")
-        return _message(rows[0])
+        return from_row.message(rows[0])
 
     def thread(self, conversation_id: int, leaf_id: int | None = None) -> list[Message]:
         """The messages from the first one down to `leaf_id` (default: the newest message)."""
@@ -367,7 +385,7 @@ class Store(CurationStore, TrainingStore):
             """,
             {"leaf": leaf_id, "conversation": conversation_id},
         )
-        return [_message(row) for row in rows]
+        return [from_row.message(row) for row in rows]
 
     def siblings(self, message_id: int) -> list[Message]:
         """The message and its alternatives (regenerated replies), oldest first."""
@@ -383,7 +401,7 @@ class Store(CurationStore, TrainingStore):
                 "SELECT * FROM messages WHERE parent_id = ? AND role = ? ORDER BY id",
                 [message.parent_id, message.role],
             )
-        return [_message(row) for row in rows]
+        return [from_row.message(row) for row in rows]
 
     def latest_descendant(self, message_id: int) -> int:
         """The newest message in the branch below `message_id` (itself when it has none)."""
@@ -465,14 +483,14 @@ class Store(CurationStore, TrainingStore):
 
     def _feedback_where(self, where: str, args: Sequence[Any]) -> list[Feedback]:
         rows = self.db.query(f"SELECT * FROM feedback WHERE {where} ORDER BY id", list(args))
-        return [_feedback(row) for row in rows]
+        return [from_row.feedback(row) for row in rows]
 
     # -- search ------------------------------------------------------------------------------
 
     def search(self, text: str, *, user: str | None = None, limit: int = 50) -> list[SearchHit]:
         """Conversations whose messages contain every word of `text` (the last one as a prefix),
         best match first, each with the snippet of its best-matching message."""
-        query = _fts_query(text)
+        query = from_row.fts_query(text)
         if not query:
             return []
         sql = """
@@ -626,49 +644,3 @@ def _explain(exc: sqlite3.Error, path: Path) -> StoreError:
     if "readonly" in text or "unable to open" in text or "disk I/O" in text:
         return StoreError(f"cannot write database {path}: {text}", hint="check the data dir's permissions")
     return StoreError(f"database {path}: {text}")
-
-
-def _conversation(row: dict[str, Any]) -> Conversation:
-    return Conversation(
-        id=row["id"],
-        title=row["title"],
-        user=row["user"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        system_prompt=row["system_prompt"],
-        archived=bool(row["archived"]),
-    )
-
-
-def _message(row: dict[str, Any]) -> Message:
-    return Message(
-        id=row["id"],
-        conversation_id=row["conversation_id"],
-        parent_id=row["parent_id"],
-        role=row["role"],
-        content=row["content"],
-        created_at=row["created_at"],
-        model=row["model"],
-        adapter=row["adapter"],
-        params=json.loads(row["params"]) if row["params"] else {},
-        ttft_ms=row["ttft_ms"],
-        token_count=row["token_count"],
-        tokens_per_s=row["tokens_per_s"],
-        finish_reason=row["finish_reason"],
-        error=row.get("error"),
-    )
-
-
-def _feedback(row: dict[str, Any]) -> Feedback:
-    return Feedback(
-        id=row["id"],
-        message_id=row["message_id"],
-        user=row["user"],
-        rating=row["rating"],
-        reasons=tuple(json.loads(row["reasons"])),
-        comment=row["comment"],
-        correction=row["correction"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        current=bool(row["current"]),
-    )

@@ -226,3 +226,20 @@ def m007_erasure(db: Database) -> None:
         ALTER TABLE datasets ADD COLUMN erased_reason TEXT;
         """
     )
+
+
+@migrations()
+def m008_secure_deletion_since(db: Database) -> None:
+    db.executescript(
+        """
+        -- Since when no byte deleted earlier can be left in the database file. One written before secure
+        -- deletion (m007) keeps deleted text in free pages and in the unused space of pages in use until
+        -- it is rewritten: the first `forget` does that (VACUUM) and records when. NULL: not yet. The
+        -- store records the creation of a database created with secure deletion on.
+        CREATE TABLE secure_deletion (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            since TEXT
+        );
+        INSERT INTO secure_deletion (id, since) VALUES (1, NULL);
+        """
+    )

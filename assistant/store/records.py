@@ -174,6 +174,7 @@ class Erasure:
     datasets_marked: tuple[str, ...]
     conversation_ids: tuple[int, ...] = ()
     wal_cleared: bool = True  # False: a reader kept the write-ahead log from being emptied
+    rewritten: bool = True  # False: written before secure deletion, it could not be rewritten yet (`rewrite_once`)
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,7 @@ class TrainingConversation:
     user: str
     system_prompt: str
     messages: tuple[TrainingMessage, ...]
+    title: str = ""
 
 
 ADAPTER_STATUSES = ("candidate", "active", "rejected", "retired")

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from assistant.errors import ConflictError, InputError, NotFoundError
+from assistant.store import rows as from_row
 from assistant.store.records import (
     ADAPTER_STATUSES,
     AdapterEvent,
@@ -75,7 +76,7 @@ class TrainingStore:
         rows = list(self.db.query("SELECT * FROM training_runs WHERE id = ?", [run_id]))
         if not rows:
             raise NotFoundError(f"no training run {run_id}")
-        return _run(rows[0])
+        return from_row.training_run(rows[0])
 
     def mark_stale_runs(self) -> list[str]:
         """Runs still marked running once the training lock is ours were killed: mark them interrupted."""
@@ -89,11 +90,11 @@ class TrainingStore:
         rows = list(self.db.query(
             "SELECT * FROM training_runs WHERE status IN ('running', 'interrupted') ORDER BY started_at DESC, id DESC LIMIT 1"
         ))
-        return _run(rows[0]) if rows else None
+        return from_row.training_run(rows[0]) if rows else None
 
     def training_runs(self, *, limit: int = 50) -> list[TrainingRun]:
         rows = self.db.query("SELECT * FROM training_runs ORDER BY started_at DESC, id DESC LIMIT ?", [limit])
-        return [_run(row) for row in rows]
+        return [from_row.training_run(row) for row in rows]
 
     def record_metrics(self, run_id: str, points: Iterable[MetricPoint]) -> None:
         now = self._now()
@@ -160,16 +161,16 @@ class TrainingStore:
         rows = list(self.db.query(_ADAPTERS + " WHERE a.version = ?", [version]))
         if not rows:
             raise NotFoundError(f"no adapter version {version}")
-        return _adapter(rows[0])
+        return from_row.adapter(rows[0])
 
     def adapters(self, *, include_deleted: bool = False) -> list[AdapterRecord]:
         where = "" if include_deleted else " WHERE a.deleted_at IS NULL"
-        return [_adapter(row) for row in self.db.query(_ADAPTERS + where + " ORDER BY a.version DESC")]
+        return [from_row.adapter(row) for row in self.db.query(_ADAPTERS + where + " ORDER BY a.version DESC")]
 
     def active_adapter(self) -> AdapterRecord | None:
         """The version every chat should serve; None: the bare base model. Cheap: chats poll it."""
         rows = list(self.db.query(_ADAPTERS + " WHERE a.status = 'active'"))
-        return _adapter(rows[0]) if rows else None
+        return from_row.adapter(rows[0]) if rows else None
 
     def last_data_until(self) -> str | None:
         """When the data of the newest published version was read: approvals after it are new."""
@@ -308,11 +309,3 @@ class TrainingStore:
         db["adapter_events"].insert(
             {"at": self._now(), "actor": actor, "action": action, "version": version, "previous": previous, "reason": reason}
         )
-
-
-def _run(row: dict[str, Any]) -> TrainingRun:
-    return TrainingRun(**{**row, "config": json.loads(row["config"] or "{}")})
-
-
-def _adapter(row: dict[str, Any]) -> AdapterRecord:
-    return AdapterRecord(**{**row, "metrics": json.loads(row["metrics"]), "report": json.loads(row["report"])})

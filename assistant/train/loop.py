@@ -14,7 +14,6 @@ gradient norm aborts at once (the trainer's NaN filtering of logs is off, so not
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -25,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from assistant.chat_templates import training_template
-from assistant.errors import TrainingError
+from assistant.errors import ModelError, TrainingError
+from assistant.jsonl import read_jsonl
 from assistant.quantization import load_base_4bit
 from assistant.store.records import MetricPoint
 from assistant.train.config import TrainConfig
@@ -76,10 +76,8 @@ class Outcome:
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    """A snapshot file's rows; none when the snapshot has no such file."""
+    return [row for row, _ in read_jsonl(path)] if path.is_file() else []
 
 
 def load_training_tokenizer(base_path: Path):  # noqa: ANN201

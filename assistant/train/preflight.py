@@ -11,7 +11,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from assistant.data.builder import describe_too_long, too_many_too_long
 from assistant.errors import TrainingError
+
+SHOWN = 5  # over-long examples listed
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,7 @@ class Preflight:
     token_quantiles: dict[str, Any]  # of the train split: min, p50, p90, p99, max
     dropped_too_long: int
     truncated_fraction: float
+    too_long: list[dict[str, Any]]  # the manifest's: which examples were dropped (conversation, title, message)
     zero_trainable: int
     device: str
     cuda: bool
@@ -42,6 +46,8 @@ class Preflight:
             f"dataset {self.dataset_id}: {self.train_examples} train, {self.eval_examples} eval examples",
             f"tokens per example: {lengths}",
             f"dropped for length: {self.dropped_too_long} ({self.truncated_fraction:.1%})",
+            *(f"  {describe_too_long(d)}" for d in self.too_long[:SHOWN]),
+            *([f"  and {len(self.too_long) - SHOWN} more (`assistant dataset stats`)"] if len(self.too_long) > SHOWN else []),
             f"examples with no trainable token: {self.zero_trainable}",
             f"device: {self.device}; CUDA {'yes' if self.cuda else 'no'}; bitsandbytes {self.bitsandbytes or 'missing'}",
         ]
@@ -92,7 +98,7 @@ def run_preflight(
             "no eval examples, so the gate could not judge the new adapter (approve answers in more conversations "
             "or raise eval_fraction; --force trains and promotes without the gate)"
         )
-    if fraction > max_truncated_fraction:
+    if too_many_too_long(dropped, considered, max_truncated_fraction):
         problems.append(f"{fraction:.1%} of the examples are longer than max_length {max_length} (limit {max_truncated_fraction:.0%})")
     if train_rows and zero == len(train_rows):
         problems.append("no training example has a trainable token: the chat template marks no assistant tokens")
@@ -106,6 +112,7 @@ def run_preflight(
         token_quantiles={k: v for k, v in tokens.items() if k in {"min", "p50", "p90", "p99", "max", "mean"}},
         dropped_too_long=dropped,
         truncated_fraction=fraction,
+        too_long=list(manifest.get("dropped_too_long", [])),
         zero_trainable=zero,
         device="cuda" if (device == "cuda" or (device == "auto" and cuda)) else "cpu",
         cuda=cuda,

@@ -10,10 +10,14 @@
 
 Nothing is published from a run that failed or was interrupted. Every adapter is trained from the
 base model on the whole curated dataset unless `warm_start` asks to continue the active adapter.
+A `forget` that erased data of the run's snapshot while it ran (it cannot redact a version not yet
+registered) is found once the version is registered: its probes from the erased conversations are
+redacted as forget redacts them, and it is not promoted (it is flagged as trained on erased data).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -30,7 +34,7 @@ from filelock import FileLock, Timeout
 
 from assistant import __version__
 from assistant.adapters import registry
-from assistant.errors import AssistantError, BusyError, ConflictError, TrainingError
+from assistant.errors import AssistantError, BusyError, ConflictError, DiskFullError, TrainingError
 from assistant.settings import Settings
 from assistant.store import Store
 from assistant.train.config import TrainConfig
@@ -39,7 +43,6 @@ from assistant.train.preflight import Preflight
 
 log = logging.getLogger(__name__)
 
-LOCK = "retrain.lock"
 RUN_INFO = "run.json"
 
 
@@ -77,7 +80,7 @@ class Result:
 
 
 def lock_path(settings: Settings) -> Path:
-    return settings.data_dir / LOCK
+    return settings.layout.retrain_lock
 
 
 def retrain(settings: Settings, store: Store, options: Options, events: Events | None = None) -> Result:
@@ -91,6 +94,11 @@ def retrain(settings: Settings, store: Store, options: Options, events: Events |
         store.mark_stale_runs()
         registry.sweep_staging(settings.data_dir)
         return _Retrain(settings, store, options, events or Events()).run()
+    except OSError as exc:  # before a run is recorded (the snapshot, run.json): nothing is left running
+        full = _no_space(exc)
+        if full is None:
+            raise
+        raise TrainingError(full) from None
     finally:
         lock.release()
 
@@ -106,6 +114,7 @@ def _busy_message(store: Store) -> str:
 class _Retrain:
     def __init__(self, settings: Settings, store: Store, options: Options, events: Events) -> None:
         self.settings, self.store, self.options, self.events = settings, store, options, events
+        self.probe_sources: dict[str, set[int]] | None = None  # see _probe_sources
 
     def run(self) -> Result:
         if self.options.resume:
@@ -209,10 +218,14 @@ class _Retrain:
         return "promoted", reason
 
     def _finish_registered(self, run_id: str, record) -> Result:  # noqa: ANN001
-        """The run died after registering its version: promote it if the gate (or --force) said so."""
+        """The run died after registering its version: promote it if the gate (or --force) said so, unless
+        data it was trained on was erased (before it was ever active: a forget since redacted it itself)."""
         passed = record.report.get("verdict") == "promote" or "forced" in record.report
         status = "kept" if record.status == "candidate" else "rejected"
-        if passed and record.status == "candidate" and not record.deleted_at and record.activated_at is None:
+        erased = self._redact_erased(record.version, record.dataset_id) if record.activated_at is None else None
+        if erased is not None:
+            record = self.store.adapter(record.version)
+        elif passed and record.status == "candidate" and not record.deleted_at and record.activated_at is None:
             status, _ = self._promote(record.version, record.reason)
         elif passed:
             status = "promoted"
@@ -235,7 +248,7 @@ class _Retrain:
         active = self.store.active_adapter()
         if active is None:
             raise TrainingError("--warm-start needs an active adapter to continue from; there is none")
-        path = registry.adapters_dir(self.settings.data_dir) / active.version
+        path = self.settings.layout.version(active.version)
         registry.check_files(path)
         return active.version, path
 
@@ -280,6 +293,7 @@ class _Retrain:
         on_cuda = self._on_cuda()
         warm = Path(info["warm_start_from"]) if info.get("warm_start_from") else None
         reporter = Reporter(metrics=lambda points: self.store.record_metrics(run_id, points), progress=self.events.progress)
+        self.probe_sources = _probe_sources(dataset_dir, self.settings)
         self.events.status("Training")
         try:
             outcome = train_adapter(
@@ -293,7 +307,7 @@ class _Retrain:
             raise
         except Exception as exc:
             log.exception("training failed")
-            message = f"training failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            message = _no_space(exc) or f"training failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             self.store.update_run(run_id, status="failed", error=message)
             raise TrainingError(message) from None
 
@@ -304,6 +318,10 @@ class _Retrain:
             raise
         except Exception as exc:
             log.exception("gating or publishing failed")
+            full = _no_space(exc)
+            if full:  # nothing to resume until there is room: the run failed
+                self.store.update_run(run_id, status="failed", error=f"after training: {full}")
+                raise TrainingError(f"after training: {full}") from None
             message = exc.message if isinstance(exc, AssistantError) else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             self.store.update_run(run_id, status="interrupted", error=f"after training: {message}")
             raise TrainingError(f"after training: {message} (`assistant retrain --resume` retries)") from None
@@ -348,7 +366,13 @@ class _Retrain:
                         preflight=preflight.as_dict(), metrics=outcome.metrics(), report=report)
         outcome_status = {"promote": "promoted", "keep": "kept", "reject": "rejected"}[verdict.verdict]
         reason = verdict.reason
-        if verdict.verdict == "promote" or forced is not None:
+        erased = self._redact_erased(version, info["dataset_id"])
+        if erased is not None:
+            result.report = erased
+            outcome_status = "rejected" if outcome_status == "rejected" and forced is None else "kept"
+            reason = (f"data it was trained on was erased while it ran: run `assistant retrain` again without it,"
+                      f" then `assistant models delete {version}`")
+        elif verdict.verdict == "promote" or forced is not None:
             reason = verdict.reason if forced is None else f"forced: {forced} (gate: {verdict.reason})"
             # Promoted only over the version the gate compared with: a promotion or rollback made
             # meanwhile (another window, the CLI) wins, and this one stays a candidate.
@@ -366,13 +390,30 @@ class _Retrain:
             result.message = f"{version} not promoted ({kept}): {reason}"
         return result
 
+    def _redact_erased(self, version: str, dataset_id: str | None) -> dict[str, Any] | None:
+        """The version's gate report after redaction, if a forget marked its snapshot (None: nothing erased).
+        Called once the version is registered: a forget from then on redacts it itself."""
+        from assistant import erasure
+
+        dataset = next((d for d in self.store.datasets() if d.id == dataset_id), None)
+        if dataset is None or not dataset.erased_at:
+            return None
+        if self.probe_sources is None:  # the snapshot's files were gone: any probe may have come from it
+            prompts = {p.get("prompt") for p in self.store.adapter(version).report.get("probes", [])}
+        else:
+            gone = self.store.gone_conversations(set().union(*self.probe_sources.values()), read_at=dataset.created_at)
+            prompts = {prompt for prompt, ids in self.probe_sources.items() if ids & gone}
+        erasure.redact_probes(self.settings.data_dir, self.store, prompts)
+        self.store.clear_wal()  # the report as registered is in the write-ahead log
+        return self.store.adapter(version).report
+
     def _gate(self, candidate: Path, base_path: Path, dataset_dir: Path, dataset_id: str):  # noqa: ANN202
         from assistant.train.gate import Verdict, decide, evaluate
 
         active = self.store.active_adapter()
         active_dir, unreadable = None, None
         if active is not None:
-            path = registry.adapters_dir(self.settings.data_dir) / active.version
+            path = self.settings.layout.version(active.version)
             try:
                 registry.check_files(path)
                 active_dir = (active.version, path)
@@ -401,6 +442,38 @@ class _Retrain:
         report.update(verdict=verdict.verdict, reason=verdict.reason, margin=self.settings.gate_margin,
                       tolerance=self.settings.gate_regression_tolerance)
         return report, verdict
+
+
+def _no_space(exc: BaseException) -> str | None:
+    """The message for a full disk (the OS's ENOSPC or SQLite's "disk is full"), else None."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the device ({exc.filename or 'the data dir'}); free some and run `assistant retrain` again"
+    if isinstance(exc, DiskFullError) or (isinstance(exc, AssistantError) and "disk is full" in exc.message):
+        return f"no space left on the device: {exc.message}"
+    return None
+
+
+def _probe_sources(dataset_dir: Path, settings: Settings) -> dict[str, set[int]] | None:
+    """The prompts the gate will probe with (picked as `gate.evaluate` picks them), each with the snapshot's
+    conversations that have it as a user message: read before training, since a forget meanwhile deletes
+    the snapshot's files. None when they are unreadable."""
+    from assistant.data.snapshot import read_manifest
+    from assistant.train.gate import probe_prompts
+
+    try:
+        origins = read_manifest(dataset_dir)["rows"]
+        eval_rows = read_rows(dataset_dir / "eval.jsonl")
+        sources: dict[str, set[int]] = {
+            prompt: set() for prompt in probe_prompts(settings.probe_prompts, eval_rows[: settings.gate_max_examples])
+        }
+        for split, split_rows in (("eval", eval_rows), ("train", read_rows(dataset_dir / "train.jsonl"))):
+            for origin, row in zip(origins[split], split_rows):
+                for message in row["messages"]:
+                    if message["role"] == "user" and message["content"] in sources:
+                        sources[message["content"]].add(origin["conversation_id"])
+    except (OSError, ValueError, KeyError, TypeError, AssistantError):
+        return None
+    return sources
 
 
 def _base_identity(path: Path, source: str) -> dict[str, str]:

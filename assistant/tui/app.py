@@ -32,7 +32,6 @@ from textual.app import App
 from textual.binding import Binding
 from textual.widgets import Static
 
-from assistant.adapters.registry import adapters_dir
 from assistant.engine.base import Backend
 from assistant.engine.resolve import DEMO_NOTICE
 from assistant.errors import AssistantError, ServerError
@@ -233,7 +232,7 @@ class AssistantApp(App):
     @work(thread=True, exclusive=True, group="swap", exit_on_error=False)
     def _swap_adapter(self, backend: Backend, record: AdapterRecord | None) -> None:
         version = record.version if record is not None else None
-        path = adapters_dir(self.settings.data_dir) / version if version is not None else None
+        path = self.settings.layout.version(version) if version is not None else None
         previous = backend.identity.adapter
         try:
             identity = backend.swap_adapter(version, path)

@@ -20,6 +20,7 @@ from safetensors.numpy import load_file, save_file
 from assistant.adapters import registry
 from assistant.adapters.registry import CONFIG, META, WEIGHTS
 from assistant.errors import ModelError, NotFoundError
+from assistant.settings import DataDir
 
 META_IN = {"base_model": {"name": "tiny"}, "dataset_snapshot": "abc123", "metrics": {"eval_loss": 1.25}}
 
@@ -101,7 +102,7 @@ def test_publishing_a_version_twice_is_refused_and_keeps_the_first(
         registry.publish(other, data_dir, "v0001", {"note": "second"})
 
     assert {p.name: p.read_bytes() for p in published.iterdir()} == before
-    assert [p.name for p in registry.adapters_dir(data_dir).iterdir()] == ["v0001"]  # no staging left behind
+    assert [p.name for p in DataDir(data_dir).adapters.iterdir()] == ["v0001"]  # no staging left behind
     registry.check_files(published)
 
 
@@ -134,7 +135,7 @@ def test_a_failed_publish_leaves_no_staging_dir(
         registry.publish(source, data_dir, "v0001", META_IN)
 
     monkeypatch.undo()
-    assert list(registry.adapters_dir(data_dir).iterdir()) == []
+    assert list(DataDir(data_dir).adapters.iterdir()) == []
     assert registry.next_version(data_dir) == "v0001"
     assert registry.publish(source, data_dir, "v0001", META_IN).is_dir()  # the name is still free
 
@@ -145,7 +146,7 @@ def test_publish_refuses_a_source_with_a_pickle_file(source: Path, data_dir: Pat
     with pytest.raises(ModelError, match="pickle"):
         registry.publish(source, data_dir, "v0001", META_IN)
 
-    assert not (registry.adapters_dir(data_dir) / "v0001").exists()
+    assert not (DataDir(data_dir).adapters / "v0001").exists()
 
 
 # -- check_files -----------------------------------------------------------------------------
@@ -272,7 +273,7 @@ def test_next_version_counts_past_published_and_known_versions(
     assert registry.next_version(data_dir) == "v0001"  # no adapters dir at all
     registry.publish(source, data_dir, "v0001", META_IN)
     registry.publish(make_peft_dir(tmp_path / "third", seed=3), data_dir, "v0003", META_IN)
-    root = registry.adapters_dir(data_dir)
+    root = DataDir(data_dir).adapters
     (root / ".v0009.abc").mkdir()  # a staging dir, an unrelated dir and a file are not versions
     (root / "notes").mkdir()
     (root / "v0010").write_text("a file", encoding="utf-8")
@@ -318,7 +319,7 @@ def test_remove_deletes_a_version_with_read_only_files(published: Path, data_dir
     registry.remove(published)
 
     assert not published.exists()
-    assert list(registry.adapters_dir(data_dir).iterdir()) == []  # no `.v0001.deleted` left either
+    assert list(DataDir(data_dir).adapters.iterdir()) == []  # no `.v0001.deleted` left either
     assert list(registry.published(data_dir)) == []
 
 

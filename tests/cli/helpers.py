@@ -25,7 +25,7 @@ class Result:
         return self.err.splitlines()
 
 
-def run_subprocess(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> Result:
+def run_subprocess(*args: str | Path, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
     environ.update(HF_HUB_OFFLINE="1", XDG_CONFIG_HOME=str(cwd / "xdg-config"), PYTHONPATH=str(REPO))
     environ.update(env or {})
@@ -35,7 +35,7 @@ def run_subprocess(*args: str | Path, cwd: Path, env: dict[str, str] | None = No
         env=environ,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
     return Result(done.returncode, done.stdout, done.stderr)
 

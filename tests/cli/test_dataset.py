@@ -127,12 +127,14 @@ def test_build_json(build, built: dict, data_dir: Path) -> None:  # noqa: ANN001
     assert json.loads(again.out)["reused"] is True
 
 
-def test_build_fails_when_examples_are_too_long(
+def test_build_fails_when_examples_are_too_long_naming_them(
     build, store: Store, data_dir: Path, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
 ) -> None:
-    cid, answer = _turn(store, "ann", "Tell me everything about the thermostat.", "The thermostat " * 40)
-    store.rate(answer, "bob", 1)
-    store.approve([answer], "cora")
+    first, a = _turn(store, "ann", "Tell me everything about the thermostat.", "The thermostat " * 40)
+    second, b = _turn(store, "ann", "And the \x1b[31mcamera\x1b[0m?", "The camera " * 60)
+    store.rate(a, "bob", 1)
+    store.rate(b, "bob", 1)
+    store.approve([a, b], "cora")
     monkeypatch.setenv("ASSISTANT_MAX_LENGTH", "16")
 
     result = build()
@@ -140,9 +142,29 @@ def test_build_fails_when_examples_are_too_long(
     assert result.code == 8
     assert result.out == ""
     [line] = result.err_lines
-    assert line.startswith("error: 1 of 1 examples (100.0%) are longer than max_length=16 tokens")
+    assert line.startswith("error: 2 of 2 examples (100.0%) are longer than max_length=16 tokens")
+    assert f'conversation {second} "And the camera?" message {b} (' in line  # the longest first, terminal-safe
+    assert line.index(f"conversation {second} ") < line.index(f"conversation {first} ")
+    assert "\x1b" not in result.err
     assert open_store(data_dir).datasets() == []
     assert not (data_dir / "datasets").exists() or not any((data_dir / "datasets").iterdir())
+
+
+def test_one_over_long_example_is_dropped_and_named(
+    build, store: Store, conversations: dict[str, int], data_dir: Path, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+) -> None:
+    cid, answer = _turn(store, "ann", "Paste of the hub's logs", "log line " * 200)
+    store.rate(answer, "bob", 1)
+    store.approve([answer], "cora")
+    monkeypatch.setenv("ASSISTANT_MAX_LENGTH", "256")  # 1 of 5 over-long: above the 5% allowed, yet only one
+
+    result = build()
+
+    assert result.code == 0, result.err
+    assert f'  dropped as longer than max_length 256: conversation {cid} "Paste of the hub\'s logs" message {answer} (' in result.out
+    manifest = json.loads(next((data_dir / "datasets").glob("*/manifest.json")).read_text())
+    assert [d["message_id"] for d in manifest["dropped_too_long"]] == [answer]
+    assert build("--json").code == 0
 
 
 def test_build_with_a_model_that_is_not_there(
@@ -435,6 +457,7 @@ def test_forget_is_for_curators(
     cli, data_dir: Path, conversations: dict[str, int], acting, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
 ) -> None:
     monkeypatch.setenv("ASSISTANT_CURATORS", "zoe")
+    (data_dir / "config.toml").write_text("allow_user_override = true\n", encoding="utf-8")  # who acts: ASSISTANT_USER
     acting("ann")
     before = _all_conversations(cli, data_dir)
 

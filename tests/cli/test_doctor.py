@@ -84,13 +84,13 @@ def test_doctor_with_a_bad_model_path_gives_advice_and_exit_0(cli, data_dir: Pat
     assert "model /nope has no config.json" in advice
 
 
-def test_doctor_with_a_corrupt_database_gives_advice_and_exit_0(cli, data_dir: Path) -> None:
+def test_doctor_with_a_corrupt_database_gives_advice_and_exits_6(cli, data_dir: Path) -> None:
     db = data_dir / "assistant.db"
     db.write_bytes(b"not a database at all" * 500)
 
     result = cli("doctor", "--data-dir", data_dir)
 
-    assert result.code == 0, result.err
+    assert result.code == 6, result.err  # the report is printed, and a script sees the failure
     assert "unusable: database" in result.out and "corrupt" in result.out
     assert "corrupt" in result.out.split("\nAdvice\n")[1]
     assert db.read_bytes() == b"not a database at all" * 500

@@ -347,7 +347,7 @@ def test_correct_with_a_missing_file(cli, data_dir: Path, ids: dict[str, int], t
     result = cli("feedback", "correct", str(ids["down"]), "--file", missing, "--data-dir", data_dir, "--user", "cora")
 
     assert result.code == 4
-    assert result.err_lines == [f"error: cannot read {missing}: No such file or directory"]
+    assert result.err_lines == [f"error: no such file: {missing}"]
     assert _states(data_dir) == before
 
 
@@ -410,9 +410,15 @@ def test_undo_restores_a_correction(cli, data_dir: Path, ids: dict[str, int]) ->
 # -- curators --------------------------------------------------------------------------------
 
 
+def _allow_user_override(data_dir: Path) -> None:
+    """These tests act as several people through --user: the admin allows that in the data dir's config."""
+    (data_dir / "config.toml").write_text("allow_user_override = true\n", encoding="utf-8")
+
+
 @pytest.fixture
-def curators(monkeypatch: pytest.MonkeyPatch) -> None:
+def curators(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
     monkeypatch.setenv("ASSISTANT_CURATORS", "zoe")
+    _allow_user_override(data_dir)
 
 
 def test_only_curators_may_curate(cli, data_dir: Path, ids: dict[str, int], curators: None, tmp_path: Path) -> None:
@@ -463,6 +469,7 @@ def test_several_curators_comma_separated(
     cli, data_dir: Path, ids: dict[str, int], monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
 ) -> None:
     monkeypatch.setenv("ASSISTANT_CURATORS", "zoe,cora")
+    _allow_user_override(data_dir)
 
     cora = cli("feedback", "approve", str(ids["up"]), "--data-dir", data_dir, "--user", "cora")
     ann = cli("feedback", "approve", str(ids["late"]), "--data-dir", data_dir, "--user", "ann")
@@ -472,3 +479,33 @@ def test_several_curators_comma_separated(
     assert ann.err_lines == [
         "error: ann is not a curator (curators: zoe, cora; an admin adds names to `curators` in config.toml)"
     ]
+
+
+def test_with_curators_the_curator_is_the_os_login(
+    cli, data_dir: Path, ids: dict[str, int], monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+) -> None:
+    from assistant.settings import login_name
+
+    monkeypatch.setenv("ASSISTANT_CURATORS", f"zoe,{login_name()}")
+    before = _states(data_dir)
+
+    by_flag = cli("feedback", "approve", str(ids["up"]), "--data-dir", data_dir, "--user", "zoe")
+    monkeypatch.setenv("ASSISTANT_USER", "zoe")
+    by_variable = cli("feedback", "approve", str(ids["up"]), "--data-dir", data_dir)
+    monkeypatch.setenv("ASSISTANT_ALLOW_USER_OVERRIDE", "true")
+    allowing_itself = cli("feedback", "approve", str(ids["up"]), "--data-dir", data_dir)
+
+    for result in (by_flag, by_variable):
+        assert result.code == 9
+        assert result.err_lines == [
+            f"error: curating acts as the OS login ({login_name()}), not zoe (an admin allows --user and "
+            "ASSISTANT_USER here with allow_user_override = true in the data dir's config.toml)"
+        ]
+    assert allowing_itself.code == 3
+    assert allowing_itself.err_lines == [
+        "error: env ASSISTANT_ALLOW_USER_OVERRIDE: allow_user_override is read only from the data dir's config.toml"
+    ]
+    assert _states(data_dir) == before
+    monkeypatch.delenv("ASSISTANT_USER")
+    monkeypatch.delenv("ASSISTANT_ALLOW_USER_OVERRIDE")
+    assert cli("feedback", "approve", str(ids["up"]), "--data-dir", data_dir).code == 0  # the login itself

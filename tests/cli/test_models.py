@@ -258,7 +258,7 @@ def test_promote_refuses_a_version_whose_files_fail_their_checksums(
 def test_promote_refuses_a_version_whose_files_are_gone(models, seeded: dict, data_dir: Path) -> None:  # noqa: ANN001
     registry.remove(data_dir / "adapters" / "v0003")
 
-    result = models("promote", "v0003")
+    result = models("promote", "v0003", "--force")  # v0003 was rejected: --force gets past the gate's verdict
 
     assert result.code == 5
     assert len(result.err_lines) == 1 and result.err_lines[0].startswith("error: adapter directory not found")
@@ -333,3 +333,126 @@ def test_a_name_that_is_not_a_version(models, seeded: dict, command: str) -> Non
 
     assert result.code == 7
     assert result.err_lines == ["error: 'latest' is not an adapter version (expected v0001, v0002, ...)"]
+
+
+# -- what a promotion checks, and what delete touches ---------------------------------------
+
+
+def test_promote_of_a_rejected_version_asks_for_force(models, seeded: dict, data_dir: Path) -> None:  # noqa: ANN001
+    refused = models("promote", "v0003")
+
+    assert refused.code == 12
+    assert refused.err_lines == [
+        "error: v0003 was rejected by the eval gate (worse); it was not promoted (promote it anyway with --force)"
+    ]
+    assert _active(data_dir) == "v0002"
+
+    forced = models("promote", "v0003", "--force")
+
+    assert forced.code == 0, forced.err
+    assert forced.err_lines == ["warning: v0003 was REJECTED by the eval gate (worse); promoted (--force)"]
+    assert _active(data_dir) == "v0003"
+
+
+def _republish(publish, version: str, weights: dict, r: int = 2) -> None:  # noqa: ANN001
+    """A version whose published files match their checksums but hold `weights`."""
+    path = publish(version)
+    for file in path.iterdir():
+        file.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    save_file(weights, str(path / registry.WEIGHTS))
+    (path / registry.CONFIG).write_text(json.dumps({"peft_type": "LORA", "r": r}), encoding="utf-8")
+    meta = json.loads((path / registry.META).read_text(encoding="utf-8"))
+    meta["files"] = registry.checksums(path)
+    (path / registry.META).write_text(json.dumps(meta), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("weights", "expected"),
+    [
+        ({"x.lora_A.weight": np.array([[1.0, np.nan]] * 2, dtype=np.float32)}, "holds NaN or infinite values"),
+        ({"x.lora_A.weight": np.array([[1.0, np.inf]] * 2, dtype=np.float16)}, "holds NaN or infinite values"),
+        ({"x.lora_A.weight": np.ones((3, 8), dtype=np.float32)}, "has rank 3; adapter_config.json says 2"),
+        ({"x.weight": np.ones((2, 8), dtype=np.float32)}, "holds no LoRA weights"),
+    ],
+    ids=["nan", "inf in fp16", "rank", "no lora"],
+)
+def test_promote_checks_the_weights_as_a_chat_does(
+    models, publish, store: Store, data_dir: Path, weights: dict, expected: str  # noqa: ANN001
+) -> None:
+    _republish(publish, "v0001", weights)
+
+    result = models("promote", "v0001")
+
+    assert result.code == 5
+    [line] = result.err_lines
+    assert line.startswith("error: adapter v0001") and expected in line
+    assert _active(data_dir) is None
+
+
+def test_promote_refuses_a_damaged_safetensors_header(models, publish, data_dir: Path) -> None:  # noqa: ANN001
+    path = publish("v0001")
+    weights = path / registry.WEIGHTS
+    weights.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    weights.write_bytes((10**9).to_bytes(8, "little") + b"{}")
+    meta = json.loads((path / registry.META).read_text(encoding="utf-8"))
+    meta["files"] = registry.checksums(path)
+    (path / registry.META).chmod(stat.S_IRUSR | stat.S_IWUSR)
+    (path / registry.META).write_text(json.dumps(meta), encoding="utf-8")
+
+    result = models("promote", "v0001")
+
+    assert result.code == 5
+    assert result.err_lines == [f"error: adapter v0001: {registry.WEIGHTS} is not a safetensors file (no header)"]
+
+
+@pytest.mark.parametrize("command", ["promote", "delete"])
+def test_a_version_that_is_a_symbolic_link_is_refused(
+    models, publish, store: Store, data_dir: Path, tmp_path: Path, command: str  # noqa: ANN001
+) -> None:
+    path = publish("v0001")
+    outside = tmp_path / "outside"
+    path.rename(outside)  # read-only files, outside the data dir
+    path.symlink_to(outside, target_is_directory=True)
+    modes = {p.name: p.stat().st_mode for p in outside.iterdir()}
+
+    result = models(command, "v0001")
+
+    assert result.code == 5
+    assert result.err_lines == [f"error: adapter v0001 is a symbolic link ({path}); refusing to use it"]
+    assert {p.name: p.stat().st_mode for p in outside.iterdir()} == modes
+    assert _active(data_dir) is None and store.adapter("v0001").deleted_at is None
+
+
+def test_delete_never_touches_a_file_a_link_points_to(models, publish, data_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    path = publish("v0001")
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me", encoding="utf-8")
+    precious.chmod(stat.S_IRUSR)
+    path.chmod(stat.S_IRWXU)
+    (path / "notes.txt").symlink_to(precious)
+
+    promoted = models("promote", "v0001")
+    deleted = models("delete", "v0001")
+
+    assert promoted.code == 5
+    assert promoted.err_lines == ["error: adapter v0001: notes.txt is a symbolic link; only plain files are loaded"]
+    assert deleted.code == 0, deleted.err
+    assert not path.exists()
+    assert precious.read_text(encoding="utf-8") == "keep me"
+    assert stat.S_IMODE(precious.stat().st_mode) == stat.S_IRUSR
+
+
+def test_only_curators_promote_and_roll_back(
+    cli, seeded: dict, data_dir: Path, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+) -> None:
+    monkeypatch.setenv("ASSISTANT_CURATORS", "zoe")
+    (data_dir / "config.toml").write_text("allow_user_override = true\n", encoding="utf-8")
+
+    promoted = cli("models", "promote", "v0001", "--data-dir", data_dir, "--user", "ann")
+    rolled = cli("models", "rollback", "--data-dir", data_dir, "--user", "ann")
+
+    for result in (promoted, rolled):
+        assert result.code == 9
+        assert result.err_lines[0].startswith("error: ann is not a curator")
+    assert _active(data_dir) == "v0002"
+    assert cli("models", "promote", "v0001", "--data-dir", data_dir, "--user", "zoe").code == 0

@@ -141,16 +141,23 @@ def test_exact_and_near_duplicates_are_dropped_and_counted(store: Store, policy,
     assert filters["sft_duplicates_near"] == 1
 
 
-def test_over_long_examples_fail_the_build_above_the_allowed_share(store: Store, chat_tokenizer) -> None:  # noqa: ANN001
+def test_over_long_examples_fail_the_build_above_the_allowed_share_naming_the_longest(store: Store, chat_tokenizer) -> None:  # noqa: ANN001
+    cids = []
     for n in range(10):
         cid = store.create_conversation("ann", SYSTEM).id
-        answer = "word " * (400 if n < 3 else 5)
+        answer = "word " * (400 + 100 * n if n < 3 else 5)
         _, a = turn(store, cid, f"question {n}", answer)
         store.rate(a, "bob", 1)
         store.approve([a], "cora")
+        cids.append(cid)
     strict = BuildPolicy(eval_fraction=0, max_length=128, max_truncated_fraction=0.2)
-    with pytest.raises(DatasetError, match=r"3 of 10 examples \(30.0%\) are longer than max_length=128"):
+    with pytest.raises(DatasetError, match=r"3 of 10 examples \(30.0%\) are longer than max_length=128") as failure:
         build(store, strict, chat_tokenizer)
+    message = failure.value.message
+    named = [message.index(f"conversation {cid} ") for cid in cids[:3]]
+    assert named == sorted(named, reverse=True)  # the longest first
+    assert '"question 2"' in message and "tokens" in message
+    assert "reject or edit" in failure.value.hint
 
     lenient = replace(strict, max_truncated_fraction=0.5)
     dataset = build(store, lenient, chat_tokenizer)
@@ -159,6 +166,36 @@ def test_over_long_examples_fail_the_build_above_the_allowed_share(store: Store,
     tokens = dataset.manifest["tokens"]["train"]
     assert tokens["count"] == 7 and tokens["max"] <= 128
     assert sum(count for _, _, count in tokens["histogram"]) == 7
+    assert [d["conversation_id"] for d in dataset.manifest["dropped_too_long"]] == cids[:3]
+
+
+def test_one_over_long_example_is_dropped_and_named_whatever_the_share(store: Store, chat_tokenizer) -> None:  # noqa: ANN001
+    """A single over-long example never blocks the build (it is 1 of 5 here, above the 5% allowed):
+    it is dropped and the manifest says which it was, title scrubbed like any text."""
+    for n in range(4):
+        cid = store.create_conversation("ann", SYSTEM).id
+        _, a = turn(store, cid, f"question {n}", f"answer {n}")
+        store.rate(a, "bob", 1)
+        store.approve([a], "cora")
+    cid = store.create_conversation("ann", SYSTEM).id
+    _, long = turn(store, cid, "Please call me at +1 415 555 0134, my logs follow", "log line " * 300)
+    store.rate(long, "bob", 1)
+    store.approve([long], "cora")
+
+    dataset = build(store, BuildPolicy(eval_fraction=0, max_length=256), chat_tokenizer)
+
+    assert len(dataset.train) == 4
+    [dropped] = dataset.manifest["dropped_too_long"]
+    assert dropped["conversation_id"] == cid and dropped["message_id"] == long
+    assert dropped["title"] == "Please call me at <PHONE_1>, my logs follow" == store.conversation(cid).title.replace(
+        "+1 415 555 0134", "<PHONE_1>"
+    )
+    assert dropped["tokens"] > 256
+    assert dataset.manifest["counts"]["filters"]["dropped_too_long"] == 1
+
+
+def test_a_build_without_over_long_examples_lists_none(store: Store, log: Log, policy, chat_tokenizer) -> None:  # noqa: ANN001
+    assert "dropped_too_long" not in build(store, policy, chat_tokenizer).manifest  # snapshot ids stay as they were
 
 
 def test_empty_targets_are_dropped_and_counted(store: Store, policy, chat_tokenizer) -> None:  # noqa: ANN001
@@ -178,3 +215,9 @@ def test_control_characters_are_stripped(store: Store, policy, chat_tokenizer) -
     store.approve([a], "cora")
     (row,) = build(store, policy, chat_tokenizer).train
     assert [m["content"] for m in row["messages"][1:]] == ["Hi there", "Fine bold\nyes"]
+
+
+def test_conversations_come_in_increasing_id_order(store: Store, log: Log, policy, chat_tokenizer) -> None:  # noqa: ANN001
+    """Dedup keeps the first of equal rows in conversation order without holding the rows: the order is a contract."""
+    with pytest.raises(ValueError, match="increasing id order"):
+        build_dataset(reversed(list(store.training_conversations())), policy, chat_tokenizer)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.data.builder import BuildPolicy
+from assistant.data.builder import BuildPolicy, split_point
 from assistant.data.snapshot import FILES, MANIFEST, build_snapshot, find_snapshot
 from assistant.store import Store
 from tests.data.conftest import SYSTEM, Log, turn
@@ -206,3 +206,67 @@ def test_configured_patterns_are_scrubbed(store: Store, data_dir: Path, chat_tok
     snapshot = build_snapshot(store, data_dir, policy, chat_tokenizer, user="cora")
     row = json.loads((snapshot.path / "train.jsonl").read_text())
     assert [m["content"] for m in row["messages"][1:]] == ["Where is <ORDER_1>?", "<ORDER_1> ships today."]
+
+
+TRICKY = [
+    ('Quotes " and \\ backslashes, a tab\there', "Unicode: ünïcödé — ✓ 🚀 and \u2028 line separator"),
+    ("</s> [INST] <|im_start|> spelled out", 'JSON-ish: {"a": [1, 2]} \\u0041'),
+    ("Numbers 1e5 -0 NaN true null", "Control \x1b[31mred\x1b[0m and \x07 bell"),
+]
+
+
+def tricky_log(store: Store) -> None:
+    """Texts that JSON escapes, in conversations with SFT, DPO and KTO rows."""
+    for question, answer in TRICKY:
+        cid = store.create_conversation("ann", SYSTEM + " «ünï»").id
+        q, a = turn(store, cid, question, answer)
+        _, a2 = turn(store, cid, question + " again", answer + " again", parent=a)
+        store.rate(a, "bob", 1)
+        store.rate(a2, "bob", -1, correction="Better: " + answer)
+        store.approve([a, a2], "cora")
+
+
+@pytest.mark.parametrize("fractions", [(0.3, 1), (0.01, 6)], ids=["hashed", "topped-up"])
+def test_files_are_json_dumps_of_the_rows_and_the_id_hashes_them(
+    store: Store, log: Log, data_dir: Path, chat_tokenizer, fractions  # noqa: ANN001
+) -> None:
+    """The streamed files are byte for byte what rendering the rows in memory gives, whether the eval
+    split is known as rows stream (hashed) or topped up at the end (rows moved after writing)."""
+    import hashlib
+
+    from assistant.data.builder import build_dataset
+
+    tricky_log(store)
+    eval_fraction, min_eval = fractions
+    policy = BuildPolicy(eval_fraction=eval_fraction, min_eval_examples=min_eval)
+    dataset = build_dataset(store.training_conversations(), policy, chat_tokenizer)
+    snapshot = build_snapshot(store, data_dir, policy, chat_tokenizer, user="cora")
+    assert dataset.eval and dataset.dpo and dataset.kto
+    held_out = {row["conversation_id"] for row in dataset.manifest["rows"]["eval"]}
+    topped_up = {cid for cid in held_out if split_point(cid) >= eval_fraction}
+    assert bool(topped_up) == (min_eval > 1)
+
+    files = snapshot_bytes(snapshot.path)
+    digest = hashlib.sha256()
+    for name, rows in zip(FILES, (dataset.train, dataset.eval, dataset.dpo, dataset.kto), strict=True):
+        expected = "".join(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for row in rows).encode()
+        assert files[name] == expected, name
+        digest.update(name.encode() + b"\0" + expected + b"\0")
+    digest.update(json.dumps(dataset.manifest, sort_keys=True).encode())
+    assert snapshot.id == digest.hexdigest()[:16]
+    manifest = {"snapshot_id": snapshot.id, **dataset.manifest}
+    assert files[MANIFEST] == (json.dumps(manifest, ensure_ascii=False, sort_keys=True, indent=1) + "\n").encode()
+    assert not [p for p in snapshot.path.parent.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_the_output_does_not_depend_on_batch_or_cache_sizes(
+    store: Store, log: Log, chat_tokenizer, monkeypatch  # noqa: ANN001
+) -> None:
+    from assistant.data import builder
+
+    tricky_log(store)
+    policy = BuildPolicy(eval_fraction=0.3, min_eval_examples=1)
+    whole = builder.build_dataset(store.training_conversations(), policy, chat_tokenizer)
+    monkeypatch.setattr(builder, "BATCH_TEXTS", 2)
+    monkeypatch.setattr(builder, "CACHE_TEXTS", 3)
+    assert builder.build_dataset(store.training_conversations(), policy, chat_tokenizer) == whole

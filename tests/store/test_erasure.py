@@ -145,3 +145,85 @@ def test_registering_a_snapshot_read_before_a_forget_is_refused(store: Store) ->
         store.dataset("ds")
     record = store.register_dataset("ds", "datasets/ds", {}, [second.id], "cora", erasures_seen=store.erasure_mark())
     assert record.erased_at is None
+
+
+def _written_before_secure_deletion(path: Path) -> None:
+    """A database as assistant wrote it before secure deletion (schema up to m006, SQLite's plain
+    connection): a conversation quoting MARKER was written and deleted, leaving its bytes in free pages
+    and in the unused space of pages still in use."""
+    import sqlite3
+
+    from sqlite_utils import Database
+
+    from assistant.store.migrations import migrations
+
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA secure_delete = OFF")  # SQLite's default; this build may compile it on
+    migrations.apply(Database(conn), stop_before="m007_erasure")
+    now = "2025-01-01T00:00:00.000Z"
+    for owner, word in (("ann", MARKER), ("ann", "kept"), ("bob", MARKER)):
+        cid = conn.execute(
+            "INSERT INTO conversations (title, user, created_at, updated_at) VALUES ('t', ?, ?, ?)", [owner, now, now]
+        ).lastrowid
+        conn.executemany(
+            "INSERT INTO messages (conversation_id, role, content, created_at) VALUES (?, 'user', ?, ?)",
+            [(cid, f"message {i} about the {word} case", now) for i in range(400)],
+        )
+    # Deleted as the old chat deleted: every other message of the first (slack in pages still in use),
+    # all of the third (free pages).
+    conn.execute("DELETE FROM messages WHERE conversation_id = 1 AND id % 2 = 0")
+    conn.execute("UPDATE messages SET content = 'message about the other case' WHERE conversation_id = 1")
+    conn.execute("DELETE FROM messages WHERE conversation_id = 3")
+    conn.execute("DELETE FROM conversations WHERE id = 3")
+    conn.close()
+
+
+def test_the_first_forget_on_a_database_written_before_secure_deletion_leaves_no_byte_deleted_then(
+    data_dir: Path,
+) -> None:
+    path = data_dir / "assistant.db"
+    _written_before_secure_deletion(path)
+    assert _holding(data_dir, MARKER)
+    store = Store.open(path)  # the upgrade
+    chat = Store.open(path)  # another chat holds the database open
+    try:
+        assert chat.search(MARKER) == [] and len(chat.search("kept")) == 1
+        other = store.create_conversation("cora", "sys")
+        store.add_message(other.id, "user", "nothing to see")
+
+        erasure = store.forget("admin", conversation_id=other.id)
+
+        assert erasure.rewritten
+        assert _holding(data_dir, MARKER, MARKER[-8:]) == []
+        assert len(chat.search("kept")) == 1 and chat.conversation(1).title == "t"
+        chat.add_message(2, "user", "the chat goes on")
+        rewritten_at = store.secure_deletion_since()
+        assert rewritten_at is not None
+        store.forget("admin", conversation_id=2)
+        assert store.secure_deletion_since() == rewritten_at, "rewritten once"
+    finally:
+        chat.close()
+        store.close()
+
+
+def test_a_database_created_with_secure_deletion_is_never_rewritten(store: Store) -> None:
+    assert store.secure_deletion_since() is not None
+
+
+def test_a_database_busy_with_a_writer_is_rewritten_at_a_later_forget(data_dir: Path) -> None:
+    path = data_dir / "assistant.db"
+    _written_before_secure_deletion(path)
+    store = Store.open(path)
+    writer = Store.open(path)
+    try:
+        writer.db.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+        assert store.rewrite_once(wait_s=0.2) is False
+        assert store.secure_deletion_since() is None
+        writer.db.execute("ROLLBACK")
+        erasure = store.forget("admin", conversation_id=2)
+        assert erasure.rewritten and store.secure_deletion_since() is not None
+        assert _holding(data_dir, MARKER, MARKER[-8:]) == []
+    finally:
+        writer.close()
+        store.close()

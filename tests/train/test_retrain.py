@@ -100,6 +100,24 @@ def test_dry_run_stops_after_the_preflight(tmp_path: Path, tiny_model_dir: Path,
     assert not (settings.data_dir / "runs").exists()
 
 
+def test_one_over_long_example_does_not_block_a_retrain(tmp_path: Path, tiny_model_dir: Path, cli) -> None:  # noqa: ANN001, F811
+    settings = configure(tmp_path / "data", tiny_model_dir, max_length=128)
+    store = Store.open(settings.db_path)
+    curate(store)
+    conversation = store.create_conversation("ann", "")
+    question = store.add_message(conversation.id, "user", "Here are my thermostat's logs")
+    reply = store.add_message(conversation.id, "assistant", "log line " * 200, parent_id=question.id)
+    store.rate(reply.id, "bob", 1)
+    store.approve([reply.id], "cora")
+
+    result = cli("retrain", "--dry-run", "--data-dir", settings.data_dir)
+
+    assert result.code == 0, result.err
+    assert "preflight passed" in result.out
+    assert "dropped for length: 1 (" in result.err
+    assert f'conversation {conversation.id} "Here are my thermostat\'s logs" message {reply.id} (' in result.err
+
+
 def test_preflight_refuses_a_template_that_marks_no_assistant_tokens(tmp_path: Path, tiny_model_dir: Path, cli) -> None:  # noqa: ANN001, F811
     plain = tmp_path / "plain-template-model"
     plain.mkdir()
@@ -144,6 +162,32 @@ def test_a_non_finite_loss_aborts_and_publishes_nothing(tmp_path: Path, tiny_mod
     assert run.status == "failed" and "non-finite" in run.error
     assert [a.version for a in store.adapters()] == ["v0001"] and store.active_adapter().version == "v0001"
     assert sorted(p.name for p in (data_copy / "adapters").iterdir()) == ["v0001"]
+
+
+def test_a_full_disk_fails_the_run_with_no_space_left(
+    tiny_model_dir: Path, data_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from assistant.train.loop import COMPLETE
+
+    settings = configure(data_copy, tiny_model_dir, max_steps=4, eval_steps=2)
+    store = Store.open(settings.db_path)
+    curate(store, questions={"reset": ["Thermostat blinking red, reset?"]})
+    write_text = Path.write_text
+
+    def full(self: Path, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if self.name == COMPLETE:  # the disk fills up as the first checkpoint is written
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(TrainingError, match="no space left on the device"):
+        retrain(settings, store, Options())
+
+    run = store.training_runs()[0]
+    assert run.status == "failed" and run.error.startswith("no space left on the device")
+    assert [a.version for a in store.adapters()] == ["v0001"]
 
 
 def test_kill_9_during_training_then_resume_completes_from_the_checkpoint(data_copy: Path, tiny_model_dir: Path) -> None:

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 from textual.widgets import DataTable, Label, Static
 
-from assistant.adapters.registry import adapters_dir
 from assistant.engine.base import ChatMessage, GenerationParams, ModelIdentity, Reply
 from assistant.errors import ModelError
 from assistant.store import AdapterRecord, ReplyRecord, Store
@@ -217,16 +217,55 @@ async def test_promote_and_rollback_with_keys_after_confirmation(settings, store
         await pilot.pause()
         assert "No version is active: nothing to roll back." in notifications(app)
 
-        # A store error (the version was deleted meanwhile in another window) is a notification.
+        # A store error (the version was deleted meanwhile in another window) is a notification,
+        # before any question.
         store.delete_adapter("v0002", actor="bob")
         await pilot.press("p")
-        await confirm(pilot)
+        await pilot.pause()
+        assert not isinstance(app.screen, Confirm)
         assert any("v0002 was not promoted" in m and "deleted" in m for m in notifications(app, "error"))
         assert store.active_adapter() is None
 
         await pilot.press("r")
         await pilot.pause()
         assert [r[0] for r in rows(screen)] == ["v0001"]
+
+
+async def test_f2_promotes_with_the_checks_of_the_command(settings, store) -> None:  # noqa: ANN001
+    """A version the gate rejected is promoted only after a loud warning; weights a chat would refuse
+    (NaN) are refused here too, in the worker, and nothing changes."""
+    import json
+
+    from safetensors.numpy import save_file
+
+    from assistant.adapters import registry
+
+    register(store, "v0001", report={"verdict": "reject", "reason": "eval loss rose"})
+    broken = register(store, "v0002")
+    path = store.path.parent / broken.path
+    for file in path.iterdir():
+        file.chmod(0o600)
+    save_file({"lora_A.weight": np.full((2, 2), np.nan, dtype=np.float32)}, str(path / registry.WEIGHTS))
+    meta = json.loads((path / registry.META).read_text(encoding="utf-8"))
+    (path / registry.META).write_text(json.dumps({**meta, "files": registry.checksums(path)}), encoding="utf-8")
+    app = ModelsApp(settings, store)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await models_screen(pilot)
+        assert screen.current.version == "v0002"
+
+        await pilot.press("p")
+        await confirm(pilot)
+        await wait_for(pilot, lambda: any("v0002 was not promoted" in m for m in notifications(app, "error")),
+                       what="the refusal")
+        assert any("NaN" in m for m in notifications(app, "error"))
+        assert store.active_adapter() is None
+
+        await pilot.press("down", "p")  # v0001, rejected by the gate
+        await wait_for(pilot, lambda: isinstance(app.screen, Confirm), what="the confirmation")
+        assert "WARNING: the eval gate REJECTED v0001 (eval loss rose)" in app.screen.question
+        await confirm(pilot)
+        await wait_for(pilot, lambda: store.active_adapter() is not None, what="the promotion")
+        assert store.active_adapter().version == "v0001"
 
 
 async def test_hostile_report_text_is_shown_literally(settings, store) -> None:  # noqa: ANN001
@@ -268,7 +307,7 @@ async def test_f2_opens_the_screen_and_a_promotion_reaches_the_chat(settings, st
         await wait_loaded(pilot)
         # Right after loading, the chat swaps to the active version.
         await wait_for(pilot, lambda: status_adapter(app) == "v0001", what="the swap to v0001")
-        assert backend.swaps == [("v0001", adapters_dir(settings.data_dir) / "v0001")]
+        assert backend.swaps == [("v0001", settings.layout.version("v0001"))]
         assert "Now answering with v0001" in notifications(app)
 
         await pilot.press("f2")
@@ -277,7 +316,7 @@ async def test_f2_opens_the_screen_and_a_promotion_reaches_the_chat(settings, st
         await confirm(pilot)
         await wait_for(pilot, lambda: backend.identity.adapter == "v0002", what="the swap to v0002")
         await wait_for(pilot, lambda: status_adapter(app) == "v0002", what="the status bar")
-        assert backend.swaps[-1] == ("v0002", adapters_dir(settings.data_dir) / "v0002")
+        assert backend.swaps[-1] == ("v0002", settings.layout.version("v0002"))
         assert "Now answering with v0002 (eval loss 1.234, was 1.456)" in notifications(app)
 
         await pilot.press("escape")
@@ -289,7 +328,7 @@ async def test_f2_opens_the_screen_and_a_promotion_reaches_the_chat(settings, st
         store.rollback(actor="bob")
         await wait_for(pilot, lambda: status_adapter(app) is None, what="the base model")
         assert backend.swaps[-1] == (None, None)
-        assert backend.swaps.count(("v0001", adapters_dir(settings.data_dir) / "v0001")) == 2
+        assert backend.swaps.count(("v0001", settings.layout.version("v0001"))) == 2
         assert any(m.startswith("Now answering with the base model") for m in notifications(app))
         assert notifications(app, "error") == []
 

@@ -362,7 +362,7 @@ class ChatScreen(AppScreen):
     async def on_composer_submitted(self, event: Composer.Submitted) -> None:
         text = event.text
         try:
-            check_message(text)
+            check_message(text, self.settings, len(self.thread))
         except AssistantError as exc:
             self.notify(str(exc), severity="warning", markup=False)
             return

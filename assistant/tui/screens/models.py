@@ -18,10 +18,11 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
-from assistant.adapters import serving
-from assistant.adapters.registry import adapters_dir, check_files
+from assistant.adapters import promotion, serving
 from assistant.adapters.report import describe
+from assistant.curation import require_curator
 from assistant.errors import AssistantError
+from assistant.settings import Settings
 from assistant.store import AdapterRecord, RatingCounts
 from assistant.text import one_line
 from assistant.tui.messages import ActiveAdapterChanged
@@ -159,7 +160,15 @@ class ModelsScreen(AppScreen):
         question = f"Promote {version}? Every chat answers with it within seconds" + (
             f"; {active} is retired." if active else " instead of the base model."
         )
-        if record.report:
+        try:
+            promotion.check(self.settings, self.store, version, force=True)  # curators; not deleted
+        except AssistantError as exc:
+            self.notify(f"{version} was not promoted: {one_line(str(exc), 200)}", severity="error", markup=False)
+            return
+        rejected = promotion.gate_rejected(record)
+        if rejected is not None:
+            question += f"\n\nWARNING: the eval gate REJECTED {version} ({one_line(rejected, 160)}). Promote it anyway?"
+        elif record.report:
             verdict = one_line(str(record.report.get("verdict", "?")), 20)
             question += f"\n\nEval gate: {verdict} - {one_line(str(record.report.get('reason', '')), 160)}"
         else:
@@ -169,8 +178,8 @@ class ModelsScreen(AppScreen):
             if not yes:
                 return
             with self.reported(f"{version} was not promoted"):
-                check_files(adapters_dir(self.settings.data_dir) / version)
-                self._prepare(version, promote, refused=f"{version} was not promoted")
+                # The same checks as `assistant models promote`, files and model server in a worker.
+                self._prepare(version, promote, refused=f"{version} was not promoted", check=promotion.verify)
 
         def promote(warning: str | None) -> None:
             with self.reported(f"{version} was not promoted"):
@@ -181,17 +190,27 @@ class ModelsScreen(AppScreen):
 
         self.app.push_screen(Confirm(question), answered)
 
-    def _prepare(self, version: str | None, then: Callable[[str | None], None], *, refused: str) -> None:
-        """With a model server, load `version` there and prove it answers (in a worker); then `then` on
-        the event loop, with a warning or None. A refusal is reported as `refused` (what did not happen)."""
+    def _prepare(
+        self,
+        version: str | None,
+        then: Callable[[str | None], None],
+        *,
+        refused: str,
+        check: Callable[[Settings, str | None], str | None] = serving.prepare,
+    ) -> None:
+        """`check` the version in a worker (by default: with a model server, load `version` there and prove
+        it answers); then `then` on the event loop, with a warning or None. A refusal is reported as
+        `refused` (what did not happen)."""
         if self.settings.server_url and version is not None:
             self.notify(f"Loading {version} into the model server…", markup=False, timeout=3)
-        self._prepare_worker(version, then, refused)
+        self._prepare_worker(version, then, refused, check)
 
     @work(thread=True, exclusive=True, group="serving", exit_on_error=False)
-    def _prepare_worker(self, version: str | None, then: Callable[[str | None], None], refused: str) -> None:
+    def _prepare_worker(
+        self, version: str | None, then: Callable[[str | None], None], refused: str, check: Callable
+    ) -> None:
         try:
-            warning = serving.prepare(self.settings, version)
+            warning = check(self.settings, version)
         except AssistantError as exc:
             self.app.call_from_thread(self.notify, f"{refused}: {one_line(str(exc), 200)}", severity="error", markup=False)
             return
@@ -212,6 +231,11 @@ class ModelsScreen(AppScreen):
             self.app.call_from_thread(self.notify, one_line(warning, 200), severity="warning", markup=False)
 
     def action_rollback(self) -> None:
+        try:
+            require_curator(self.settings)  # with `curators` set, only they change what every chat serves
+        except AssistantError as exc:
+            self.notify(f"Not rolled back: {one_line(str(exc), 200)}", severity="error", markup=False)
+            return
         try:
             active = self.store.active_adapter()  # not the table's: another window may have changed it
         except AssistantError as exc:
