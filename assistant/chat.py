@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from assistant.engine.base import Backend, ChatMessage, GenerationParams, ModelIdentity, Reply
+from assistant.engine.base import TOO_LONG, Backend, ChatMessage, GenerationParams, ModelIdentity, Reply
 from assistant.errors import AssistantError, InputError
 from assistant.settings import Settings
 from assistant.store import Conversation, Message, ReplyRecord, Store
@@ -71,6 +71,17 @@ def failed_record(identity: ModelIdentity, params: GenerationParams, error: str)
         finish_reason="error",
         error=error,
     )
+
+
+def too_long_for_the_model(error: str | None) -> bool:
+    """Did a reply fail because its question is too long for the model? Asking again cannot help then."""
+    return error is not None and TOO_LONG in error
+
+
+def what_helps(error: str | None) -> str:
+    """What to do about a reply that failed with `error`: ask again (the server was down, the stream
+    broke off), unless asking again cannot help (a question too long for the model)."""
+    return "shorten the question and send it again" if too_long_for_the_model(error) else "r asks again"
 
 
 def check_message(text: str, settings: Settings | None = None, thread_length: int = 0) -> str:

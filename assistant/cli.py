@@ -75,15 +75,19 @@ def review(state: Context) -> None:
 @settings_options
 def ask(state: Context, question: str, conversation_id: int | None, as_json: bool) -> None:
     """Ask one question without the UI; logged like a chat turn."""
-    from assistant.chat import check_message, run_turn
+    from assistant.chat import check_fits, check_message, generation_params, run_turn
 
     settings = state.settings
     check_message(question, settings)
     store = state.store()
+    system_prompt = settings.system_prompt
     if conversation_id is not None:  # fail before loading a model
-        check_message(question, settings, len(store.thread(store.conversation(conversation_id).id)))
+        conversation = store.conversation(conversation_id)
+        check_message(question, settings, len(store.thread(conversation.id)))
+        system_prompt = conversation.system_prompt
     backend = load_backend(settings, quiet=as_json)
     follow_active_adapter(backend, store, settings)
+    check_fits(backend, system_prompt, question, generation_params(settings))  # before anything is stored
     stream_to = None if as_json else _echo_chunk
     conversation, _question, answer = run_turn(
         store, backend, settings, question, conversation_id=conversation_id, on_text=stream_to

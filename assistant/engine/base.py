@@ -13,6 +13,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from assistant.errors import InputError
+
+TOO_LONG = "too long for the model"  # in every such refusal, and so in a failed reply's stored error
+
+
+def prompt_budget(context: int, max_new_tokens: int) -> int:
+    """How many tokens a prompt may take in a model context of `context` tokens: the rest is room for
+    the reply (`max_new_tokens`, at most half the context). The one rule of every backend."""
+    return context - min(max_new_tokens, context // 2)
+
+
+def too_long(tokens: int, budget: int, where: str = "") -> InputError:
+    """The refusal of a prompt of `tokens` tokens that `prompt_budget` allows `budget`."""
+    return InputError(f"the message is {TOO_LONG}{where} ({tokens} tokens; at most {budget} fit)")
+
 
 @dataclass(frozen=True)
 class ChatMessage:

@@ -34,10 +34,10 @@ from transformers import (
 from transformers.generation.streamers import BaseStreamer
 
 from assistant.adapters.registry import WEIGHTS, check_files, check_weights
-from assistant.engine.base import CancelEvent, ChatMessage, GenerationParams, LoadProgress, ModelIdentity, Reply
+from assistant.engine.base import CancelEvent, ChatMessage, GenerationParams, LoadProgress, ModelIdentity, Reply, prompt_budget, too_long
 from assistant.engine.prompt import encode_chat
 from assistant.engine.resolve import ModelChoice, resolve_model
-from assistant.errors import InputError, ModelError
+from assistant.errors import ModelError
 from assistant.quantization import load_options, precision_label
 from assistant.settings import Settings
 
@@ -90,7 +90,7 @@ class LocalBackend:
 
         The prompt may use the context but for room for the reply (at most half the context).
         """
-        budget = self._context - min(max_new_tokens, self._context // 2)
+        budget = prompt_budget(self._context, max_new_tokens)
         system = [m for m in messages[:1] if m.role == "system"]
         turns = list(messages[len(system) :])
         while True:
@@ -98,9 +98,7 @@ class LocalBackend:
             if len(ids) <= budget:
                 return ids
             if len(turns) <= 1:
-                raise InputError(
-                    f"the message is too long for the model ({len(ids)} tokens; at most {budget} fit)"
-                )
+                raise too_long(len(ids), budget)
             turns = turns[2:] if len(turns) > 2 else turns[1:]
 
     def check_prompt(self, messages: Sequence[ChatMessage], params: GenerationParams) -> None:

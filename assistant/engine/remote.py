@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from assistant.adapters.registry import check_files
 from assistant.data.clean import defuse, special_token_pattern
-from assistant.engine.base import ChatMessage, GenerationParams, LoadProgress, ModelIdentity, Reply
+from assistant.engine.base import TOO_LONG, ChatMessage, GenerationParams, LoadProgress, ModelIdentity, Reply, prompt_budget, too_long
 from assistant.errors import AssistantError, InputError, ModelError, ServerError
 from assistant.settings import Settings
 from assistant.text import one_line
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 PROBE_MESSAGES = [{"role": "user", "content": "Hello"}]
 PROBE_TOKENS = 4
 HEALTH_TIMEOUT_S = 3.0
+COUNT_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -139,6 +140,29 @@ class ServerAPI:
             return json.loads(text).get("version")
         except Exception:  # noqa: BLE001 - any failure means: not a vLLM server we can ask
             return None
+
+    def count_tokens(self, model: str, messages: list[dict[str, str]]) -> tuple[int, int | None] | None:
+        """How many tokens `messages` make as the prompt of a reply, counted by the server (vLLM's
+        /tokenize: its chat template with the generation prompt, its tokenizer), and the context length
+        it reports. None when it cannot say: another OpenAI-compatible server has no such route, or no
+        answer came."""
+        try:
+            counted = self.client.post(
+                f"{self.root}/tokenize",
+                body={"model": model, "messages": messages, "add_generation_prompt": True},
+                cast_to=object,
+                options={"timeout": min(self.timeout, COUNT_TIMEOUT_S)},
+            )
+        except Exception as exc:  # noqa: BLE001 - cannot count: the question is sent, and the server decides
+            status = getattr(exc, "status_code", None)
+            log.info("the model server at %s does not count tokens (%s%s)", self.address, type(exc).__name__,
+                     f" {status}" if status else "")
+            return None
+        count = counted.get("count") if isinstance(counted, dict) else None
+        if not isinstance(count, int):
+            return None
+        context = counted.get("max_model_len")
+        return count, context if isinstance(context, int) else None
 
     def metrics(self) -> str:
         """The server's Prometheus metrics (vLLM), as text."""
@@ -409,9 +433,25 @@ class RemoteBackend:
     # -- replies -------------------------------------------------------------------------------
 
     def check_prompt(self, messages: Sequence[ChatMessage], params: GenerationParams) -> None:
-        """Not told here: the server's tokenizer counts. A message too long for it fails when sent
-        (`_create`: InputError), and the chat stores that reply as failed, with the reason."""
-
+        """InputError when `messages` leave no room for the reply in the server's context: the server's
+        tokenizer counts them as `stream` sends them, and its `max_model_len` less room for the reply
+        (`prompt_budget`, the in-process engine's rule) decides. A server that cannot count (no
+        /tokenize on another OpenAI-compatible server) or cannot be reached is not an answer: the
+        question is sent, and a refusal then fails its reply (`_create`)."""
+        try:
+            base = self.base
+        except ModelError:
+            return
+        counted = self.api.count_tokens(base.id, self._sendable(messages))
+        if counted is None:
+            return
+        tokens, reported = counted
+        context = base.max_model_len or reported
+        if not context:
+            return
+        budget = prompt_budget(context, params.max_new_tokens)
+        if tokens > budget:
+            raise too_long(tokens, budget, " on the server")
 
     def stream(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Reply:
         """Start a reply on the server. Raises ServerError when it cannot start (the server is down)."""
@@ -489,20 +529,23 @@ class RemoteBackend:
         system = [m for m in messages[:1] if m.role == "system"]
         turns = list(messages[len(system):])
         while True:
-            body = [{"role": m.role, "content": self._special.sub(defuse, m.content)} for m in [*system, *turns]]
             try:
-                return self.api.client.chat.completions.create(messages=body, **request)
+                return self.api.client.chat.completions.create(messages=self._sendable([*system, *turns]), **request)
             except openai.BadRequestError as exc:
                 text = _error_message(exc)
                 if "context length" not in text and "too long" not in text:
                     raise server_error(exc, self.api.address, "answer") from None
                 if len(turns) <= 1:
-                    raise InputError(f"the message is too long for the model on the server: {one_line(text, 160)}") from None
+                    raise InputError(f"the message is {TOO_LONG} on the server: {one_line(text, 160)}") from None
                 turns = turns[2:] if len(turns) > 2 else turns[1:]
             except openai.NotFoundError:
                 raise
             except Exception as exc:
                 raise server_error(exc, self.api.address, "answer") from None
+
+    def _sendable(self, messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
+        """The messages as the server gets them: text that spells a special token defused."""
+        return [{"role": m.role, "content": self._special.sub(defuse, m.content)} for m in messages]
 
     def _identity_of(self, served: str, asked: ModelIdentity) -> ModelIdentity:
         """Who the server says answered: its base model, or an adapter on it."""

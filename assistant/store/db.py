@@ -115,6 +115,10 @@ class Store(CurationStore, TrainingStore):
             raise
         return store
 
+    def reopen(self) -> Store:
+        """Another connection to the same database, with the same clock: for another thread."""
+        return type(self).open(self.path, clock=self._clock, migrate=False)
+
     def _configure(self) -> None:
         conn = self.db.conn
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")

@@ -40,6 +40,17 @@ class ReplyFinished(Message):
 
 
 @dataclass
+class ConversationErased(Message):
+    """A conversation deleted in the chat was erased (`problem`: why it was not); `warnings`: what the
+    erasure could not finish (another process kept reading the database, say)."""
+
+    conversation_id: int
+    title: str
+    problem: str | None
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass
 class MessageChecked(Message):
     """A question was measured against the model's context: `problem` says why it cannot be sent."""
 

@@ -96,3 +96,30 @@ def test_ask_with_a_missing_model_path(cli, data_dir: Path) -> None:
     assert len(result.err_lines) == 1
     assert result.err_lines[0].startswith("error: model path not found: /does/not/exist")
     assert open_store(data_dir).counts()["messages"] == 0
+
+
+TOO_LONG = "Here is my whole router log, please read it: " + "zebra quartz 1234 " * 1500
+
+
+def test_ask_refuses_a_question_too_long_for_the_model_and_stores_nothing(
+    cli, data_dir: Path, tiny_model_dir: Path
+) -> None:
+    result = _ask(cli, data_dir, tiny_model_dir, TOO_LONG)
+
+    assert result.code == 4
+    assert result.out == ""
+    [line] = [line for line in result.err_lines if line.startswith("error:")]
+    assert re.fullmatch(r"error: the message is too long for the model \(\d+ tokens; at most 4072 fit\)", line)
+    assert open_store(data_dir).conversations(include_archived=True) == []  # no empty conversation left behind
+
+
+def test_ask_refuses_a_too_long_follow_up_and_the_conversation_stays_as_it_was(
+    cli, data_dir: Path, tiny_model_dir: Path
+) -> None:
+    first = _ask(cli, data_dir, tiny_model_dir, "What does Nimbus Plus cost?", "--json")
+    conversation_id = json.loads(first.out)["conversation_id"]
+
+    result = _ask(cli, data_dir, tiny_model_dir, TOO_LONG, "--conversation", str(conversation_id))
+
+    assert result.code == 4 and "too long for the model" in result.err
+    assert [m.role for m in open_store(data_dir).thread(conversation_id)] == ["user", "assistant"]

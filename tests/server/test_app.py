@@ -160,3 +160,25 @@ async def test_f2_does_not_promote_a_version_the_server_refuses_and_the_chat_kee
         await wait_reply_done(pilot)
         reply = store.thread(app.chat.conversation.id)[-1]
         assert reply.adapter == "v0001" and reply.content == TAUGHT["v0001"]
+
+
+async def test_a_question_too_long_for_the_server_is_refused_before_it_is_sent_and_stays_in_the_input(
+    model_server: ModelServer, tmp_path: Path
+) -> None:
+    from textual.widgets import Static
+
+    settings = served_settings(tmp_path / "data", model_server)
+    store = Store.open(settings.db_path)
+    too_long = "Here is my whole router log, please read it: " + "zebra quartz 1234 " * 1500
+    app = make_app(settings, store, backend_loader(settings))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        requests = model_server.metric("vllm:request_success_total")
+        await send(pilot, too_long)
+        notice = app.chat.query_one("#composer-notice", Static)
+        await wait_for(pilot, lambda: notice.display, 20, "the refusal")
+        said = str(notice.render())
+        assert "Not sent" in said and "too long for the model on the server" in said and "at most 4048 fit" in said
+        assert app.chat.composer.text == too_long
+        assert store.conversations() == []
+        assert model_server.metric("vllm:request_success_total") == requests

@@ -70,6 +70,17 @@ def test_ask_with_the_server_down_exits_13_in_one_line_and_keeps_the_question(cl
     assert failed.finish_reason == "error" and failed.content == "" and "cannot reach" in failed.error
 
 
+def test_ask_refuses_a_question_too_long_for_the_server_and_stores_nothing(cli, team: Path, model_server: ModelServer) -> None:  # noqa: ANN001
+    requests = model_server.metric("vllm:request_success_total")
+    result = cli("ask", "Here is my router log: " + "zebra quartz 1234 " * 1500, "--data-dir", team)
+    assert result.code == 4
+    assert result.err.startswith("error: the message is too long for the model on the server (")
+    assert result.err.count("\n") == 1
+    with closing(Store.open(team / "assistant.db")) as store:
+        assert store.conversations(include_archived=True) == []
+    assert model_server.metric("vllm:request_success_total") == requests
+
+
 def test_promote_loads_into_the_server_refuses_what_it_refuses_and_unloads_older_versions(
     cli, team: Path, model_server: ModelServer, adapters: dict[str, Path], wide_adapter: Path  # noqa: ANN001
 ) -> None:

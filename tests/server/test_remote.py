@@ -3,16 +3,18 @@ refusals, cancelling, and every failure as one clear line."""
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from assistant.engine.base import ChatMessage, GenerationParams
 from assistant.engine.remote import RemoteBackend
-from assistant.errors import ModelError, ServerError
+from assistant.errors import InputError, ModelError, ServerError
 from tests.conftest import SYSTEM, TAUGHT, THERMOSTAT, load_backend
 from tests.server.conftest import ModelServer, free_port, served_settings
 
@@ -224,3 +226,110 @@ def test_a_server_serving_another_model_than_configured_is_an_error(model_server
     settings = served_settings(tmp_path / "data", model_server, server_model="Qwen/Qwen2.5-1.5B-Instruct")
     with pytest.raises(ModelError, match=f"serves {model_server.served_name}, not Qwen/Qwen2.5-1.5B-Instruct"):
         RemoteBackend.connect(settings)
+
+
+def _longest_that_fits(fits) -> int:  # noqa: ANN001
+    """The largest n with fits(n), for fits true at 1 and false at 4096 and monotone."""
+    low, high = 1, 4096
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
+
+
+def _words(n: int) -> str:
+    return "Here is my router log: " + " ".join(f"line{i % 97} ok" for i in range(n))
+
+
+def test_a_question_too_long_for_the_servers_context_is_refused_before_it_is_sent(
+    backend: RemoteBackend, model_server: ModelServer, tiny_model_dir: Path
+) -> None:
+    """The server's tokenizer counts the question as it would be sent, and the server's context
+    (`max_model_len`) less room for the reply decides, as the in-process engine decides: the same
+    question fits both or neither, with the same count."""
+    local = load_backend(tiny_model_dir)
+
+    def local_fits(n: int) -> bool:
+        try:
+            local.check_prompt([ChatMessage("system", SYSTEM), ChatMessage("user", _words(n))], GREEDY)
+        except InputError:
+            return False
+        return True
+
+    longest = _longest_that_fits(local_fits)
+    requests = model_server.metric("vllm:request_success_total")
+    backend.check_prompt([ChatMessage("system", SYSTEM), ChatMessage("user", _words(longest))], GREEDY)
+    too_long = [ChatMessage("system", SYSTEM), ChatMessage("user", _words(longest + 1))]
+    with pytest.raises(InputError) as refused:
+        backend.check_prompt(too_long, GREEDY)
+    with pytest.raises(InputError) as locally:
+        local.check_prompt(too_long, GREEDY)
+    counted = r"\((\d+) tokens; at most (\d+) fit\)"
+    assert re.search(counted, str(refused.value)).groups() == re.search(counted, str(locally.value)).groups()
+    assert "too long for the model on the server" in str(refused.value)
+    assert model_server.metric("vllm:request_success_total") == requests  # measured, never asked
+
+
+def test_text_that_spells_a_special_token_is_measured_as_it_is_sent(backend: RemoteBackend) -> None:
+    """Defused before counting, as before sending: each `<|im_end|>` counts as the text it is sent as,
+    not as the one special token it would be, which would let it through."""
+    hostile = [ChatMessage("user", "<|im_end|>" * 600)]
+    with pytest.raises(InputError, match=r"\((\d+) tokens; at most 2048 fit\)") as refused:
+        backend.check_prompt(hostile, GenerationParams(max_new_tokens=2048))
+    assert int(re.search(r"\((\d+) tokens", str(refused.value)).group(1)) > 2 * 600
+
+
+@pytest.fixture
+def without_tokenize(model_server: ModelServer) -> Iterator[str]:
+    """Another OpenAI-compatible server: the real one behind a proxy that has no /tokenize route."""
+    import urllib.error
+    import urllib.request
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    upstream = f"http://127.0.0.1:{model_server.port}"
+
+    class Forward(BaseHTTPRequestHandler):
+        def _forward(self) -> None:
+            if self.path.startswith("/tokenize"):
+                self.send_error(404, "Not Found")
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host", "content-length"}}
+            request = urllib.request.Request(upstream + self.path, data=body, headers=headers, method=self.command)
+            try:
+                with urllib.request.urlopen(request, timeout=60) as answer:
+                    status, kind, payload = answer.status, answer.headers.get("Content-Type"), answer.read()
+            except urllib.error.HTTPError as error:
+                status, kind, payload = error.code, error.headers.get("Content-Type"), error.read()
+            self.send_response(status)
+            self.send_header("Content-Type", kind or "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = _forward
+
+        def log_message(self, *args) -> None:  # noqa: ANN002
+            pass
+
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{proxy.server_address[1]}/v1"
+    proxy.shutdown()
+    proxy.server_close()
+
+
+def test_a_server_that_cannot_tokenize_gets_the_question_and_its_refusal_is_the_failure(
+    model_server: ModelServer, without_tokenize: str, tmp_path: Path
+) -> None:
+    settings = served_settings(tmp_path / "data", model_server, server_url=without_tokenize)
+    backend = RemoteBackend.connect(settings)
+    too_long = [ChatMessage("user", _words(6000))]
+    backend.check_prompt(too_long, GREEDY)  # cannot tell: it is sent
+    with pytest.raises(InputError, match="too long for the model on the server"):
+        backend.stream(too_long, GREEDY)
+    text, _ = answer(backend)
+    assert text
+    backend.close()

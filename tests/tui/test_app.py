@@ -254,8 +254,54 @@ async def test_conversation_list_renames_archives_and_deletes(settings, store, t
         await wait_for(pilot, lambda: isinstance(app.screen, Confirm))
         await pilot.press("y")
         await wait_for(pilot, lambda: app.screen is app.chat)
+        await wait_for(pilot, lambda: "Deleted “Renamed”" in notifications(app), what="the erasure")
         assert store.conversations(include_archived=True) == []
         assert app.chat.conversation is None
+
+
+async def test_the_app_keeps_handling_keys_while_a_large_conversation_is_erased(settings, store, tiny_backend) -> None:  # noqa: ANN001
+    """Erasure (rows, search index, write-ahead log, snapshots, logs) runs in a worker: seconds for a long
+    conversation, and as long as another chat keeps reading the database (here one holds a read open)."""
+    from assistant.store import ImportedMessage, Store
+
+    messages = [ImportedMessage("user" if i % 2 == 0 else "assistant", f"message {i} about Xylophonist7731")
+                for i in range(20_000)]
+    [long_id] = store.import_conversations([("Long one", messages)], user="ann", default_system_prompt="sys")
+    kept = store.create_conversation("ann", "sys", title="Kept")
+    store.add_message(kept.id, "user", "keep me")
+    other_chat = Store.open(settings.db_path)
+    app = make_app(settings, store, tiny_backend)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_loaded(pilot)
+            other_chat.db.conn.execute("BEGIN")
+            other_chat.db.execute("SELECT count(*) FROM messages").fetchone()  # reading: the WAL cannot be emptied
+            app.chat.sidebar.options.focus()
+            app.chat.sidebar.options.highlighted = next(
+                i for i in range(app.chat.sidebar.options.option_count)
+                if app.chat.sidebar.options.get_option_at_index(i).id == str(long_id)
+            )
+            await pilot.press("d")
+            await wait_for(pilot, lambda: isinstance(app.screen, Confirm))
+            await pilot.press("y")
+            await wait_for(pilot, lambda: any("Deleting" in n for n in notifications(app)), 5, "the progress")
+            app.chat.composer.focus()
+            await pilot.press(*"still typing")
+            assert app.chat.composer.text == "still typing"  # handled while the erasure waits for the reader
+            assert not any(n.startswith("Deleted") for n in notifications(app))
+            listed = [app.chat.sidebar.options.get_option_at_index(i).id
+                      for i in range(app.chat.sidebar.options.option_count)]
+            assert listed == [str(kept.id)]  # no longer offered while it goes
+
+            other_chat.db.conn.execute("COMMIT")
+            await wait_for(pilot, lambda: any(n.startswith("Deleted") for n in notifications(app)), 30, "the erasure")
+            assert [c.id for c in store.conversations(include_archived=True)] == [kept.id]
+            assert store.search("Xylophonist7731") == []
+            assert notifications(app, "warning") == [] and notifications(app, "error") == []
+            await pilot.press(*" on")
+            assert app.chat.composer.text == "still typing on"
+    finally:
+        other_chat.close()
 
 
 async def test_ctrl_n_starts_a_new_conversation(settings, store, tiny_backend) -> None:  # noqa: ANN001
@@ -357,6 +403,35 @@ async def test_a_too_long_message_that_fails_later_carries_a_lasting_error_marke
         assert thread[-1].finish_reason == "error" and "too long for the model" in thread[-1].error
         header = str(assistant_views(app)[-1].query_one(".message-header", Static).render())
         assert "failed" in header and "too long for the model" in header
+        # Asking again cannot help: the marker says what does, and the question is back in the input to edit.
+        assert "r asks again" not in header and "shorten the question and send it again" in header
+        assert not any("r, asks again" in n for n in notifications(app))
+        assert app.chat.composer.text == LONG_MESSAGE
+        notice = app.chat.query_one("#composer-notice", Static)
+        assert notice.display and "too long for the model" in str(notice.render())
+
+
+async def test_a_failed_reply_says_what_helps(settings, store, tiny_backend) -> None:  # noqa: ANN001
+    """Asking again helps a reply the server broke off, not one whose question is too long for the model."""
+    from assistant.chat import failed_record, generation_params
+
+    failures = {
+        "Is the server up?": "cannot reach the model server at 127.0.0.1:9: Connection refused",
+        "My router log: ...": "the message is too long for the model on the server (9000 tokens; at most 4048 fit)",
+    }
+    conversation = store.create_conversation("ann", "sys")
+    parent = None
+    for question, error in failures.items():
+        asked = store.add_message(conversation.id, "user", question, parent_id=parent)
+        record = failed_record(tiny_backend.identity, generation_params(settings), error)
+        parent = store.add_message(conversation.id, "assistant", "", parent_id=asked.id, reply=record).id
+    app = make_app(settings, store, tiny_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: len(assistant_views(app)) == 2, what="the conversation")
+        server_down, too_long = (str(v.query_one(".message-header", Static).render()) for v in assistant_views(app))
+        assert "cannot reach the model server" in server_down and "(r asks again)" in server_down
+        assert "too long for the model" in too_long and "(shorten the question and send it again)" in too_long
+        assert "r asks again" not in too_long
 
 
 async def test_untrusted_model_output_renders_as_inert_text(settings, store, hostile_model_dir) -> None:  # noqa: ANN001
@@ -502,6 +577,7 @@ async def test_deleting_a_conversation_while_its_reply_streams(settings, store, 
         await wait_for(pilot, lambda: isinstance(app.screen, Confirm))
         await pilot.press("y")
         await wait_reply_done(pilot)
+        await wait_for(pilot, lambda: any(n.startswith("Deleted") for n in notifications(app)), what="the erasure")
         await pilot.pause(0.2)
         assert store.counts() == {"conversations": 0, "messages": 0, "feedback": 0}
         errors = [n for n in app._notifications if n.severity == "error"]

@@ -7,7 +7,11 @@ A question is measured before it is stored or sent (`chat.check_fits`, in a thre
 model's tokenizer counts, in its own process): one too long for the model is refused, its text put
 back in the input, and the reason stays under the input until a question is sent. One sent while the
 model loads cannot be measured; if the model refuses it then, its reply is stored as failed and
-carries the reason in its header.
+carries the reason in its header with what helps (shorten it: asking again cannot help), and its text
+goes back into the input to be edited.
+
+A deleted conversation is erased in a thread worker (assistant/erasure.py: seconds for a long one,
+longer while another chat reads the database); it is no longer listed meanwhile.
 """
 
 from __future__ import annotations
@@ -24,12 +28,20 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static
 
 from assistant import erasure
-from assistant.chat import check_fits, check_message, context, failed_record, generation_params, reply_record
+from assistant.chat import (
+    check_fits,
+    check_message,
+    context,
+    failed_record,
+    generation_params,
+    reply_record,
+    too_long_for_the_model,
+)
 from assistant.engine.base import Backend, GenerationParams, ModelIdentity, Reply
 from assistant.errors import AssistantError, InputError
 from assistant.store import Conversation, Message, ReplyRecord
 from assistant.text import one_line, terminal_safe
-from assistant.tui.messages import MessageChecked, ReplyChunk, ReplyFailed, ReplyFinished
+from assistant.tui.messages import ConversationErased, MessageChecked, ReplyChunk, ReplyFailed, ReplyFinished
 from assistant.tui.screens.base import AppScreen
 from assistant.tui.screens.dialogs import Confirm, TextPrompt
 from assistant.tui.screens.feedback import FeedbackDraft, FeedbackScreen
@@ -88,6 +100,7 @@ class ChatScreen(AppScreen):
         self.active: ActiveReply | None = None
         self.waiting: Message | None = None  # a question sent before the model was ready
         self.checking: str | None = None  # a question being measured against the model's context
+        self.erasing: set[int] = set()  # conversations deleted and being erased: no longer listed
         self._keys = itertools.count(1)
         self._search_timer: Timer | None = None
         self._search_text = ""
@@ -161,11 +174,15 @@ class ChatScreen(AppScreen):
         current = self.conversation.id if self.conversation else None
         if self._search_text.strip():
             hits = self.store.search(self._search_text, user=self.settings.user)
+            hits = [h for h in hits if h.conversation.id not in self.erasing]
             self.sidebar.show_hits(hits, self._search_text, current)
         else:
             conversations = self.store.conversations(
-                user=self.settings.user, include_archived=self.sidebar.show_archived, limit=SIDEBAR_LIMIT + 1
+                user=self.settings.user,
+                include_archived=self.sidebar.show_archived,
+                limit=SIDEBAR_LIMIT + 1 + len(self.erasing),
             )
+            conversations = [c for c in conversations if c.id not in self.erasing]
             self.sidebar.show_conversations(
                 conversations[:SIDEBAR_LIMIT], current, more=len(conversations) > SIDEBAR_LIMIT
             )
@@ -291,21 +308,54 @@ class ChatScreen(AppScreen):
             return
         conversation_id = conversation.id
 
+        title = one_line(conversation.title, 50) or "Untitled"
+
         async def answered(yes: bool | None) -> None:
             if not yes:
                 return
             if self.active and self.active.conversation_id == conversation_id:
                 self.active.discarded = True
                 self.active.cancel()
-            with self.reported("Could not delete"):
-                erasure.delete_conversation(self.settings, self.store, conversation_id)
-                if self.conversation and self.conversation.id == conversation_id:
-                    await self.new_conversation()
-                self.notify("Deleted", markup=False)
+            if self.waiting is not None and self.waiting.conversation_id == conversation_id:
+                self.waiting = None
+            self.erasing.add(conversation_id)
+            if self.conversation and self.conversation.id == conversation_id:
+                await self.new_conversation()
             self.refresh_sidebar()
+            self.notify(f"Deleting “{title}”…", markup=False)
+            self._erase(conversation_id, title)
 
-        question = f"Delete “{one_line(conversation.title, 50) or 'Untitled'}” with all its messages and ratings?"
-        self.app.push_screen(Confirm(question), answered)
+        self.app.push_screen(Confirm(f"Delete “{title}” with all its messages and ratings?"), answered)
+
+    @work(thread=True, group="erase", exit_on_error=False)
+    def _erase(self, conversation_id: int, title: str) -> None:
+        """Erase a deleted conversation off the event loop, on a connection of its own: the rows, the
+        search index, the write-ahead log, snapshot files and log lines (assistant/erasure.py) take
+        seconds for a long conversation, and the log waits for other chats' reads to end."""
+        problem, warnings = None, ()
+        try:
+            store = self.store.reopen()
+            try:
+                warnings = erasure.delete_conversation(self.settings, store, conversation_id).warnings
+            finally:
+                store.close()
+        except AssistantError as exc:
+            problem = str(exc)
+        except Exception as exc:  # reported in the UI; the app keeps running
+            log.exception("erasing conversation %s failed", conversation_id)
+            problem = f"unexpected {type(exc).__name__} (details in the log)"
+        self.post_message(ConversationErased(conversation_id, title, problem, warnings))
+
+    def on_conversation_erased(self, event: ConversationErased) -> None:
+        self.erasing.discard(event.conversation_id)
+        if event.problem is not None:
+            self.notify(f"Could not delete “{event.title}”: {one_line(event.problem, 200)}", severity="error",
+                        markup=False)
+        else:
+            self.notify(f"Deleted “{event.title}”", markup=False)
+        for warning in event.warnings:
+            self.notify(one_line(warning, 300), severity="warning", markup=False, timeout=15)
+        self.refresh_sidebar()
 
     # -- sending and streaming ---------------------------------------------------------------
 
@@ -514,12 +564,15 @@ class ChatScreen(AppScreen):
             await active.stream.stop()
         self.status.set_streaming(False)
         self.app.check_backend_health()
-        self.notify(
-            f"The reply failed: {one_line(event.error, 200)}. Your question is kept: Esc, then r, asks again.",
-            severity="error",
-            markup=False,
-            timeout=10,
-        )
+        if too_long_for_the_model(event.error):
+            self._give_back_to_edit(active, event.error)
+        else:
+            self.notify(
+                f"The reply failed: {one_line(event.error, 200)}. Your question is kept: Esc, then r, asks again.",
+                severity="error",
+                markup=False,
+                timeout=10,
+            )
         if active.discarded:
             return
         if event.reply is not None and event.reply.stats is not None:
@@ -527,6 +580,14 @@ class ChatScreen(AppScreen):
         else:
             record = failed_record(active.identity, active.params, event.error)
         await self._store_reply(active, record)
+
+    def _give_back_to_edit(self, active: ActiveReply, error: str) -> None:
+        """Asking again cannot help a question too long for the model: its text goes back into the input
+        (unless the user is writing another), with the reason under it, to be shortened and sent again."""
+        shown = self.conversation is not None and self.conversation.id == active.conversation_id
+        if shown and not self.composer.text.strip():
+            self.composer.restore(active.question.content)
+        self.show_refusal(f"Not answered: {one_line(error, 200)}. Shorten the question and send it again.")
 
     def action_escape(self) -> None:
         if self.active is not None:

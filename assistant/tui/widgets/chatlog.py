@@ -13,6 +13,7 @@ from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 from rich.text import Text
 
+from assistant.chat import what_helps
 from assistant.store import Feedback, Message
 from assistant.text import one_line, terminal_safe
 
@@ -73,7 +74,8 @@ class MessageView(Vertical):
             if message.finish_reason == "cancelled":
                 text.append("  stopped", style="italic")
             elif message.finish_reason == "error":
-                text.append(f"  ⚠ failed: {one_line(message.error or 'unknown error', 80)} (r asks again)", style="bold red")
+                error = one_line(message.error or "unknown error", 80)
+                text.append(f"  ⚠ failed: {error} ({what_helps(message.error)})", style="bold red")
             index, count = self.alternatives
             if count > 1:
                 text.append(f"  ‹ {index}/{count} ›", style="bold")
