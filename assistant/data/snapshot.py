@@ -277,12 +277,24 @@ def sweep(data_dir: Path, keep: set[str]) -> list[str]:
 
 
 def find_snapshot(store: Store, data_dir: Path, snapshot_id: str | None = None) -> tuple[DatasetRecord, Path]:
-    """A registered snapshot by id (or unique prefix), default the newest; with its directory."""
+    """A registered snapshot by id (or unique prefix), default the newest one that holds no erased data;
+    with its directory. An erased snapshot is refused: its files were deleted."""
     records = store.datasets()
     if snapshot_id is not None:
         records = [r for r in records if r.id.startswith(snapshot_id)]
         if len(records) > 1:
             raise NotFoundError(f"{snapshot_id!r} matches {len(records)} snapshots; give more of the id")
+        if records and records[0].erased_at:
+            erased = records[0]
+            raise NotFoundError(
+                f"dataset snapshot {erased.id} was erased on {erased.erased_at[:10]} ({erased.erased_reason or 'it held erased data'});"
+                " its files were deleted",
+                hint="run `assistant dataset build` for a snapshot without the erased data",
+            )
+    elif records:
+        records = [r for r in records if not r.erased_at]
+        if not records:
+            raise NotFoundError("every dataset snapshot held data erased since", hint="run `assistant dataset build`")
     if not records:
         what = f"dataset snapshot {snapshot_id}" if snapshot_id else "dataset snapshot yet"
         raise NotFoundError(f"no {what}", hint="run `assistant dataset build`")
