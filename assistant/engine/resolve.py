@@ -52,6 +52,13 @@ class ModelChoice:
     notice: str | None = None
     why: str = ""  # which steps of the order were passed over, and why: for `doctor` and the banner
 
+    @property
+    def banner(self) -> str | None:
+        """What the chat's banner and `assistant ask` say about this model: which, and why."""
+        if self.notice is None:
+            return None
+        return f"{self.notice} ({self.why}.)" if self.why else self.notice
+
 
 def is_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}

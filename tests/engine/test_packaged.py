@@ -71,10 +71,12 @@ def test_the_converted_model_is_served_by_the_chat_engine(wheel_dir: Path, tmp_p
     from assistant.engine.resolve import ModelChoice
 
     path = ensure_converted(tmp_path / "models", PACKAGE, find_links=str(wheel_dir))
-    backend = load_local_backend(ModelChoice(path, PACKAGE.name, "package index"), device="cpu")
+    choice = ModelChoice(path, PACKAGE.name, "package index", notice="A small model.", why="no hub")
+    backend = load_local_backend(choice, device="cpu")
     reply = backend.stream([ChatMessage("user", "How do I reset my password?")], GenerationParams(temperature=0.0, max_new_tokens=12))
     assert "".join(reply).strip()
     assert backend.identity.model == PACKAGE.name
+    assert backend.identity.notice == "A small model. (no hub.)"  # what the banner shows
 
 
 def test_converted_once_and_reused(wheel_dir: Path, tmp_path: Path) -> None:

