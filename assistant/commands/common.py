@@ -138,8 +138,6 @@ def load_backend(settings: Settings, *, quiet: bool = False):  # noqa: ANN201
     resolved and loaded in this process."""
     from rich.console import Console
 
-    from assistant.engine.resolve import DEMO_NOTICE
-
     console = Console(stderr=True, quiet=quiet, highlight=False)
     with console.status("Resolving the model…") as status:
 
@@ -155,8 +153,8 @@ def load_backend(settings: Settings, *, quiet: bool = False):  # noqa: ANN201
             from assistant.engine.local import open_backend
 
             backend = open_backend(settings, progress)
-    if backend.identity.is_demo:
-        console.print(DEMO_NOTICE, style="dim", markup=False)
+    if backend.identity.notice:
+        console.print(backend.identity.notice, style="dim", markup=False)
     return backend
 
 

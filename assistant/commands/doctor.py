@@ -129,7 +129,7 @@ def _adapters(store, settings: Settings, advice: list[str]) -> None:  # noqa: AN
 def _model(settings: Settings, advice: list[str]) -> None:
     from assistant.engine.resolve import (
         cached_snapshot,
-        demo_choice,
+        fallback_choice,
         hub_reachable,
         is_offline,
         looks_like_path,
@@ -155,7 +155,8 @@ def _model(settings: Settings, advice: list[str]) -> None:
             advice.append(f"{settings.model} is not cached and the hub cannot be reached: copy it here or use a local path.")
         return
 
-    _row("configured", "nothing (model is empty): default hub model, else the demo model")
+    _row("configured", "nothing (model is empty): default hub model, else fallback_model, else the demo model")
+    why = "no model configured"
     if settings.hub_model:
         cached = cached_snapshot(settings.hub_model)
         if cached:
@@ -166,10 +167,29 @@ def _model(settings: Settings, advice: list[str]) -> None:
         if reachable:
             _row("will use", f"{settings.hub_model}, downloaded on first use")
             return
-        _row("hub", f"{settings.hub_model} not cached; " + ("HF_HUB_OFFLINE is set" if offline else "hub unreachable"))
-    choice = demo_choice(settings, build=False)
+        unreachable = "HF_HUB_OFFLINE is set" if offline else "hub unreachable"
+        _row("hub", f"{settings.hub_model} not cached; {unreachable}")
+        why = f"{why}; {settings.hub_model} is not cached and {unreachable}"
+    choice = fallback_choice(settings, build=False, why=why)
+    if not choice.is_demo:
+        from assistant.engine.packaged import SMOLLM2, is_converted
+
+        converted = is_converted(choice.path)
+        _row("will use", f"{choice.name} from the package index ({SMOLLM2.package} {SMOLLM2.version})")
+        _row("why", choice.why if converted else f"{why}; fallback_model is smollm2")
+        _row(
+            "fallback model",
+            f"{choice.path}" + ("  (converted before)" if converted else "  (fetched and converted on first use, "
+            "about a minute; the demo model if the package index does not answer)"),
+        )  # fmt: skip
+        advice.append(
+            f"Chat uses {choice.name}, a small general model: set `model` (config.toml or ASSISTANT_MODEL) to a "
+            "Hugging Face id or a local model directory for a larger one."
+        )
+        return
     built = is_built(choice.path)
     _row("will use", f"the built-in demo model ({settings.demo_recipe} recipe)")
+    _row("why", choice.why)
     _row("demo model", f"{choice.path}" + ("" if built else "  (built on first use, about 3 minutes)"))
     advice.append(
         "Chat uses the demo model, which only knows the sample conversations: set `model` (config.toml or "

@@ -12,19 +12,16 @@ import hashlib
 import json
 import logging
 import math
-import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from filelock import FileLock
-
 from assistant import __version__
 from assistant.chat_templates import chatml_template
 from assistant.demo.samples import Conversation, fingerprint, load_samples
+from assistant.files import build_once
 
 log = logging.getLogger(__name__)
 
@@ -260,34 +257,9 @@ def ensure_demo_model(
     chosen = RECIPES[recipe] if isinstance(recipe, str) else recipe
     samples = load_samples() if conversations is None else conversations
     target = demo_model_dir(models_dir, chosen, seed, samples)
-    if is_built(target):
-        return target
-    models_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(models_dir / f".{target.name}.lock")):
-        if is_built(target):
-            return target
-        for stale in models_dir.glob(f"{target.name}.*"):  # a build that was killed: start again
-            shutil.rmtree(stale, ignore_errors=True)
-        staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=models_dir))
-        try:
-            build_demo_model(
-                staging,
-                samples,
-                recipe=chosen,
-                seed=seed,
-                progress=progress,
-            )
-            _fsync_tree(staging)
-            os.replace(staging, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
-def _fsync_tree(path: Path) -> None:
-    for file in path.iterdir():
-        with open(file, "rb") as handle:
-            os.fsync(handle.fileno())
+    return build_once(
+        target, is_built, lambda staging: build_demo_model(staging, samples, recipe=chosen, seed=seed, progress=progress)
+    )
 
 
 def endless_copy(model_dir: Path, out: Path) -> Path:

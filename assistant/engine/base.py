@@ -55,6 +55,7 @@ class ModelIdentity:
     device: str
     precision: str
     is_demo: bool = False
+    notice: str | None = None  # the banner's line about this model (the fallback or the demo model: which and why)
 
     @property
     def label(self) -> str:

@@ -446,6 +446,7 @@ def load_local_backend(
         device=device_label,
         precision=precision,
         is_demo=choice.is_demo,
+        notice=choice.banner,
     )
     report(f"Ready: {identity.label}", 1.0)
     return LocalBackend(model, tokenizer, identity)

