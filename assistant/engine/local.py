@@ -2,8 +2,9 @@
 
 On CUDA the base model is loaded in 4-bit NF4 with double quantisation and bf16 compute, the way
 it is trained. On CPU it is full precision unless `cpu_load_in_4bit` asks for bitsandbytes'
-CPU 4-bit. Weights are read from safetensors only. Generation runs in its own thread and
-streams token by token; cancelling stops it at the next token.
+CPU 4-bit. Weights are read from safetensors only. Generation runs in a thread of its own, the same
+one for every reply (a new thread per reply paid for a new OpenMP thread pool before its first
+token), and streams token by token; cancelling stops it at the next token.
 
 Adapters are hot-swapped between replies (`swap_adapter`), never during one: the swap holds the
 lock that generation holds. The new version is loaded beside the one serving, under its own peft
@@ -19,6 +20,7 @@ import queue
 import re
 import sys
 import threading
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
@@ -80,6 +82,8 @@ class LocalBackend:
         self._stop_ids = sorted(stop)
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self._stop_ids[0]
         self._context = getattr(model.config, "max_position_embeddings", None) or 4096
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None  # runs the jobs: started with the first reply
 
     @property
     def identity(self) -> ModelIdentity:
@@ -141,6 +145,8 @@ class LocalBackend:
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
 
+        finished = threading.Event()
+
         def generate() -> None:
             try:
                 with self._lock, torch.inference_mode():
@@ -152,18 +158,28 @@ class LocalBackend:
                 chunks.fail(exc)
             finally:
                 chunks.end()
+                finished.set()
 
-        thread = threading.Thread(target=generate, name="generate", daemon=True)
-        thread.start()
+        self._submit(generate)
 
-        def stream_then_join() -> Iterator[tuple[str, int]]:
+        def stream_then_wait() -> Iterator[tuple[str, int]]:
             try:
                 yield from chunks.iterate()
             finally:
                 # A reader that stops early has cancelled: generation ends at the next token.
-                thread.join()
+                finished.wait()
 
-        return stream_then_join(), max_new_tokens
+        return stream_then_wait(), max_new_tokens
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        """Run `job` on the generation thread, started with the first reply and kept for the next."""
+        if self._thread is None or not self._thread.is_alive():
+            # The thread holds the queue, not the backend: a backend dropped without close() is freed,
+            # and its thread told to end.
+            self._thread = threading.Thread(target=_run_jobs, args=(self._jobs,), name="generate", daemon=True)
+            self._thread.start()
+            weakref.finalize(self, self._jobs.put, None)
+        self._jobs.put(job)
 
     def swap_adapter(self, version: str | None, path: Path | None) -> ModelIdentity:
         """Serve adapter `version` from `path` (None: the bare base model) from the next reply on.
@@ -265,7 +281,17 @@ class LocalBackend:
         return None  # in this process: it answers while the process lives
 
     def close(self) -> None:
-        """Nothing to release: the model goes with the process."""
+        """The generation thread ends once the reply it is generating, if any, is done; the model goes
+        with the process."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread = None
+
+
+def _run_jobs(jobs: queue.SimpleQueue) -> None:
+    while (job := jobs.get()) is not None:
+        job()
+        del job  # the finished reply's closure holds the backend
 
 
 def _peft_adapter(model) -> str | None:  # noqa: ANN001

@@ -1,14 +1,18 @@
 """Chat benchmarks: cold start to first frame, the demo model's speed, key-press latency while streaming.
 
     python scripts/bench/chat.py [--runs 5] [--keys 40] [--recipe demo]
+    python scripts/bench/chat.py --speed-only [--model MODEL_DIR --model-name NAME] [--repeats 3] [--questions 10] [--max-new-tokens 200]
 
 Runs the real `assistant chat` in a pseudo-terminal (120x40) with a fresh data dir, so what is timed
 is what a user sees: bytes on the terminal.
 
 1. Cold start: from spawning `assistant chat` to the first frame (the conversation list drawn), with the
    model still loading in the background. Baseline: a minimal Textual app started the same way.
-2. The demo model on CPU: time to first token and decode tokens/s over sample questions, through the
-   engine the app uses (streaming, in a thread); baseline: plain `model.generate` on the same prompts.
+2. The demo model on CPU (and with --model, another one: SmolLM2-135M-Instruct as safetensors): time to
+   first token and decode tokens/s over sample questions through the engine the app uses (streaming,
+   generation in a thread); baseline: plain `model.generate` on the same model and questions, the two
+   alternated, several repetitions, medians and spread (`model_speed`). Target: engine >= 0.95x plain
+   on both. `--speed-only` runs only this part.
 3. Key press to screen while a reply streams: a character typed into the input, timed until it appears
    on the terminal, (a) while the demo model streams its replies to sample questions (only keys sent
    between a question and its stored reply count) and (b) as a stress test, during one reply that never
@@ -218,32 +222,80 @@ def assistant_bin() -> str:
     return found
 
 
-def model_speed(model_dir: Path, questions: list[str]) -> dict[str, list[float]]:
+def model_speed(model_dir: Path, name: str, questions: list[str], repeats: int, max_new_tokens: int) -> dict:
+    """The streaming engine against plain `model.generate` on the same model and questions, alternated.
+
+    Each question, `repeats` times, once each way; which goes first alternates, so that load from the
+    other users of a shared machine falls on both. Both sides are timed from the messages: the
+    engine from `backend.stream` (its encoding included) to its first text piece; plain from
+    `tokenizer.apply_chat_template` to the end of a `generate` of one new token. Decode tokens/s:
+    (tokens - 1) / seconds after the first, for the engine as `ReplyStats` counts them, for plain
+    from a full `generate` less the one-token one.
+    """
     import torch
 
     from assistant.engine.base import ChatMessage, GenerationParams
     from assistant.engine.local import load_local_backend
     from assistant.engine.resolve import ModelChoice
 
-    backend = load_local_backend(ModelChoice(model_dir, "assistant-demo", "demo", is_demo=True))
-    params = GenerationParams(max_new_tokens=200, temperature=0.0)
-    ttft, rate, plain_rate = [], [], []
-    list(backend.stream([ChatMessage("user", "warm up")], params))
-    for question in questions:
-        reply = backend.stream([ChatMessage("user", question)], params)
-        list(reply)
-        ttft.append(reply.stats.ttft_ms)
-        if reply.stats.tokens_per_s:
-            rate.append(reply.stats.tokens_per_s)
-        ids = torch.tensor([backend.encode([ChatMessage("user", question)], 200)])
+    backend = load_local_backend(ModelChoice(model_dir, name, "bench", is_demo=name == "assistant-demo"))
+    model, tokenizer = backend.model, backend.tokenizer
+    params = GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0)
+    plain_kwargs = dict(do_sample=False, temperature=None, top_p=None, top_k=None,
+                        eos_token_id=backend._stop_ids, pad_token_id=backend._pad_id)
+
+    def engine(question: str) -> tuple[float, float | None, int]:
         started = time.perf_counter()
+        reply = backend.stream([ChatMessage("user", question)], params)
+        first = None
+        for _ in reply:
+            if first is None:
+                first = time.perf_counter()
+        return (first - started) * 1000, reply.stats.tokens_per_s, reply.stats.token_count
+
+    def plain(question: str) -> tuple[float, float | None, int]:
         with torch.inference_mode():
-            out = backend.model.generate(
-                ids, max_new_tokens=200, do_sample=False, eos_token_id=backend._stop_ids, pad_token_id=backend._pad_id
-            )
-        elapsed = time.perf_counter() - started
-        plain_rate.append((out.shape[1] - ids.shape[1]) / elapsed)
-    return {"ttft_ms": ttft, "tokens_per_s": rate, "plain_tokens_per_s": plain_rate}
+            started = time.perf_counter()
+            ids = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                                return_tensors="pt", return_dict=True)["input_ids"]
+            model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=1, **plain_kwargs)
+            first = time.perf_counter() - started
+            started = time.perf_counter()
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, **plain_kwargs)
+            whole = time.perf_counter() - started
+        tokens = out.shape[1] - ids.shape[1]
+        return first * 1000, (tokens - 1) / (whole - first) if tokens > 1 and whole > first else None, tokens
+
+    engine("warm up"), plain("warm up")
+    result: dict[str, list] = {"engine_ttft_ms": [], "engine_tokens_per_s": [], "engine_tokens": [],
+                               "plain_ttft_ms": [], "plain_tokens_per_s": [], "plain_tokens": []}
+    for repeat in range(repeats):
+        for index, question in enumerate(questions):
+            sides = (("engine", engine), ("plain", plain))
+            for side, run in sides if (repeat + index) % 2 == 0 else sides[::-1]:
+                ttft, rate, tokens = run(question)
+                result[f"{side}_ttft_ms"].append(ttft)
+                result[f"{side}_tokens"].append(tokens)
+                if rate:
+                    result[f"{side}_tokens_per_s"].append(rate)
+    return result
+
+
+def print_speed(speed: dict) -> None:
+    def spread(values: list[float]) -> str:
+        return (f"median {statistics.median(values):.1f}, p25 {percentile(values, 0.25):.1f}, "
+                f"p75 {percentile(values, 0.75):.1f}, min {min(values):.1f}, max {max(values):.1f} (n={len(values)})")
+
+    for side, label in (("engine", "streaming engine"), ("plain", "plain model.generate (baseline)")):
+        print(f"  {label}:")
+        print(f"    time to first token ms: {spread(speed[f'{side}_ttft_ms'])}")
+        print(f"    decode tokens/s: {spread(speed[f'{side}_tokens_per_s'])}")
+    same = sum(a == b for a, b in zip(speed["engine_tokens"], speed["plain_tokens"], strict=True))
+    print(f"    replies of the same length both ways: {same} of {len(speed['engine_tokens'])}")
+    ttft = statistics.median(speed["plain_ttft_ms"]) / statistics.median(speed["engine_ttft_ms"])
+    rate = statistics.median(speed["engine_tokens_per_s"]) / statistics.median(speed["plain_tokens_per_s"])
+    print(f"  ratio engine / plain (medians; >= 1 is the engine as fast or faster; target >= 0.95x): "
+          f"time to first token {ttft:.2f}x (plain ms / engine ms), decode {rate:.2f}x")
 
 
 def main() -> int:
@@ -252,6 +304,12 @@ def main() -> int:
     parser.add_argument("--keys", type=int, default=40, help="key presses to time in each mode")
     parser.add_argument("--recipe", default="demo", help="demo model recipe (demo, or tiny for a quick check)")
     parser.add_argument("--data-dir", type=Path, help="reuse a data dir (its built demo model)")
+    parser.add_argument("--speed-only", action="store_true", help="only part 2: engine against plain generate")
+    parser.add_argument("--model", type=Path, help="part 2 on this model directory too (e.g. SmolLM2 as safetensors)")
+    parser.add_argument("--model-name", help="its name in the output (default: the directory's name)")
+    parser.add_argument("--repeats", type=int, default=3, help="part 2: times each question is asked each way")
+    parser.add_argument("--questions", type=int, default=10, help="part 2: sample questions asked")
+    parser.add_argument("--max-new-tokens", type=int, default=200, help="part 2: new tokens at most (greedy)")
     args = parser.parse_args()
 
     from assistant.logs import quiet_libraries, setup_logging
@@ -289,22 +347,26 @@ def main() -> int:
         store.close()
         return {**base_env, "ASSISTANT_DATA_DIR": str(directory), **extra}
 
-    print("\n1. cold start to first frame (model loading in the background; 200 conversations in the log)")
-    start_env = session("start")
-    ours = first_frame([assistant_bin(), "chat"], start_env, args.runs)
-    minimal = first_frame([sys.executable, "-c", MINIMAL_APP], start_env, args.runs)
-    print(f"  assistant chat: median {statistics.median(ours):.3f} s, max {max(ours):.3f} s  {[round(t, 3) for t in ours]}")
-    print(f"  minimal Textual app (baseline): median {statistics.median(minimal):.3f} s  {[round(t, 3) for t in minimal]}")
-    print(f"  ratio: {statistics.median(ours) / statistics.median(minimal):.2f}x  (target: first frame <= 1.0 s)")
+    if not args.speed_only:
+        print("\n1. cold start to first frame (model loading in the background; 200 conversations in the log)")
+        start_env = session("start")
+        ours = first_frame([assistant_bin(), "chat"], start_env, args.runs)
+        minimal = first_frame([sys.executable, "-c", MINIMAL_APP], start_env, args.runs)
+        print(f"  assistant chat: median {statistics.median(ours):.3f} s, max {max(ours):.3f} s  {[round(t, 3) for t in ours]}")
+        print(f"  minimal Textual app (baseline): median {statistics.median(minimal):.3f} s  {[round(t, 3) for t in minimal]}")
+        print(f"  ratio: {statistics.median(ours) / statistics.median(minimal):.2f}x  (target: first frame <= 1.0 s)")
 
-    print("\n2. demo model on CPU (greedy, 200 new tokens at most)")
-    questions = [c[0]["content"] for c in load_samples()[::20]]
-    speed = model_speed(model_dir, questions)
-    print(f"  time to first token: median {statistics.median(speed['ttft_ms']):.1f} ms, "
-          f"p95 {percentile(speed['ttft_ms'], 0.95):.1f} ms over {len(questions)} questions")
-    print(f"  decode: median {statistics.median(speed['tokens_per_s']):.1f} tokens/s (streaming engine)")
-    print(f"  plain model.generate (baseline): median {statistics.median(speed['plain_tokens_per_s']):.1f} tokens/s; "
-          f"ratio {statistics.median(speed['tokens_per_s']) / statistics.median(speed['plain_tokens_per_s']):.2f}x")
+    import torch
+
+    samples = load_samples()
+    questions = [c[0]["content"] for c in samples[:: max(1, len(samples) // args.questions)]][: args.questions]
+    models = [(model_dir, "assistant-demo")] + ([(args.model, args.model_name or args.model.name)] if args.model else [])
+    for path, name in models:
+        print(f"\n2. {name} on CPU, greedy, {args.max_new_tokens} new tokens at most, {len(questions)} sample questions "
+              f"x {args.repeats} each way, alternated; torch threads {torch.get_num_threads()}")
+        print_speed(model_speed(path, name, questions, args.repeats, args.max_new_tokens))
+    if args.speed_only:
+        return 0
 
     print("\n3. key press to screen")
     idle = key_latency(session("idle"), args.keys, streaming=False, question="")

@@ -76,6 +76,25 @@ def test_cancel_from_another_thread(chatty_model_dir: Path) -> None:
     assert reply.text.startswith(first) and len(rest) >= 0
 
 
+def test_replies_are_generated_on_one_thread_that_close_ends(chatty_model_dir: Path) -> None:
+    """The first token comes sooner on a thread that has generated before (its OpenMP pool is warm):
+    every reply, cancelled ones too, runs on the same generation thread; `close()` ends it."""
+    backend = load_backend(chatty_model_dir)
+    threads: list[threading.Thread] = []
+    for text, cancel in (("hi", False), ("Tell me everything.", True), ("and again", False)):
+        cancel_event = threading.Event()
+        chunks, _ = backend.generate(ask(text), GenerationParams(max_new_tokens=30, temperature=0.0), cancel_event,
+                                     on_start=lambda _: threads.append(threading.current_thread()))
+        for _ in chunks:
+            if cancel:
+                cancel_event.set()
+    assert len(threads) == 3 and len(set(threads)) == 1
+    assert threads[0] is not threading.current_thread() and threads[0].is_alive()
+    backend.close()
+    threads[0].join(timeout=5)
+    assert not threads[0].is_alive()
+
+
 def test_cpu_4bit_loading_uses_bitsandbytes(tiny_model_dir: Path) -> None:
     import bitsandbytes as bnb
 
