@@ -16,7 +16,6 @@ torch and transformers are imported inside the functions that need them: `engine
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
