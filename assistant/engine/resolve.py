@@ -55,9 +55,10 @@ class ModelChoice:
     @property
     def banner(self) -> str | None:
         """What the chat's banner and `assistant ask` say about this model: which, and why."""
-        if self.notice is None:
+        notice = self.notice if self.notice is not None else (DEMO_NOTICE if self.is_demo else None)
+        if notice is None:
             return None
-        return f"{self.notice} ({self.why}.)" if self.why else self.notice
+        return f"{notice} ({self.why}.)" if self.why else notice
 
 
 def is_offline() -> bool:
