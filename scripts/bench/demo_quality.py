@@ -6,7 +6,8 @@ every assistant turn of every sample conversation greedily, given the conversati
 and prints the mean ROUGE-L F1 against the sample answers per file and overall (`--limit 0`: none).
 
 `--rephrasings` also answers the held-out rephrasings (conversations/rephrasings/rephrasings.jsonl:
-sample questions in other words, never trained on), each asked alone, and scores them against the
+sample questions in other words, never trained on), each asked alone (with `--model`, after the
+default system prompt, as a chat asks it), and scores them against the
 sample answers they should get. The target (>= 0.5) applies to the rephrasings when they are scored,
 else to the sample turns; the exit status is 0 when it is met, 1 otherwise.
 
@@ -42,6 +43,21 @@ def read_rephrasings(path: Path = REPHRASINGS) -> list[Rephrasing]:
     from assistant.jsonl import read_jsonl
 
     return [Rephrasing(row["question"], row["answer"], row["source"]) for row, _ in read_jsonl(path)]
+
+
+def answer_rephrasings(backend, params, system_prompt: str = "") -> list[tuple[float, Rephrasing, str]]:  # noqa: ANN001
+    """Each rephrasing asked alone (after the system prompt, if any), greedily: (ROUGE-L F1, item, answer)."""
+    from rouge_score import rouge_scorer
+
+    from assistant.engine.base import ChatMessage
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    system = [ChatMessage("system", system_prompt)] if system_prompt else []
+    results = []
+    for item in read_rephrasings():
+        text = "".join(backend.stream([*system, ChatMessage("user", item.question)], params))
+        results.append((scorer.score(item.answer, text)["rougeL"].fmeasure, item, text))
+    return results
 
 
 def main() -> int:
@@ -116,8 +132,11 @@ def main() -> int:
     rephrased: list[float] = []
     rephrased_s = time.perf_counter()
     if args.rephrasings:
-        for item in read_rephrasings():
-            score, text = answer([ChatMessage("user", item.question)], item.answer)
+        # A real model is asked as the chat asks it: after the default system prompt.
+        from assistant.settings import DEFAULT_SYSTEM_PROMPT
+
+        system_prompt = DEFAULT_SYSTEM_PROMPT if args.model is not None else ""
+        for score, item, text in answer_rephrasings(backend, params, system_prompt):
             rephrased.append(score)
             worst.append((score, item.question, item.answer, text))
     rephrased_s = time.perf_counter() - rephrased_s

@@ -8,7 +8,7 @@ with `train.loop.train_adapter` and the `TrainConfig` that `assistant retrain` w
 setting's learning rate, epochs and base precision on top. After each run the greedy answers to the
 rephrasings are scored with ROUGE-L against the sample answers (scripts/bench/demo_quality.py).
 
-    python scripts/bench/train_defaults.py --model DIR [--runs 2e-4:2:4bit,3e-4:2:fp32,...] [--max-steps N]
+    PYTHONPATH=. python scripts/bench/train_defaults.py --model DIR [--runs 3e-4:2:fp32,...] [--max-steps N] [--no-score]
 
 A run is LR:EPOCHS:4bit|fp32. Prints, per run: steps, wall time, seconds per step, final train
 loss, eval loss and the rephrasings' ROUGE-L F1 mean; first the base model's score (no adapter).
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from assistant.logs import quiet_libraries, setup_logging
-from scripts.bench.demo_quality import read_rephrasings
+from scripts.bench.demo_quality import answer_rephrasings
 
 DEFAULT_RUNS = "2e-4:2:4bit,3e-4:2:4bit,1e-3:2:4bit,3e-4:2:fp32"
 
@@ -55,23 +55,16 @@ def prepare(data_dir: Path, model: Path):  # noqa: ANN201 - (settings, snapshot)
 
 def score(model: Path, adapter: Path | None, system_prompt: str, max_new_tokens: int) -> tuple[float, float]:
     """The rephrasings' ROUGE-L F1 mean and the seconds spent answering them."""
-    from rouge_score import rouge_scorer
-
-    from assistant.engine.base import ChatMessage, GenerationParams
+    from assistant.engine.base import GenerationParams
     from assistant.engine.local import load_local_backend
     from assistant.engine.resolve import ModelChoice
 
     backend = load_local_backend(ModelChoice(model, model.name, "local path"), device="cpu", adapter=str(adapter or ""))
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    params = GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0)
     started = time.perf_counter()
-    scores = []
-    for item in read_rephrasings():
-        text = "".join(backend.stream([ChatMessage("system", system_prompt), ChatMessage("user", item.question)], params))
-        scores.append(scorer.score(item.answer, text)["rougeL"].fmeasure)
+    results = answer_rephrasings(backend, GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0), system_prompt)
     elapsed = time.perf_counter() - started
     backend.close()
-    return statistics.mean(scores), elapsed
+    return statistics.mean(score for score, _, _ in results), elapsed
 
 
 def main() -> int:
@@ -81,6 +74,7 @@ def main() -> int:
     parser.add_argument("--max-steps", type=int, default=0, help="Cap on each run's steps (0: the epochs decide).")
     parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--skip-base", action="store_true", help="Do not score the base model first.")
+    parser.add_argument("--no-score", action="store_true", help="Time the training only (no rephrasings).")
     parser.add_argument("--data-dir", type=Path, help="Where the runs go (default: a temp dir).")
     args = parser.parse_args()
 
@@ -93,7 +87,7 @@ def main() -> int:
     settings, snapshot = prepare(data_dir, args.model)
     counts = snapshot.manifest["counts"]
     print(f"dataset counts: {({k: v for k, v in counts.items() if k != 'filters'})}")
-    if not args.skip_base:
+    if not (args.skip_base or args.no_score):
         base, seconds = score(args.model, None, settings.system_prompt, args.max_new_tokens)
         print(f"base (no adapter): rephrasings ROUGE-L F1 {base:.3f} (answered in {seconds:.0f} s)", flush=True)
     for index, run in enumerate(args.runs.split(",")):
@@ -103,6 +97,7 @@ def main() -> int:
             learning_rate=float(lr),
             epochs=float(epochs),
             max_steps=args.max_steps,
+            eval_steps=args.max_steps,  # capped runs (timings): one evaluation, at the end
             load_in_4bit=precision == "4bit",
         )
         started = time.perf_counter()
@@ -110,7 +105,7 @@ def main() -> int:
 
         def step(progress: Progress) -> None:
             ticks.append(time.perf_counter())
-            if len(ticks) > 1 and progress.step % 10 == 0:
+            if len(ticks) > 1 and progress.step % 10 == 0 or progress.step == progress.total:
                 print(f"  step {progress.step}/{progress.total}: loss {progress.loss:.3f}, "
                       f"{ticks[-1] - ticks[-2]:.1f} s for the last step", file=sys.stderr, flush=True)
 
@@ -119,7 +114,9 @@ def main() -> int:
         )
         per_step = (ticks[-1] - ticks[0]) / max(1, len(ticks) - 1) if len(ticks) > 1 else float("nan")
         train_s = time.perf_counter() - started
-        rouge, seconds = score(args.model, outcome.adapter_dir, settings.system_prompt, args.max_new_tokens)
+        rouge, seconds = (float("nan"), 0.0) if args.no_score else score(
+            args.model, outcome.adapter_dir, settings.system_prompt, args.max_new_tokens
+        )
         print(
             f"run lr={lr} epochs={epochs} base={precision}: {outcome.steps}/{outcome.total_steps} steps in {train_s:.0f} s "
             f"({per_step:.2f} s/step between logged steps, evaluations included); train loss {outcome.train_loss:.3f}, "
