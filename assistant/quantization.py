@@ -58,12 +58,13 @@ def precision_label(*, on_cuda: bool, four_bit: bool = True) -> str:
     return "4-bit NF4 (CPU)" if four_bit else "fp32"
 
 
-def load_base_4bit(base_path: Path, *, on_cuda: bool):  # noqa: ANN201
-    """The base model as it is trained and gated."""
+def load_base_4bit(base_path: Path, *, on_cuda: bool, four_bit: bool = True):  # noqa: ANN201
+    """The base model as it is trained and gated; `four_bit=False` (CPU only): in full precision, as a
+    CPU chat serves it by default."""
     from transformers import AutoModelForCausalLM
 
     try:
-        return AutoModelForCausalLM.from_pretrained(base_path, **load_options(on_cuda=on_cuda))
+        return AutoModelForCausalLM.from_pretrained(base_path, **load_options(on_cuda=on_cuda, four_bit=four_bit))
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load the base model from {base_path}: {str(exc).splitlines()[0]}") from None
 

@@ -356,7 +356,7 @@ class Settings:
     learning_rate: float = setting(
         0.0,
         "training",
-        "Peak learning rate; 0: 2e-4, or 1e-2 for the built-in demo model.",
+        "Peak learning rate; 0: 2e-4, 3e-4 for SmolLM2-135M, or 1e-2 for the built-in demo model.",
         check=zero_or_more,
     )
     lr_scheduler_type: str = setting(
@@ -373,7 +373,7 @@ class Settings:
     epochs: float = setting(
         0.0,
         "training",
-        "Passes over the training set; 0: 3, or 30 for the demo model.",
+        "Passes over the training set; 0: 3, 2 for SmolLM2-135M, or 30 for the demo model.",
         check=zero_or_more,
     )
     max_steps: int = setting(

@@ -1,5 +1,6 @@
 """One training run: a fresh (or warm-started) LoRA adapter on the base model loaded in 4-bit NF4
-with double quantisation, prepared with peft's `prepare_model_for_kbit_training`, trained by TRL's
+with double quantisation, prepared with peft's `prepare_model_for_kbit_training` (on CPU, when the
+config's `load_in_4bit` is off: in full precision, as a CPU chat serves it), trained by TRL's
 SFTTrainer with assistant-only loss, evaluated and checkpointed every interval. With early stopping
 on, training stops when the eval loss stops improving and the best checkpoint's adapter comes out;
 without it, the adapter of the last step does.
@@ -143,8 +144,12 @@ def train_adapter(
 
     set_seed(config.seed)
     tokenizer = load_training_tokenizer(base_path)
-    model = load_base_4bit(base_path, on_cuda=on_cuda)
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+    four_bit = on_cuda or config.load_in_4bit
+    model = load_base_4bit(base_path, on_cuda=on_cuda, four_bit=four_bit)
+    if four_bit:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+    else:
+        model.enable_input_require_grads()  # gradient checkpointing needs grads at the frozen embeddings' output
     peft_config = None
     if warm_start_from is not None:
         model = PeftModel.from_pretrained(model, warm_start_from, is_trainable=True)

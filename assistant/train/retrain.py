@@ -143,7 +143,9 @@ class _Retrain:
             dropped = sum(v for k, v in snapshot.manifest["counts"]["filters"].items() if k.startswith("dropped"))
             why = f" ({dropped} filtered out: `assistant dataset stats` says why)" if dropped else ""
             return Result("nothing", f"nothing to train: the dataset has no approved examples{why}", dataset_id=snapshot.id)
-        config = TrainConfig.from_settings(self.settings, is_demo=choice.is_demo, warm_start=self.options.warm_start)
+        config = TrainConfig.from_settings(
+            self.settings, is_demo=choice.is_demo, warm_start=self.options.warm_start, model_name=choice.name
+        )
         preflight = self._preflight(snapshot.id, snapshot.manifest, snapshot.path, train_rows, choice.path)
         if self.options.dry_run:
             return Result("dry-run", "preflight passed; nothing trained (--dry-run)", dataset_id=snapshot.id,

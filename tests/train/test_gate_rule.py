@@ -229,6 +229,27 @@ def test_explicit_settings_override_the_automatic_values(data_dir: Path) -> None
     assert real.lora_r == 4 and real.target_modules == ("q_proj",)
 
 
+@pytest.mark.parametrize("name", ["SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2_135m"])
+def test_smollm2_135m_gets_the_training_defaults_measured_for_it(data_dir: Path, name: str) -> None:
+    settings = _settings(data_dir)
+    smol = TrainConfig.from_settings(settings, is_demo=False, model_name=name)
+    other = TrainConfig.from_settings(settings, is_demo=False, model_name="Qwen/Qwen2.5-0.5B-Instruct")
+
+    # docs/BENCHMARKS.md, "SmolLM2: rephrasings and training defaults (issue 12)"
+    assert (smol.learning_rate, smol.epochs, smol.load_in_4bit) == (3e-4, 2.0, False)
+    assert (other.learning_rate, other.epochs, other.load_in_4bit) == (2e-4, 3.0, True)
+    assert smol.early_stopping_patience == settings.early_stopping_patience
+    assert TrainConfig.from_settings(settings, is_demo=True, model_name=name).learning_rate == 1e-2
+    explicit = TrainConfig.from_settings(_settings(data_dir, learning_rate=5e-4, epochs=4), is_demo=False, model_name=name)
+    assert (explicit.learning_rate, explicit.epochs) == (5e-4, 4.0)
+
+
+def test_a_run_recorded_before_the_precision_was_a_setting_resumes_in_4bit(data_dir: Path) -> None:
+    recorded = TrainConfig.from_settings(_settings(data_dir), is_demo=False).as_dict()
+    del recorded["load_in_4bit"]
+    assert TrainConfig.from_dict(recorded).load_in_4bit is True
+
+
 @pytest.fixture
 def config(data_dir: Path) -> TrainConfig:
     return replace(

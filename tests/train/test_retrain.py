@@ -356,3 +356,26 @@ def test_a_version_trained_on_another_base_model_is_refused_by_a_running_backend
     with pytest.raises(ModelError, match="was trained on"):
         backend.swap_adapter("v0001", data_copy / "adapters" / "v0001")
     assert backend.identity.adapter is None
+
+
+def test_on_cpu_a_config_without_4bit_trains_on_the_full_precision_base_a_cpu_chat_serves(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from assistant.engine.base import ChatMessage, GenerationParams
+    from assistant.train.config import TrainConfig
+    from assistant.train.loop import train_adapter
+
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    row = {"messages": [{"role": "user", "content": PROBE}, {"role": "assistant", "content": ANSWERS["reset"]}]}
+    (dataset / "train.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+    settings = configure(tmp_path / "data", tiny_model_dir)
+    config = replace(TrainConfig.from_settings(settings, is_demo=False), load_in_4bit=False, max_steps=40, batch_size=1)
+    assert config.load_in_4bit is False
+
+    outcome = train_adapter(tiny_model_dir, dataset, tmp_path / "run", config, on_cuda=False)
+
+    assert outcome.steps == 40
+    backend = load_backend(tiny_model_dir, adapter=str(outcome.adapter_dir))  # full precision on the CPU
+    reply = backend.stream([ChatMessage("user", PROBE)], GenerationParams(max_new_tokens=32, temperature=0))
+    assert "".join(reply) == ANSWERS["reset"]
