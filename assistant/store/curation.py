@@ -201,20 +201,7 @@ class CurationStore:
         sql = "SELECT * FROM audit" + (" WHERE message_id = :m" if message_id is not None else "")
         sql += " ORDER BY id DESC LIMIT :limit"
         rows = self.db.query(sql, {"m": message_id, "limit": limit})
-        return [
-            AuditEntry(
-                id=row["id"],
-                at=row["at"],
-                actor=row["actor"],
-                action=row["action"],
-                message_id=row["message_id"],
-                batch=row["batch"],
-                before=json.loads(row["before"]) if row["before"] else None,
-                after=json.loads(row["after"]) if row["after"] else None,
-                undone=bool(row["undone"]),
-            )
-            for row in rows
-        ]
+        return [from_row.audit_entry(row) for row in rows]
 
     # -- what the dataset builder reads --------------------------------------------------------
 

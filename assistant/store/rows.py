@@ -10,6 +10,7 @@ from typing import Any
 
 from assistant.store.records import (
     AdapterRecord,
+    AuditEntry,
     Conversation,
     DatasetRecord,
     Feedback,
@@ -82,6 +83,20 @@ def review_item(row: dict[str, Any]) -> ReviewItem:
         curator=row["curator"],
         reviewed_at=row["reviewed_at"],
         reasons=tuple(sorted(json.loads(row["reasons"] or "[]"))),
+    )
+
+
+def audit_entry(row: dict[str, Any]) -> AuditEntry:
+    return AuditEntry(
+        id=row["id"],
+        at=row["at"],
+        actor=row["actor"],
+        action=row["action"],
+        message_id=row["message_id"],
+        batch=row["batch"],
+        before=json.loads(row["before"]) if row["before"] else None,
+        after=json.loads(row["after"]) if row["after"] else None,
+        undone=bool(row["undone"]),
     )
 
 
