@@ -48,12 +48,13 @@ def cli(ctx: click.Context) -> None:
 @settings_options
 def chat(state: Context) -> None:
     """Open the chat app (Textual)."""
+    from assistant.demo.teach import FirstVersion
     from assistant.tui.app import AssistantApp
     from assistant.tui.loader import backend_loader
 
     settings = state.settings
     store = state.store()
-    app = AssistantApp(settings, store, backend_loader(settings))
+    app = AssistantApp(settings, store, backend_loader(settings), FirstVersion(settings, state.config_file))
     app.run()
     if app.return_code:
         sys.exit(app.return_code)

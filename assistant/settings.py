@@ -344,6 +344,14 @@ class Settings:
     )
 
     # -- training: retrain: the names follow peft and TRL ----------------------------------------
+    sample_training: str = setting(
+        "auto",
+        "training",
+        "Whether every retrain also learns the sample conversations (the demo company, Nimbus Home): auto: "
+        "with the fallback model from the package index, which does not know them (the first chat on a new "
+        "data dir then trains the first version from them); on; off (a team whose domain is not the demo's).",
+        check=one_of("auto", "on", "off"),
+    )
     lora_r: int = setting(16, "training", "LoRA rank.", check=at_least(1))
     lora_alpha: int = setting(32, "training", "LoRA alpha (scaling = alpha / r).", check=at_least(1))
     lora_dropout: float = setting(0.05, "training", "Dropout on the LoRA path while training.", check=fraction)

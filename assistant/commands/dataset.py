@@ -25,7 +25,7 @@ def dataset() -> None:
 
 
 def load_tokenizer(settings, status) -> Any:  # noqa: ANN001
-    """The tokenizer of the model retrain will train (resolved as the chat resolves its model)."""
+    """The tokenizer of the model retrain will train (resolved as the chat resolves its model), and its choice."""
     from assistant.data.tokens import ChatTokenizer
     from assistant.engine.resolve import resolve_model
 
@@ -34,7 +34,7 @@ def load_tokenizer(settings, status) -> Any:  # noqa: ANN001
 
     choice = resolve_model(settings, progress)
     status.update(f"Loading the tokenizer of {choice.name}…")
-    return ChatTokenizer.load(choice.path, choice.name)
+    return ChatTokenizer.load(choice.path, choice.name), choice
 
 
 @dataset.command()
@@ -46,14 +46,18 @@ def build(state: Context, as_json: bool) -> None:
 
     from assistant.data.builder import BuildPolicy
     from assistant.data.snapshot import build_snapshot
+    from assistant.demo.teach import samples_for
 
     settings = state.settings
     store = state.store()
     console = Console(stderr=True, quiet=as_json, highlight=False)
     with console.status("Resolving the model's tokenizer…") as status:
-        tokenizer = load_tokenizer(settings, status)
+        tokenizer, choice = load_tokenizer(settings, status)
         status.update("Building the dataset…")
-        snapshot = build_snapshot(store, settings.data_dir, BuildPolicy.from_settings(settings), tokenizer, user=settings.user)
+        snapshot = build_snapshot(
+            store, settings.data_dir, BuildPolicy.from_settings(settings), tokenizer, user=settings.user,
+            extra=samples_for(settings, choice),
+        )  # fmt: skip
     counts = snapshot.manifest["counts"]
     if as_json:
         dropped = {"dropped_too_long": snapshot.manifest.get("dropped_too_long", [])}

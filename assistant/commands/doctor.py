@@ -182,6 +182,12 @@ def _model(settings: Settings, advice: list[str]) -> None:
             f"{choice.path}" + ("  (converted before)" if converted else "  (fetched and converted on first use, "
             "about a minute; the demo model if the package index does not answer)"),
         )  # fmt: skip
+        from assistant.demo.teach import teaches_samples
+
+        learns = teaches_samples(settings, is_fallback=True)
+        _row("sample conversations", "learnt by every retrain (sample_training " + settings.sample_training
+             + "); the first chat on a data dir with nothing trained starts the first retrain" if learns
+             else f"not learnt (sample_training {settings.sample_training})")  # fmt: skip
         advice.append(
             f"Chat uses {choice.name}, a small general model: set `model` (config.toml or ASSISTANT_MODEL) to a "
             "Hugging Face id or a local model directory for a larger one."

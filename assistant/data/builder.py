@@ -328,6 +328,19 @@ def _digest_bytes(data: bytes) -> bytes:
 _WORDS = re.compile(r"\w+")
 
 
+class _NotPersonal:
+    """The scrubber of a conversation that holds no personal data (the sample conversations: their
+    addresses are the demo company's, which the model should learn as they are)."""
+
+    counts: Counter[str] = Counter()
+
+    def scrub(self, text: str) -> str:
+        return text
+
+
+_NOT_PERSONAL = _NotPersonal()
+
+
 class _Builder:
     def __init__(self, policy: BuildPolicy, tokenizer: Tokenizer, sink: Sink, tokenizing: ThreadPoolExecutor) -> None:
         self.policy = policy
@@ -361,7 +374,7 @@ class _Builder:
             raise ValueError("the builder takes conversations in increasing id order")
         self.last_id = conversation.id
         self.counts["conversations_read"] += 1
-        scrub = self.scrubber.conversation()
+        scrub = self.scrubber.conversation() if conversation.personal else _NOT_PERSONAL
         sft, dpo, kto = _conversation_examples(conversation, self.policy, TextCleaner(self.special, scrub, self.counts), self.counts)
         self.pii.update(scrub.counts)
         kept = [e for e in sft if e.sections[0][1][-1][1].strip()]

@@ -20,7 +20,8 @@ import os
 import shutil
 import tempfile
 from array import array
-from collections.abc import Iterator
+from itertools import chain
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -36,6 +37,7 @@ from assistant.data.builder import (
 from assistant.errors import ConflictError, NotFoundError, StoreError
 from assistant.settings import DataDir
 from assistant.store import DatasetRecord, Store
+from assistant.store.records import TrainingConversation
 
 FILES = ("train.jsonl", "eval.jsonl", "dpo.jsonl", "kto.jsonl")
 MANIFEST = "manifest.json"
@@ -180,15 +182,24 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def build_snapshot(store: Store, data_dir: Path, policy: BuildPolicy, tokenizer: Tokenizer, *, user: str) -> Snapshot:
-    """Build from the database as it is now, write the snapshot and register it.
+def build_snapshot(
+    store: Store,
+    data_dir: Path,
+    policy: BuildPolicy,
+    tokenizer: Tokenizer,
+    *,
+    user: str,
+    extra: Sequence[TrainingConversation] = (),
+) -> Snapshot:
+    """Build from the database as it is now (after `extra`: the sample conversations, under negative
+    ids, which are not registered as the snapshot's conversations), write the snapshot and register it.
 
     A `forget` that runs while the build reads may erase data the snapshot holds: registering then
     fails, the files go, and the build starts again (ConflictError after BUILD_ATTEMPTS tries). So does a
     build whose files a forget swept away before they were registered."""
     for attempt in range(BUILD_ATTEMPTS):
         seen = store.erasure_mark()
-        written = _write(store, DataDir(data_dir).datasets, policy, tokenizer)
+        written = _write(store, DataDir(data_dir).datasets, policy, tokenizer, extra)
         if written is not None:
             new_id, target, summary, reused, conversation_ids = written
             try:
@@ -207,7 +218,7 @@ def build_snapshot(store: Store, data_dir: Path, policy: BuildPolicy, tokenizer:
 
 
 def _write(
-    store: Store, root: Path, policy: BuildPolicy, tokenizer: Tokenizer
+    store: Store, root: Path, policy: BuildPolicy, tokenizer: Tokenizer, extra: Sequence[TrainingConversation]
 ) -> tuple[str, Path, dict[str, Any], bool, list[int]] | None:
     """Build into a staging directory and rename it into place: (id, path, manifest less its rows, reused,
     conversation ids), or None when a forget swept the staging directory away meanwhile."""
@@ -219,7 +230,7 @@ def _write(
     try:
         sink = StagingSink(staging)
         try:
-            built = build(store.training_conversations(), policy, tokenizer, sink)
+            built = build(chain(extra, store.training_conversations()), policy, tokenizer, sink)
         finally:
             sink.close()
         if not staging.is_dir():
@@ -241,7 +252,7 @@ def _write(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     summary = {key: value for key, value in manifest.items() if key != "rows"}
-    return new_id, target, summary, reused, built.conversation_ids
+    return new_id, target, summary, reused, [cid for cid in built.conversation_ids if cid > 0]
 
 
 def _registered(store: Store, snapshot_id: str) -> bool:

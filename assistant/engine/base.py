@@ -56,6 +56,7 @@ class ModelIdentity:
     precision: str
     is_demo: bool = False
     notice: str | None = None  # the banner's line about this model (the fallback or the demo model: which and why)
+    is_fallback: bool = False  # the pretrained fallback model from the package index (`ModelChoice.is_fallback`)
 
     @property
     def label(self) -> str:

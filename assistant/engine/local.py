@@ -473,6 +473,7 @@ def load_local_backend(
         precision=precision,
         is_demo=choice.is_demo,
         notice=choice.banner,
+        is_fallback=choice.is_fallback,
     )
     report(f"Ready: {identity.label}", 1.0)
     return LocalBackend(model, tokenizer, identity)

@@ -41,6 +41,7 @@ DEMO_NOTICE = (
 )
 
 Progress = Callable[[str, float | None], None]
+FALLBACK_SOURCES = ("package index", "package (converted)")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,11 @@ class ModelChoice:
     is_demo: bool = False
     notice: str | None = None
     why: str = ""  # which steps of the order were passed over, and why: for `doctor` and the banner
+
+    @property
+    def is_fallback(self) -> bool:
+        """The pretrained fallback model from the package index (SmolLM2), fetched now or before."""
+        return self.source in FALLBACK_SOURCES
 
     @property
     def banner(self) -> str | None:

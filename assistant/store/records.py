@@ -198,6 +198,7 @@ class TrainingConversation:
     system_prompt: str
     messages: tuple[TrainingMessage, ...]
     title: str = ""
+    personal: bool = True  # customers' text, scrubbed of PII; False: the shipped sample conversations
 
 
 ADAPTER_STATUSES = ("candidate", "active", "rejected", "retired")

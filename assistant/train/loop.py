@@ -112,6 +112,17 @@ def discard_incomplete(checkpoints: Path) -> None:
                 shutil.rmtree(path, ignore_errors=True)
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX512-BF16, AMX): autocast then halves a
+    full-precision base's training step on it (scripts/bench/train_defaults.py)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def train_adapter(
     base_path: Path,
     dataset_dir: Path,
@@ -148,8 +159,7 @@ def train_adapter(
     model = load_base_4bit(base_path, on_cuda=on_cuda, four_bit=four_bit)
     if four_bit:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
-    else:
-        model.enable_input_require_grads()  # gradient checkpointing needs grads at the frozen embeddings' output
+    cpu_bf16 = not four_bit and cpu_has_bf16()
     peft_config = None
     if warm_start_from is not None:
         model = PeftModel.from_pretrained(model, warm_start_from, is_trainable=True)
@@ -213,6 +223,7 @@ def train_adapter(
         num_train_epochs=config.epochs,
         max_steps=total,
         per_device_train_batch_size=config.batch_size,
+        train_sampling_strategy="group_by_length",  # batches of similar lengths: little padding computed
         per_device_eval_batch_size=config.batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         learning_rate=config.learning_rate,
@@ -230,11 +241,13 @@ def train_adapter(
         load_best_model_at_end=stop_early,
         metric_for_best_model="eval_loss" if stop_early else None,
         greater_is_better=False if stop_early else None,
-        gradient_checkpointing=True,
+        # A 4-bit base needs the memory checkpointing saves; a full-precision base trains on a CPU, where
+        # recomputing the forward pass costs a third more time and memory is not short.
+        gradient_checkpointing=four_bit,
         report_to="none",
         disable_tqdm=True,
         use_cpu=not on_cuda,
-        bf16=on_cuda,
+        bf16=on_cuda or cpu_bf16,
         fp16=False,
         dataloader_num_workers=0,
     )

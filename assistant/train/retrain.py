@@ -128,6 +128,7 @@ class _Retrain:
         from assistant.data.builder import BuildPolicy
         from assistant.data.snapshot import build_snapshot
         from assistant.data.tokens import ChatTokenizer
+        from assistant.demo.teach import samples_for
 
         self.events.status("Building the dataset snapshot")
         data_until = self.store.now()
@@ -137,6 +138,7 @@ class _Retrain:
             BuildPolicy.from_settings(self.settings),
             ChatTokenizer.load(choice.path, choice.name),
             user=self.settings.user,
+            extra=samples_for(self.settings, choice),
         )
         train_rows = read_rows(snapshot.path / "train.jsonl")
         if not train_rows:

@@ -32,7 +32,8 @@ from textual.app import App
 from textual.binding import Binding
 from textual.widgets import Static
 
-from assistant.engine.base import Backend
+from assistant.demo.teach import FirstVersion, first_version_text, run_progress
+from assistant.engine.base import Backend, ModelIdentity
 from assistant.errors import AssistantError, ServerError
 from assistant.settings import Settings
 from assistant.store import AdapterRecord, Store
@@ -73,11 +74,14 @@ class AssistantApp(App):
         Binding("question_mark", "help", "Help", show=False),
     ]
 
-    def __init__(self, settings: Settings, store: Store, loader: BackendLoader) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, loader: BackendLoader, first_version: FirstVersion | None = None
+    ) -> None:
         super().__init__()
         self.settings = settings
         self.store = store
         self.loader = loader
+        self.first_version = first_version  # starts the first version's retrain when the model needs one
         self.backend: Backend | None = None
         self.load_error: str | None = None
         self.backend_problem: str | None = None  # why the backend cannot answer now, if it cannot
@@ -167,6 +171,9 @@ class AssistantApp(App):
             self.set_interval(self.SWAP_POLL_S, self.check_active_adapter)
         self.check_backend_health()
         self.set_interval(self.SWAP_POLL_S, self.check_backend_health)
+        self._start_first_version(event.backend.identity)
+        self.check_retrain()
+        self.set_interval(self.SWAP_POLL_S, self.check_retrain)
         await chat.model_ready()
 
     def on_model_failed(self, event: ModelFailed) -> None:
@@ -271,6 +278,38 @@ class AssistantApp(App):
 
     def on_active_adapter_changed(self, event: ActiveAdapterChanged) -> None:
         self.check_active_adapter()
+
+    # -- the first version, and any retrain's progress ------------------------------------------
+
+    def _start_first_version(self, identity: ModelIdentity) -> None:
+        first = self.first_version
+        try:
+            if first is None or not first.wanted(self.store, is_fallback=identity.is_fallback):
+                return
+            first.start()
+        except (AssistantError, OSError) as exc:
+            log.warning("could not start the first version's retrain: %s", exc)
+            self.notify(f"Could not start learning the sample conversations: {one_line(str(exc), 200)}",
+                        severity="error", markup=False)  # fmt: skip
+            return
+        self.notify(first_version_text(identity.model), markup=False, timeout=15)
+
+    def check_retrain(self) -> None:
+        """Show a running retrain's progress (any process's: the store says); say when one this chat
+        started fails."""
+        try:
+            progress = run_progress(self.store)
+        except AssistantError as exc:
+            log.warning("could not read the retrain's progress: %s", exc)
+            return
+        status = self.chat.query_one(StatusBar)
+        if progress is None:
+            status.retraining(None)
+            said = self.first_version.ended() if self.first_version is not None else None
+            if said is not None:
+                self.notify(said, severity="warning", markup=False, timeout=15)
+            return
+        status.retraining(progress.text(), progress.fraction)
 
     # -- keys --------------------------------------------------------------------------------
 

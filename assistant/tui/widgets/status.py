@@ -1,5 +1,5 @@
 """The status bar (model, adapter, device or model server and whether it answers, last reply's speed,
-loading progress) and the demo banner."""
+loading progress, a running retrain's progress) and the demo banner."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ class StatusBar(Horizontal):
         self.tokens_per_s: float | None = None
         self.streaming = False
         self.problem: str | None = None  # the backend cannot answer now (the model server is down)
+        self.retrain: str | None = None  # a retrain running on this data dir: how far it is
 
     def compose(self):  # noqa: ANN201
         yield Static(self._text(), id="status-text", markup=False)
@@ -50,19 +51,35 @@ class StatusBar(Horizontal):
         text.append(f"{self.tokens_per_s:.1f} tok/s" if self.tokens_per_s else "–")
         if self.streaming:
             text.append("  replying… (Esc stops)", style="italic")
+        if self.retrain:
+            text.append("  retrain: ", style="dim")
+            text.append(one_line(self.retrain, 80))
         return text
 
     def _refresh(self) -> None:
         self.query_one("#status-text", Static).update(self._text(), layout=False)  # one fixed line
-        self.query_one(ProgressBar).display = self.identity is None and self.error is None
+        bar = self.query_one(ProgressBar)
+        bar.display = (self.identity is None or self.retrain is not None) and self.error is None
 
-    def loading(self, text: str, fraction: float | None) -> None:
-        self.loading_text = text
+    def _progress(self, fraction: float | None) -> None:
         bar = self.query_one(ProgressBar)
         if fraction is None:
             bar.update(total=None)
         else:
             bar.update(total=100, progress=round(fraction * 100))
+
+    def loading(self, text: str, fraction: float | None) -> None:
+        self.loading_text = text
+        self._progress(fraction)
+        self._refresh()
+
+    def retraining(self, text: str | None, fraction: float | None = None) -> None:
+        """A retrain's progress (None: none runs), with the bar once the model is loaded."""
+        if text == self.retrain and fraction is None:
+            return
+        self.retrain = text
+        if text is not None and self.identity is not None:
+            self._progress(fraction)
         self._refresh()
 
     def loaded(self, identity: ModelIdentity) -> None:

@@ -1,0 +1,184 @@
+"""The sample conversations as training data, and the first adapter version built from them.
+
+A pretrained fallback model (SmolLM2 from the package index) is a general assistant: it knows nothing
+of the demo company. With `sample_training` (auto: for that model) every dataset that `assistant
+retrain` and `assistant dataset build` make holds the sample conversations too, as approved replies
+(not scrubbed of PII: their addresses are the company's; never registered as customers' data, so
+`forget` has nothing of theirs to find). A version trained on the team's feedback then still knows
+what the samples taught.
+
+On a data dir with no adapter version and no retrain run, the first chat that loads that model
+starts `assistant retrain` in the background (`start_first_version`): the product's own path
+(snapshot, preflight, QLoRA, gate, publish, promote) in a process of its own, niced, that outlives
+the chat. Every chat follows a running retrain in the store (`run_progress`) and swaps the version in
+when it is promoted, as after any retrain.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from assistant.demo.samples import load_samples
+from assistant.engine.resolve import ModelChoice
+from assistant.errors import GateRejected
+from assistant.settings import Settings
+from assistant.store import Store
+from assistant.store.records import TrainingConversation, TrainingMessage
+
+log = logging.getLogger(__name__)
+
+NICENESS = 10  # the chats on the same machine answer first
+
+
+def teaches_samples(settings: Settings, *, is_fallback: bool) -> bool:
+    """Whether datasets for this model hold the sample conversations (`sample_training`)."""
+    if settings.sample_training == "auto":
+        return is_fallback
+    return settings.sample_training == "on"
+
+
+def sample_conversations(system_prompt: str) -> list[TrainingConversation]:
+    """Every sample conversation with every reply approved, under negative ids (in increasing order:
+    before any stored conversation, and never one of them)."""
+    samples = load_samples()
+    conversations = []
+    for index, messages in enumerate(samples):
+        cid = index - len(samples)
+        base = cid * 1000  # message ids of their own: distinct within and across the samples
+        turns = tuple(
+            TrainingMessage(
+                base - n, base - n + 1 if n else None, m["role"], m["content"],
+                status="approved" if m["role"] == "assistant" else "pending",
+                source="sample" if m["role"] == "assistant" else None,
+            )
+            for n, m in enumerate(messages)
+        )  # fmt: skip
+        conversations.append(TrainingConversation(cid, "samples", system_prompt, turns, f"sample {index + 1}", personal=False))
+    return conversations
+
+
+def samples_for(settings: Settings, choice: ModelChoice) -> list[TrainingConversation]:
+    """What a dataset built for this model holds besides the store's conversations."""
+    return sample_conversations(settings.system_prompt) if teaches_samples(settings, is_fallback=choice.is_fallback) else []
+
+
+class FirstVersion:
+    """For a chat app: start the first version's retrain once, when `wanted` says so."""
+
+    def __init__(self, settings: Settings, config_file: str | Path | None = None) -> None:
+        self.settings = settings
+        self.config_file = config_file
+        self.process: subprocess.Popen | None = None
+
+    def wanted(self, store: Store, *, is_fallback: bool) -> bool:
+        """The model learns the samples, nothing was ever trained here (no version, no run), and the
+        chat neither is pinned to an adapter nor uses a model server (its owner retrains there)."""
+        settings = self.settings
+        if settings.adapter or settings.server_url or not teaches_samples(settings, is_fallback=is_fallback):
+            return False
+        return not store.adapters(include_deleted=True) and not store.training_runs(limit=1)
+
+    def start(self) -> subprocess.Popen:
+        """`assistant retrain` on this data dir with this chat's settings, in a session of its own
+        (quitting the chat does not end it), niced, its output discarded: the store has its progress
+        and outcome, the log its story."""
+        settings = self.settings
+        command = [sys.executable, "-m", "assistant", "retrain", "--data-dir", str(settings.data_dir), "--user", settings.user]
+        if self.config_file:
+            command += ["--config", str(self.config_file)]
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "ASSISTANT_SAMPLE_TRAINING": settings.sample_training},
+        )
+        try:
+            os.setpriority(os.PRIO_PROCESS, self.process.pid, NICENESS)
+        except (AttributeError, OSError):  # not on this platform, or it has exited already
+            pass
+        log.info("started the first version's retrain (pid %d)", self.process.pid)
+        return self.process
+
+    def ended(self) -> str | None:
+        """Once the retrain this chat started has ended other than by promoting its version: what to
+        tell the user (then None again)."""
+        code = self.process.poll() if self.process is not None else None
+        if code is None:
+            return None
+        self.process = None
+        if code == 0:
+            return None
+        if code == GateRejected.exit_code:
+            return ("The version trained on the sample conversations did not beat the base model, which "
+                    "goes on answering: `assistant models` shows why.")  # fmt: skip
+        return f"Learning the sample conversations failed (exit {code}): `assistant retrain` says why."
+
+
+def first_version_text(model: str) -> str:
+    """What a chat says when it starts the first version."""
+    return (
+        f"{model} does not know Nimbus Home yet: it is learning the sample conversations in the background "
+        "(a few minutes; the status bar shows how far). It answers meanwhile, and the new version takes over "
+        "when it is ready (`assistant models` lists it)."
+    )
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    run_id: str
+    step: int
+    fraction: float | None  # of the training steps; None before the first logged step
+    elapsed_s: float
+
+    @property
+    def remaining_s(self) -> float | None:
+        if not self.fraction or self.fraction <= 0.02:
+            return None
+        return max(0.0, self.elapsed_s * (1 - self.fraction) / self.fraction)
+
+    def text(self) -> str:
+        if self.fraction is None:
+            return "preparing the dataset and the model"
+        if self.fraction >= 1:
+            return "checking the new version against the current one"
+        left = self.remaining_s
+        eta = f", about {_duration(left)} left" if left is not None else ""
+        return f"training, step {self.step} ({self.fraction:.0%}){eta}"
+
+
+def run_progress(store: Store) -> RunProgress | None:
+    """The running retrain's progress, from what it records in the store (any process's)."""
+    runs = store.training_runs(limit=1)
+    if not runs or runs[0].status != "running":
+        return None
+    run = runs[0]
+    elapsed = (_moment(store.now()) - _moment(run.started_at)).total_seconds()
+    last = store.last_metric(run.id)
+    if last is None:
+        return RunProgress(run.id, 0, None, elapsed)
+    fractions = []
+    if run.config.get("max_steps"):
+        fractions.append(last.step / run.config["max_steps"])
+    if last.epoch is not None and run.config.get("epochs"):
+        fractions.append(last.epoch / run.config["epochs"])
+    fraction = min(1.0, max(fractions)) if fractions else None
+    return RunProgress(run.id, last.step, fraction, elapsed)
+
+
+def _moment(stored: str) -> datetime:
+    moment = datetime.fromisoformat(stored.replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds / 10) * 10):.0f} s"
+    return f"{round(seconds / 60):.0f} min"

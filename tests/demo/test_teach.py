@@ -1,0 +1,121 @@
+"""The sample conversations as training data for a pretrained fallback model, and the first version
+a chat starts from them (assistant/demo/teach.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from assistant.data.builder import BuildPolicy
+from assistant.data.snapshot import build_snapshot
+from assistant.demo.samples import load_samples
+from assistant.demo.teach import FirstVersion, run_progress, sample_conversations, samples_for, teaches_samples
+from assistant.engine.resolve import ModelChoice
+from assistant.store import MetricPoint, Store
+
+SYSTEM = "You are the Nimbus Home support assistant."
+
+
+@pytest.fixture(scope="module")
+def chat_tokenizer(tiny_model_dir: Path):  # noqa: ANN201
+    from assistant.data.tokens import ChatTokenizer
+
+    return ChatTokenizer.load(tiny_model_dir, "tiny")
+
+
+def _choice(source: str) -> ModelChoice:
+    return ModelChoice(Path("/models/x"), "SmolLM2-135M-Instruct", source)
+
+
+@pytest.mark.parametrize(
+    ("setting", "source", "expected"),
+    [
+        ("auto", "package index", True),
+        ("auto", "package (converted)", True),
+        ("auto", "local path", False),  # a model the team chose: its domain is not the demo's
+        ("auto", "hub cache", False),
+        ("on", "hub cache", True),
+        ("off", "package (converted)", False),
+    ],
+)
+def test_the_samples_are_taught_to_the_fallback_model_unless_the_setting_says_otherwise(settings, setting, source, expected) -> None:  # noqa: ANN001
+    settings = dataclasses.replace(settings, sample_training=setting)
+    choice = _choice(source)
+    assert teaches_samples(settings, is_fallback=choice.is_fallback) is expected
+    assert bool(samples_for(settings, choice)) is expected
+
+
+def test_a_dataset_holds_the_samples_as_they_are_beside_the_curated_data_and_registers_only_the_latter(
+    store: Store, data_dir: Path, chat_tokenizer  # noqa: ANN001
+) -> None:
+    conversation = store.create_conversation("bob", SYSTEM)
+    question = store.add_message(conversation.id, "user", "Write to me at bob@example.org please")
+    reply = store.add_message(conversation.id, "assistant", "Done.", parent_id=question.id)
+    store.rate(reply.id, "bob", 1)
+    store.approve([reply.id], "ann")
+    samples = sample_conversations(SYSTEM)
+    replies = sum(1 for c in load_samples() for m in c if m["role"] == "assistant")
+
+    snapshot = build_snapshot(store, data_dir, BuildPolicy(eval_fraction=0.1, min_eval_examples=2), chat_tokenizer,
+                              user="ann", extra=samples)  # fmt: skip
+
+    counts = snapshot.manifest["counts"]
+    assert counts["sources"] == {"approved_reply": 1, "approved_sample": replies}
+    assert counts["rows"]["train"] + counts["rows"]["eval"] == replies + 1
+    text = "".join((snapshot.path / name).read_text(encoding="utf-8") for name in ("train.jsonl", "eval.jsonl"))
+    assert "no-reply@nimbushome.example" in text  # the company's address, not scrubbed as a customer's
+    assert "bob@example.org" not in text  # the customer's still is
+    assert counts["pii_replaced"] == {"EMAIL": 1}
+    registered = [r[0] for r in store.db.execute("SELECT conversation_id FROM dataset_conversations WHERE dataset_id = ?", [snapshot.id])]
+    assert registered == [conversation.id]  # forget finds only customers' data
+    again = build_snapshot(store, data_dir, BuildPolicy(eval_fraction=0.1, min_eval_examples=2), chat_tokenizer,
+                           user="ann", extra=sample_conversations(SYSTEM))  # fmt: skip
+    assert again.id == snapshot.id  # the same samples and data: the same snapshot
+
+
+def test_the_first_version_is_wanted_only_where_nothing_was_ever_trained(settings, store: Store) -> None:  # noqa: ANN001
+    on = dataclasses.replace(settings, sample_training="on")
+    assert FirstVersion(on).wanted(store, is_fallback=False)
+    assert not FirstVersion(settings).wanted(store, is_fallback=False)  # auto, and not the fallback model
+    assert FirstVersion(settings).wanted(store, is_fallback=True)
+    assert not FirstVersion(dataclasses.replace(on, adapter="/pinned")).wanted(store, is_fallback=True)
+    assert not FirstVersion(dataclasses.replace(on, server_url="http://gpu:8000/v1")).wanted(store, is_fallback=True)
+    store.start_run("r1", user="ann", pid=1, base_model="m", config={"epochs": 2})
+    store.update_run("r1", status="failed", error="no")
+    assert not FirstVersion(on).wanted(store, is_fallback=True)  # tried once: `assistant retrain` is the way now
+
+
+def test_a_running_retrains_progress_comes_from_what_it_records(store: Store) -> None:
+    assert run_progress(store) is None
+    store.start_run("r1", user="ann", pid=1, base_model="m", config={"epochs": 2.0, "max_steps": 0})
+    assert run_progress(store).text() == "preparing the dataset and the model"
+    store.record_metrics("r1", [MetricPoint("train", 10, 0.5, 2.0, 1.0, 1e-4), MetricPoint("eval", 10, 0.5, 2.1, None, None)])
+    progress = run_progress(store)
+    assert (progress.step, progress.fraction) == (10, 0.25)
+    assert progress.text().startswith("training, step 10 (25%), about ")
+    store.record_metrics("r1", [MetricPoint("train", 40, 2.0, 1.0, 1.0, 1e-4)])
+    assert run_progress(store).text() == "checking the new version against the current one"
+    store.update_run("r1", status="published", version="v0001")
+    assert run_progress(store) is None
+
+
+def test_max_steps_bounds_the_progress_when_it_ends_the_run_first(store: Store) -> None:
+    store.start_run("r1", user="ann", pid=1, base_model="m", config={"epochs": 30.0, "max_steps": 20})
+    store.record_metrics("r1", [MetricPoint("train", 5, 0.1, 2.0, 1.0, 1e-4)])
+    assert run_progress(store).fraction == 0.25
+
+
+def test_sample_ids_are_negative_increasing_and_each_reply_is_approved() -> None:
+    conversations = sample_conversations(SYSTEM)
+    ids = [c.id for c in conversations]
+    assert ids == sorted(ids) and ids[-1] < 0
+    message_ids = [m.id for c in conversations for m in c.messages]
+    assert len(set(message_ids)) == len(message_ids)
+    for c in conversations:
+        assert not c.personal and c.system_prompt == SYSTEM
+        assert {m.status for m in c.messages if m.role == "assistant"} == {"approved"}
+        assert [m.parent_id for m in c.messages[1:]] == [m.id for m in c.messages[:-1]]
+    assert json.dumps([m.content for m in conversations[0].messages]) == json.dumps([m["content"] for m in load_samples()[0]])

@@ -1,0 +1,57 @@
+"""A chat on a data dir where nothing was ever trained, with a model that does not know the samples:
+it starts `assistant retrain` on them in the background, shows its progress, and swaps the promoted
+version in, while it stays usable. The real retrain, in a process of its own, on the tiny model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from assistant.demo.teach import FirstVersion
+from assistant.store import Store
+from assistant.tui.app import AssistantApp
+from assistant.tui.widgets.status import StatusBar
+from tests.conftest import load_backend
+from tests.train.conftest import configure
+from tests.tui.helpers import notifications, send, wait_for, wait_loaded, wait_reply_done
+
+
+async def test_the_first_chat_teaches_the_model_the_samples_in_the_background_and_swaps_the_version_in(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    settings = configure(data_dir, tiny_model_dir, sample_training="on", max_steps=30, gate_margin=0.0)
+    store = Store.open(settings.db_path)
+    backend = load_backend(tiny_model_dir)
+    first = FirstVersion(settings)
+    app = AssistantApp(settings, store, lambda progress: backend, first)
+    seen: list[str] = []
+    process = None
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_loaded(pilot)
+            process = first.process
+            assert process is not None  # started once the model answered
+            assert any("learning the sample conversations" in n for n in notifications(app))
+            status = app.chat.query_one(StatusBar)
+
+            def swapped() -> bool:
+                if status.retrain:
+                    seen.append(status.retrain)
+                return backend.identity.adapter == "v0001"
+
+            await send(pilot, "hello")  # usable meanwhile: the base model answers
+            await wait_reply_done(pilot, timeout=60)
+            await wait_for(pilot, swapped, timeout=240, what="the first version to be trained and swapped in")
+            await wait_for(pilot, lambda: status.retrain is None, timeout=10, what="the progress to go")
+            assert process.wait(timeout=30) == 0
+            assert not notifications(app, "warning")
+    finally:
+        if process is not None and process.poll() is None:
+            process.kill()
+    assert seen, "the status bar never showed the retrain's progress"
+    record = store.adapter("v0001")
+    assert record.status == "active"
+    manifest = (data_dir / "datasets" / record.dataset_id / "manifest.json").read_text(encoding="utf-8")
+    assert '"approved_sample"' in manifest
+    assert not FirstVersion(settings).wanted(store, is_fallback=True)  # the next chat starts nothing
+    store.close()
