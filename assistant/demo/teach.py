@@ -26,7 +26,7 @@ from pathlib import Path
 
 from assistant.demo.samples import load_samples
 from assistant.engine.resolve import ModelChoice
-from assistant.errors import GateRejected
+from assistant.errors import BusyError, GateRejected
 from assistant.settings import Settings
 from assistant.store import Store
 from assistant.store.records import TrainingConversation, TrainingMessage
@@ -114,7 +114,7 @@ class FirstVersion:
         if code is None:
             return None
         self.process = None
-        if code == 0:
+        if code in (0, BusyError.exit_code):  # promoted; or another chat's retrain was first (its progress shows)
             return None
         if code == GateRejected.exit_code:
             return ("The version trained on the sample conversations did not beat the base model, which "

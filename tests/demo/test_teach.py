@@ -119,3 +119,25 @@ def test_sample_ids_are_negative_increasing_and_each_reply_is_approved() -> None
         assert {m.status for m in c.messages if m.role == "assistant"} == {"approved"}
         assert [m.parent_id for m in c.messages[1:]] == [m.id for m in c.messages[:-1]]
     assert json.dumps([m.content for m in conversations[0].messages]) == json.dumps([m["content"] for m in load_samples()[0]])
+
+
+@pytest.mark.parametrize(
+    ("code", "said"),
+    [
+        (0, None),  # promoted: the swap notification says so
+        (11, None),  # another chat's retrain was first: its progress shows
+        (12, "did not beat the base model"),
+        (10, "failed (exit 10)"),
+    ],
+)
+def test_what_a_chat_says_when_the_retrain_it_started_ends(settings, code: int, said: str | None) -> None:  # noqa: ANN001
+    import subprocess
+    import sys
+
+    first = FirstVersion(settings)
+    assert first.ended() is None  # none started
+    first.process = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({code})"])
+    first.process.wait()
+    message = first.ended()
+    assert (message is None) if said is None else (said in message)
+    assert first.ended() is None  # said once

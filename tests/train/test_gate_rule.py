@@ -236,8 +236,9 @@ def test_smollm2_135m_gets_the_training_defaults_measured_for_it(data_dir: Path,
     other = TrainConfig.from_settings(settings, is_demo=False, model_name="Qwen/Qwen2.5-0.5B-Instruct")
 
     # docs/BENCHMARKS.md, "SmolLM2: rephrasings and training defaults (issue 12)"
-    assert (smol.learning_rate, smol.epochs, smol.load_in_4bit) == (3e-4, 2.0, False)
-    assert (other.learning_rate, other.epochs, other.load_in_4bit) == (2e-4, 3.0, True)
+    assert (smol.learning_rate, smol.epochs, smol.load_in_4bit, smol.evaluations) == (1e-3, 1.0, False, 4)
+    assert (other.learning_rate, other.epochs, other.load_in_4bit, other.evaluations) == (2e-4, 3.0, True, 10)
+    assert smol.interval(60) == 15  # four evaluations in a run of 60 steps (an epoch of the samples)
     assert smol.early_stopping_patience == settings.early_stopping_patience
     assert TrainConfig.from_settings(settings, is_demo=True, model_name=name).learning_rate == 1e-2
     explicit = TrainConfig.from_settings(_settings(data_dir, learning_rate=5e-4, epochs=4), is_demo=False, model_name=name)
@@ -246,8 +247,9 @@ def test_smollm2_135m_gets_the_training_defaults_measured_for_it(data_dir: Path,
 
 def test_a_run_recorded_before_the_precision_was_a_setting_resumes_in_4bit(data_dir: Path) -> None:
     recorded = TrainConfig.from_settings(_settings(data_dir), is_demo=False).as_dict()
-    del recorded["load_in_4bit"]
+    del recorded["load_in_4bit"], recorded["evaluations"]
     assert TrainConfig.from_dict(recorded).load_in_4bit is True
+    assert TrainConfig.from_dict(recorded).evaluations == 10
 
 
 @pytest.fixture
