@@ -1,7 +1,8 @@
 """The eval gate: is the new adapter better than the one serving now?
 
 The candidate, the active adapter (if any) and the bare base model are scored as they are served:
-the 4-bit base with the adapter unmerged on top. Each gets
+the base as a chat loads it (4-bit on CUDA; on a CPU full precision unless `cpu_load_in_4bit`) with
+the adapter unmerged on top. Each gets
 
 - its loss on the eval split of the candidate's dataset (assistant tokens only, token-weighted);
 - its loss on a regression set: eval examples of earlier snapshots that still exist and are not
@@ -104,6 +105,7 @@ def evaluate(
     earlier_datasets: Sequence[Path],
     *,
     on_cuda: bool,
+    four_bit: bool = True,  # on CPU: how the chat serves the base (`cpu_load_in_4bit`)
     max_examples: int,
     max_length: int,
     probes: Sequence[str],
@@ -122,7 +124,7 @@ def evaluate(
     prompts = probe_prompts(probes, eval_rows)
     tokenizer = load_training_tokenizer(base_path)
     serving_tokenizer = AutoTokenizer.from_pretrained(base_path)
-    model = load_base_4bit(base_path, on_cuda=on_cuda)
+    model = load_base_4bit(base_path, on_cuda=on_cuda, four_bit=on_cuda or four_bit)
     model = PeftModel.from_pretrained(model, candidate_dir, adapter_name="candidate", is_trainable=False)
     if active is not None:
         model.load_adapter(active[1], adapter_name="active", is_trainable=False)

@@ -434,6 +434,7 @@ class _Retrain:
             dataset_dir,
             earlier,
             on_cuda=self._on_cuda(),
+            four_bit=self.settings.cpu_load_in_4bit,  # scored as a chat on this machine serves it
             max_examples=self.settings.gate_max_examples,
             max_length=self.settings.max_length,
             probes=self.settings.probe_prompts,
