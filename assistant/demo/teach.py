@@ -75,30 +75,48 @@ class FirstVersion:
         self.settings = settings
         self.config_file = config_file
         self.process: subprocess.Popen | None = None
+        self.resume = False  # the newest run is an interrupted first version: continue it
+        self.is_fallback = False
+        self.finished: set[int] = set()  # pids of retrains this chat started that have ended
+        self.last_command: list[str] = []
 
     def wanted(self, store: Store, *, is_fallback: bool) -> bool:
-        """The model learns the samples, nothing was ever trained here (no version, no run), and the
-        chat neither is pinned to an adapter nor uses a model server (its owner retrains there)."""
+        """The model learns the samples, nothing was ever trained here (no version, and no run but one
+        that was interrupted: continued then), and the chat neither is pinned to an adapter nor uses a
+        model server (its owner retrains there)."""
         settings = self.settings
         if settings.adapter or settings.server_url or not teaches_samples(settings, is_fallback=is_fallback):
             return False
-        return not store.adapters(include_deleted=True) and not store.training_runs(limit=1)
+        if store.adapters(include_deleted=True):
+            return False
+        runs = store.training_runs(limit=1)
+        self.resume = bool(runs) and runs[0].status == "interrupted"
+        self.is_fallback = is_fallback
+        return not runs or self.resume
 
     def start(self) -> subprocess.Popen:
-        """`assistant retrain` on this data dir with this chat's settings, in a session of its own
-        (quitting the chat does not end it), niced, its output discarded: the store has its progress
-        and outcome, the log its story."""
+        """`assistant retrain` (`--resume` for an interrupted first version) on this data dir with this
+        chat's model, in a session of its own (quitting the chat does not end it), niced, its output
+        discarded: the store has its progress and outcome, the log its story."""
         settings = self.settings
         command = [sys.executable, "-m", "assistant", "retrain", "--data-dir", str(settings.data_dir), "--user", settings.user]
+        if self.resume:
+            command.append("--resume")
         if self.config_file:
             command += ["--config", str(self.config_file)]
+        env = {**os.environ, "ASSISTANT_SAMPLE_TRAINING": "on"}  # `wanted` decided for this chat's model
+        if settings.model:
+            command += ["--model", settings.model]  # the model this chat serves, however it was given
+        elif self.is_fallback:
+            env["ASSISTANT_HUB_MODEL"] = ""  # the fallback this chat serves, even if the hub answers by now
+        self.last_command = command
         self.process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
-            env={**os.environ, "ASSISTANT_SAMPLE_TRAINING": settings.sample_training},
+            env=env,
         )
         try:
             os.setpriority(os.PRIO_PROCESS, self.process.pid, NICENESS)
@@ -113,6 +131,7 @@ class FirstVersion:
         code = self.process.poll() if self.process is not None else None
         if code is None:
             return None
+        self.finished.add(self.process.pid)
         self.process = None
         if code in (0, BusyError.exit_code):  # promoted; or another chat's retrain was first (its progress shows)
             return None
@@ -134,6 +153,7 @@ def first_version_text(model: str) -> str:
 @dataclass(frozen=True)
 class RunProgress:
     run_id: str
+    pid: int | None  # of the process that records it
     step: int
     fraction: float | None  # of the training steps; None before the first logged step
     elapsed_s: float
@@ -163,14 +183,14 @@ def run_progress(store: Store) -> RunProgress | None:
     elapsed = (_moment(store.now()) - _moment(run.started_at)).total_seconds()
     last = store.last_metric(run.id)
     if last is None:
-        return RunProgress(run.id, 0, None, elapsed)
+        return RunProgress(run.id, run.pid, 0, None, elapsed)
     fractions = []
     if run.config.get("max_steps"):
         fractions.append(last.step / run.config["max_steps"])
     if last.epoch is not None and run.config.get("epochs"):
         fractions.append(last.epoch / run.config["epochs"])
     fraction = min(1.0, max(fractions)) if fractions else None
-    return RunProgress(run.id, last.step, fraction, elapsed)
+    return RunProgress(run.id, run.pid, last.step, fraction, elapsed)
 
 
 def _moment(stored: str) -> datetime:

@@ -15,6 +15,7 @@ gradient norm aborts at once (the trainer's NaN filtering of logs is off, so not
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -112,15 +113,25 @@ def discard_incomplete(checkpoints: Path) -> None:
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (AVX512-BF16, AMX): autocast then halves a
-    full-precision base's training step on it (scripts/bench/train_defaults.py)."""
-    import torch
-
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX): bf16 autocast then halves a
+    full-precision base's training step (docs/BENCHMARKS.md); elsewhere it is emulated, and slower."""
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:  # not Linux: stay in fp32
         return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _length_grouping() -> dict[str, Any]:
+    """Batches of similar lengths (little padding computed), under the name this transformers knows."""
+    from trl import SFTConfig
+
+    names = {f.name for f in dataclasses.fields(SFTConfig)}
+    if "train_sampling_strategy" in names:
+        return {"train_sampling_strategy": "group_by_length"}
+    return {"group_by_length": True} if "group_by_length" in names else {}
 
 
 def train_adapter(
@@ -223,7 +234,7 @@ def train_adapter(
         num_train_epochs=config.epochs,
         max_steps=total,
         per_device_train_batch_size=config.batch_size,
-        train_sampling_strategy="group_by_length",  # batches of similar lengths: little padding computed
+        **_length_grouping(),
         per_device_eval_batch_size=config.batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         learning_rate=config.learning_rate,

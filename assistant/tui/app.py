@@ -297,17 +297,20 @@ class AssistantApp(App):
     def check_retrain(self) -> None:
         """Show a running retrain's progress (any process's: the store says); say when one this chat
         started fails."""
+        first = self.first_version
+        said = first.ended() if first is not None else None
+        if said is not None:
+            self.notify(said, severity="warning", markup=False, timeout=15)
         try:
             progress = run_progress(self.store)
         except AssistantError as exc:
             log.warning("could not read the retrain's progress: %s", exc)
             return
         status = self.chat.query_one(StatusBar)
+        if progress is not None and first is not None and progress.pid in first.finished:
+            progress = None  # its process is gone (killed): the row says running until the next retrain
         if progress is None:
             status.retraining(None)
-            said = self.first_version.ended() if self.first_version is not None else None
-            if said is not None:
-                self.notify(said, severity="warning", markup=False, timeout=15)
             return
         status.retraining(progress.text(), progress.fraction)
 

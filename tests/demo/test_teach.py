@@ -84,8 +84,40 @@ def test_the_first_version_is_wanted_only_where_nothing_was_ever_trained(setting
     assert not FirstVersion(dataclasses.replace(on, adapter="/pinned")).wanted(store, is_fallback=True)
     assert not FirstVersion(dataclasses.replace(on, server_url="http://gpu:8000/v1")).wanted(store, is_fallback=True)
     store.start_run("r1", user="ann", pid=1, base_model="m", config={"epochs": 2})
+    store.update_run("r1", status="interrupted", error="the chat's machine went down")
+    first = FirstVersion(on)
+    assert first.wanted(store, is_fallback=True) and first.resume  # continued where it stopped
     store.update_run("r1", status="failed", error="no")
     assert not FirstVersion(on).wanted(store, is_fallback=True)  # tried once: `assistant retrain` is the way now
+
+
+def test_the_first_versions_retrain_trains_the_model_this_chat_serves(settings, store: Store, tmp_path: Path) -> None:  # noqa: ANN001
+    pinned = FirstVersion(dataclasses.replace(settings, model=str(tmp_path / "my-model"), sample_training="on"))
+    fallback = FirstVersion(settings)
+    assert pinned.wanted(store, is_fallback=False) and fallback.wanted(store, is_fallback=True)
+    for first in (pinned, fallback):
+        process = first.start()  # a real `assistant retrain`; stopped at once: only its command line matters here
+        process.kill()
+        process.wait()
+    assert pinned.finished == set() and pinned.ended() is not None and pinned.finished
+    assert pinned_model_arg(pinned) == str(tmp_path / "my-model")
+    assert pinned_model_arg(fallback) is None  # the fallback: no hub model for the retrain either (env)
+
+
+def pinned_model_arg(first: FirstVersion) -> str | None:
+    args = first.last_command
+    return args[args.index("--model") + 1] if "--model" in args else None
+
+
+def test_bf16_autocast_only_where_the_cpu_has_bf16(tmp_path: Path) -> None:
+    from assistant.train.loop import cpu_has_bf16
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor : 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n", encoding="utf-8")
+    assert cpu_has_bf16(cpuinfo)
+    cpuinfo.write_text("processor : 0\nflags\t\t: fpu avx2 avx512f avx512bw\n", encoding="utf-8")  # AVX-512, bf16 emulated
+    assert not cpu_has_bf16(cpuinfo)
+    assert not cpu_has_bf16(tmp_path / "missing")  # not Linux
 
 
 def test_a_running_retrains_progress_comes_from_what_it_records(store: Store) -> None:

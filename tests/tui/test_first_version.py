@@ -41,7 +41,7 @@ async def test_the_first_chat_teaches_the_model_the_samples_in_the_background_an
 
             await send(pilot, "hello")  # usable meanwhile: the base model answers
             await wait_reply_done(pilot, timeout=60)
-            await wait_for(pilot, swapped, timeout=240, what="the first version to be trained and swapped in")
+            await wait_for(pilot, swapped, timeout=400, what="the first version to be trained and swapped in")
             await wait_for(pilot, lambda: status.retrain is None, timeout=10, what="the progress to go")
             assert process.wait(timeout=30) == 0
             assert not notifications(app, "warning")
@@ -54,4 +54,30 @@ async def test_the_first_chat_teaches_the_model_the_samples_in_the_background_an
     manifest = (data_dir / "datasets" / record.dataset_id / "manifest.json").read_text(encoding="utf-8")
     assert '"approved_sample"' in manifest
     assert not FirstVersion(settings).wanted(store, is_fallback=True)  # the next chat starts nothing
+    store.close()
+
+
+async def test_a_first_version_killed_mid_run_is_said_once_and_its_progress_goes(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """The row stays `running` after a kill (until the next retrain marks it): the chat that started the
+    process knows it has ended and shows no progress for it."""
+    import subprocess
+    import sys
+
+    settings = configure(tmp_path / "data", tiny_model_dir)  # sample_training auto: nothing started here
+    store = Store.open(settings.db_path)
+    first = FirstVersion(settings)
+    app = AssistantApp(settings, store, lambda progress: load_backend(tiny_model_dir), first)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        assert first.process is None
+        first.process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # stands in for the retrain
+        store.start_run("r1", user="ann", pid=first.process.pid, base_model="tiny", config={"epochs": 1.0})
+        status = app.chat.query_one(StatusBar)
+        await wait_for(pilot, lambda: status.retrain is not None, timeout=10, what="the progress")
+        first.process.kill()
+        await wait_for(pilot, lambda: status.retrain is None, timeout=10, what="the progress to go")
+        assert [n for n in notifications(app, "warning") if "failed (exit -9)" in n]
+        await pilot.pause(2.5)  # another poll: said once
+        assert len([n for n in notifications(app, "warning") if "failed" in n]) == 1
+        assert store.training_run("r1").status == "running"  # as recorded; the next retrain marks it interrupted
     store.close()
