@@ -78,7 +78,6 @@ class FirstVersion:
         self.resume = False  # the newest run is an interrupted first version: continue it
         self.is_fallback = False
         self.finished: set[int] = set()  # pids of retrains this chat started that have ended
-        self.last_command: list[str] = []
 
     def wanted(self, store: Store, *, is_fallback: bool) -> bool:
         """The model learns the samples, nothing was ever trained here (no version, and no run but one
@@ -109,7 +108,6 @@ class FirstVersion:
             command += ["--model", settings.model]  # the model this chat serves, however it was given
         elif self.is_fallback:
             env["ASSISTANT_HUB_MODEL"] = ""  # the fallback this chat serves, even if the hub answers by now
-        self.last_command = command
         self.process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,

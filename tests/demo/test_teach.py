@@ -95,17 +95,18 @@ def test_the_first_versions_retrain_trains_the_model_this_chat_serves(settings, 
     pinned = FirstVersion(dataclasses.replace(settings, model=str(tmp_path / "my-model"), sample_training="on"))
     fallback = FirstVersion(settings)
     assert pinned.wanted(store, is_fallback=False) and fallback.wanted(store, is_fallback=True)
+    commands = []
     for first in (pinned, fallback):
         process = first.start()  # a real `assistant retrain`; stopped at once: only its command line matters here
         process.kill()
         process.wait()
+        commands.append(process.args)
     assert pinned.finished == set() and pinned.ended() is not None and pinned.finished
-    assert pinned_model_arg(pinned) == str(tmp_path / "my-model")
-    assert pinned_model_arg(fallback) is None  # the fallback: no hub model for the retrain either (env)
+    assert pinned_model_arg(commands[0]) == str(tmp_path / "my-model")
+    assert pinned_model_arg(commands[1]) is None  # the fallback: no hub model for the retrain either (env)
 
 
-def pinned_model_arg(first: FirstVersion) -> str | None:
-    args = first.last_command
+def pinned_model_arg(args: list[str]) -> str | None:
     return args[args.index("--model") + 1] if "--model" in args else None
 
 
