@@ -14,7 +14,15 @@ from pathlib import Path
 import click
 
 from assistant import __version__
-from assistant.commands.common import ID, TEXT, Context, follow_active_adapter, load_backend, settings_options
+from assistant.commands.common import (
+    ID,
+    TEXT,
+    Context,
+    follow_active_adapter,
+    load_backend,
+    settings_options,
+    settings_options_without_user,
+)
 from assistant.commands.dataset import dataset, forget
 from assistant.commands.demo import demo
 from assistant.commands.doctor import doctor
@@ -23,7 +31,7 @@ from assistant.commands.history import history
 from assistant.commands.models import models
 from assistant.commands.retrain import retrain
 from assistant.commands.serve import serve
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, InputError
 from assistant.formats import json_text
 from assistant.logs import quiet_libraries
 from assistant.text import one_line, terminal_safe
@@ -137,6 +145,29 @@ def import_(state: Context, file: Path) -> None:
     )
     rated = sum(1 for _, messages in conversations for m in messages if m.feedback)
     click.echo(f"imported {len(ids)} conversations ({rated} rated replies) from {file}")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@settings_options_without_user
+def backup(state: Context, file: Path) -> None:
+    """Copy the database to FILE while chats go on (a directory: a dated file in it).
+
+    The copy is consistent and replaces FILE only once it is complete and checked. Restore: stop
+    every app, move the data dir's assistant.db-wal and -shm aside, copy FILE over assistant.db.
+    """
+    from datetime import datetime
+
+    settings = state.settings
+    if file.is_dir():
+        file = file / f"assistant-{datetime.now().strftime('%Y%m%d-%H%M%S')}.db"
+    target = file.resolve()
+    if target.is_relative_to(settings.data_dir.resolve()):
+        raise InputError(f"{file} is inside the data dir, where `forget` would have to erase it too; back up elsewhere")
+    if not target.parent.is_dir():
+        raise InputError(f"no such directory: {file.parent}")
+    size = state.store().backup(target)
+    click.echo(f"backed up {settings.db_path} to {file} ({size / 1e6:.1f} MB)")
 
 
 cli.add_command(history)

@@ -87,12 +87,27 @@ def _writable(directory: Path) -> bool:
     return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
 
 
+SQLITE_WAL_FIX = (3, 51, 3)  # fixed a WAL-reset race that could corrupt a database several processes write
+
+
+def sqlite_too_old(version: tuple[int, int, int]) -> bool:
+    return tuple(version) < SQLITE_WAL_FIX
+
+
 def _database(state: Context, settings: Settings, advice: list[str]) -> bool:
     """The database's state; False when it exists and is unusable (doctor then exits with its code)."""
     import sqlite3
 
     _row("database", str(settings.db_path) + ("" if settings.db_path.exists() else "  (created on first use)"))
-    _row("SQLite", sqlite3.sqlite_version)
+    old = sqlite_too_old(sqlite3.sqlite_version_info)
+    _row("SQLite", sqlite3.sqlite_version + ("  (older than 3.51.3: see below)" if old else ""))
+    if old:
+        advice.append(
+            f"SQLite {sqlite3.sqlite_version} is older than 3.51.3, which fixed a bug that can corrupt a WAL database "
+            "when several apps write to it at once (as chats on one host do): run assistant with a Python whose "
+            "sqlite3 module is 3.51.3 or newer (`python -c 'import sqlite3; print(sqlite3.sqlite_version)'`), "
+            "and keep backups (`assistant backup FILE`)"
+        )
     if not settings.db_path.exists():
         return True
     try:

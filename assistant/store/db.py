@@ -11,10 +11,14 @@ Must not import torch, transformers or textual.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import json
+import os
 import sqlite3
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -299,6 +303,42 @@ class Store(CurationStore, TrainingStore):
         with self._write() as db:
             db.execute("UPDATE secure_deletion SET since = ?", [self._now()])
         return True
+
+    def backup(self, target: Path) -> int:
+        """A consistent copy of the whole database in `target`, taken while other apps go on writing
+        (`VACUUM INTO` reads one snapshot; the copy holds no free pages, so no erased bytes). It is
+        written to a temporary file beside `target`, checked, flushed and renamed over it: a failure
+        (full disk, unwritable directory) leaves the previous `target` as it was. Returns its size."""
+        from assistant.files import write_error
+
+        try:
+            fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        except OSError as exc:
+            raise write_error(target, exc) from None
+        os.close(fd)  # VACUUM INTO fills an empty file
+        try:
+            self.db.conn.execute("VACUUM INTO ?", [temporary])
+            check = sqlite3.connect(temporary)
+            try:
+                verdict = check.execute("PRAGMA quick_check").fetchone()[0]
+            finally:
+                check.close()
+            if verdict != "ok":
+                raise StoreError(f"the copy of {self.path} failed its check ({verdict}); {target} was not changed")
+            with open(temporary, "rb") as stream:
+                os.fsync(stream.fileno())
+            os.replace(temporary, target)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            if isinstance(exc, OSError):
+                raise write_error(target, exc) from None
+            if isinstance(exc, sqlite3.Error):
+                if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                    raise write_error(target, OSError(errno.ENOSPC, "no space left")) from None
+                raise StoreError(f"cannot back up {self.path} to {target}: {exc}; it was not changed") from None
+            raise
+        return target.stat().st_size
 
     # -- messages ----------------------------------------------------------------------------
 

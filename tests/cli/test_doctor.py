@@ -124,3 +124,20 @@ def test_doctor_with_a_corrupt_database_gives_advice_and_exits_6(cli, data_dir: 
     assert "unusable: database" in result.out and "corrupt" in result.out
     assert "corrupt" in result.out.split("\nAdvice\n")[1]
     assert db.read_bytes() == b"not a database at all" * 500
+
+
+@pytest.mark.parametrize(("version", "warned"), [((3, 40, 1), True), ((3, 51, 2), True), ((3, 51, 3), False), ((3, 52, 0), False)])
+def test_doctor_warns_of_an_sqlite_with_the_wal_reset_bug(cli, tmp_path, monkeypatch, version, warned) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", version)
+    monkeypatch.setattr(sqlite3, "sqlite_version", ".".join(map(str, version)))
+
+    result = cli("doctor", "--data-dir", tmp_path / "data")
+
+    assert result.code == 0, result.err
+    advice = result.out.split("\nAdvice\n")[1]
+    assert ("older than 3.51.3" in advice) is warned
+    assert ("older than 3.51.3" in _line_of(result.out, "SQLite")) is warned
+
+
+def _line_of(out: str, label: str) -> str:
+    return next(line for line in out.splitlines() if line.strip().startswith(label + " "))
