@@ -307,6 +307,14 @@ class Settings:
         check=pii_names_and_regexes,
     )
 
+    pii_allow: tuple[str, ...] = setting(
+        (),
+        "dataset",
+        "The organisation's own e-mail addresses, domains (every address at them), phone numbers and IBANs, "
+        "left as written in training data instead of becoming placeholders (a TOML list, or comma-separated "
+        "in ASSISTANT_PII_ALLOW).",
+    )
+
     # -- server: the model server: a team's chats served by one OpenAI-compatible server (vLLM) ----
     server_url: str = setting(
         "",
@@ -354,7 +362,13 @@ class Settings:
     )
     lora_r: int = setting(16, "training", "LoRA rank.", check=at_least(1))
     lora_alpha: int = setting(32, "training", "LoRA alpha (scaling = alpha / r).", check=at_least(1))
-    lora_dropout: float = setting(0.05, "training", "Dropout on the LoRA path while training.", check=fraction)
+    lora_dropout: float = setting(
+        0.0,
+        "training",
+        "Dropout on the LoRA path while training (0, peft's default: on a CPU the dropout masks cost a sixth of "
+        "each step).",
+        check=fraction,
+    )
     lora_target_modules: tuple[str, ...] = setting(
         ("all-linear",),
         "training",
@@ -364,7 +378,7 @@ class Settings:
     learning_rate: float = setting(
         0.0,
         "training",
-        "Peak learning rate; 0: 2e-4, 3e-4 for SmolLM2-135M, or 1e-2 for the built-in demo model.",
+        "Peak learning rate; 0: 2e-4, 1e-3 for SmolLM2-135M, or 1e-2 for the built-in demo model.",
         check=zero_or_more,
     )
     lr_scheduler_type: str = setting(

@@ -78,8 +78,14 @@ def _print_filters(counts: dict[str, Any]) -> None:
     click.echo(f"  sources: {sources}")
     skipped = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts["filters"].items() if v and k != "conversations_read")
     click.echo(f"  filtered: {skipped or 'nothing'}")
+    from assistant.data.builder import placeholder_advice
+
     pii = ", ".join(f"{k} {v}" for k, v in counts["pii_replaced"].items()) or "none found"
     click.echo(f"  PII replaced: {pii}")
+    if allowed := ", ".join(f"{k} {v}" for k, v in counts.get("pii_allowed", {}).items()):
+        click.echo(f"  PII left as written (pii_allow): {allowed}")
+    if advice := placeholder_advice(counts):
+        click.echo(f"  warning: {advice}")
 
 
 def _print_too_long(manifest: dict[str, Any], most: int = 10) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import sys
@@ -122,7 +123,26 @@ def _database(state: Context, settings: Settings, advice: list[str]) -> bool:
     _row("journal mode", mode)
     _row("contents", ", ".join(f"{n} {name}" for name, n in counts.items()))
     _adapters(store, settings, advice)
+    _newest_dataset(store, advice)
     return True
+
+
+def _newest_dataset(store, advice: list[str]) -> None:  # noqa: ANN001
+    """Whether the newest dataset snapshot would teach the model PII placeholders."""
+    from assistant.data.builder import placeholder_advice
+
+    newest = next((d for d in store.datasets() if d.erased_at is None), None)
+    if newest is None:
+        return
+    try:
+        counts = json.loads((Path(newest.path) / "manifest.json").read_text(encoding="utf-8"))["counts"]
+    except (OSError, ValueError, KeyError):
+        _row("newest dataset", f"{newest.id} (its manifest cannot be read)")
+        return
+    found = counts.get("answers_with_placeholders", 0)
+    _row("newest dataset", newest.id + (f": {found} training answers with PII placeholders" if found else ""))
+    if text := placeholder_advice(counts):
+        advice.append(f"Dataset {newest.id}: {text}.")
 
 
 def _adapters(store, settings: Settings, advice: list[str]) -> None:  # noqa: ANN001

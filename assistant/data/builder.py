@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from assistant.data.clean import TextCleaner, special_token_pattern
-from assistant.data.pii import Scrubber
+from assistant.data.pii import PLACEHOLDER, Scrubber
 from assistant.errors import DatasetError
 from assistant.settings import Settings
 from assistant.store.records import TrainingConversation, TrainingMessage
@@ -76,6 +76,19 @@ class Tokenizer(Protocol):
         ...
 
 
+
+def placeholder_advice(counts: dict[str, Any]) -> str | None:
+    """What to do when training answers hold placeholders (a snapshot's counts): the model would learn
+    to write "<EMAIL_1>" to customers."""
+    found = counts.get("answers_with_placeholders", 0)
+    if not found:
+        return None
+    return (
+        f"{found} training answer{'s' if found != 1 else ''} hold{'s' if found == 1 else ''} PII placeholders "
+        "(<EMAIL_1>, <PHONE_1>, ...), which the model would learn to write: list your organisation's own "
+        "addresses, domains and numbers in pii_allow, or correct those answers (`assistant review`)"
+    )
+
 @dataclass(frozen=True)
 class BuildPolicy:
     train_on_unreviewed_thumbs_up: bool = False
@@ -84,6 +97,7 @@ class BuildPolicy:
     max_length: int = 2048
     max_truncated_fraction: float = 0.05
     pii_patterns: tuple[tuple[str, str], ...] = ()
+    pii_allow: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BuildPolicy:
@@ -94,6 +108,7 @@ class BuildPolicy:
             max_length=settings.max_length,
             max_truncated_fraction=settings.max_truncated_fraction,
             pii_patterns=settings.pii_patterns,
+            pii_allow=settings.pii_allow,
         )
 
 
@@ -349,7 +364,9 @@ class _Builder:
         self.tokenizing = tokenizing
         self.counts: Counter[str] = Counter()
         self.pii: Counter[str] = Counter()
-        self.scrubber = Scrubber(dict(policy.pii_patterns))
+        self.scrubber = Scrubber(dict(policy.pii_patterns), policy.pii_allow)
+        self.pii_allowed: Counter[str] = Counter()
+        self.placeholder_answers = 0  # training answers that hold a placeholder: the model would learn to write it
         self.special = special_token_pattern(tokenizer.special_tokens)
         self.seen = {kind: (set(), set()) for kind in ("sft", "dpo", "kto")}  # exact and near keys
         self.index = RowIndex()
@@ -377,12 +394,16 @@ class _Builder:
         scrub = self.scrubber.conversation() if conversation.personal else _NOT_PERSONAL
         sft, dpo, kto = _conversation_examples(conversation, self.policy, TextCleaner(self.special, scrub, self.counts), self.counts)
         self.pii.update(scrub.counts)
+        self.pii_allowed.update(getattr(scrub, "allowed", ()))
         kept = [e for e in sft if e.sections[0][1][-1][1].strip()]
         self.counts["dropped_empty"] += len(sft) - len(kept)
         rows = _Rows()
         examples = []
         for kind, group in (("sft", kept), ("dpo", dpo), ("kto", kto)):
-            examples += self._deduplicate(kind, group, rows)
+            unique = self._deduplicate(kind, group, rows)
+            if kind == "sft":
+                self.placeholder_answers += sum(1 for e, _ in unique if PLACEHOLDER.search(e.sections[0][1][-1][1]))
+            examples += unique
         for text in rows.words:
             if text not in self.token_cache and text not in self.counting:
                 self.new_texts[text] = None
@@ -523,6 +544,8 @@ class _Builder:
                 "sources": dict(sorted(self.sources.items())),
                 "filters": dict(sorted(self.counts.items())),
                 "pii_replaced": dict(sorted(self.pii.items())),
+                "pii_allowed": dict(sorted(self.pii_allowed.items())),
+                "answers_with_placeholders": self.placeholder_answers,
             },
             "tokens": {split: token_stats(list(index.tokens[split])) for split in ("train", "eval")},
             "rows": index,

@@ -32,7 +32,7 @@ from __future__ import annotations
 import collections
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 PII_KINDS = ("EMAIL", "PHONE", "CARD", "IBAN", "IP")
 
@@ -122,7 +122,7 @@ _TRIGGER = re.compile(
 )
 
 _NAME = re.compile(r"[A-Z][A-Z0-9_]*")
-_PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_[0-9]+>")
+PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_[0-9]+>")  # what a value becomes: <EMAIL_1>, <ORDER_2>
 _DIGIT = re.compile(r"[0-9]")
 _NOT_DIGIT = re.compile(r"[^0-9]")
 _GROUP_END = re.compile(r"[0-9]+\)?")
@@ -297,33 +297,96 @@ def _compile_custom(name: str, pattern: str) -> re.Pattern[str]:
     return compiled
 
 
+_DOMAIN = re.compile(r"(?:[\w-]+\.)+[^\W\d_]{2,}")
+_NOT_ALNUM = re.compile(r"[^0-9A-Za-z]")
+
+
+class Allowlist:
+    """The organisation's own addresses and numbers (`pii_allow`): left in the text, so that the model
+    learns "mail no-reply@nimbushome.example", not "mail <EMAIL_1>". An entry is an e-mail address; a
+    domain (`nimbushome.example` or `@nimbushome.example`: every address at it or under it); an IP
+    address; a phone or card number (compared by its digits, so that "+1 (415) 555-0134" allows
+    "415 555 0134": a number written with or without its country code or trunk 0 is the same when the
+    shorter, of at least 7 digits, ends the longer); an IBAN; or any text a configured pattern matches
+    exactly."""
+
+    def __init__(self, entries: Sequence[str] = ()) -> None:
+        self._exact: set[str] = set()
+        self._emails: set[str] = set()
+        self._domains: set[str] = set()
+        self._ips: set[str] = set()
+        self._numbers: set[str] = set()
+        self._codes: set[str] = set()  # IBANs, upper case without spaces
+        for entry in entries:
+            text = entry.strip()
+            if not text:
+                raise ValueError("pii_allow has an empty entry")
+            self._exact.add(text)
+            lower = text.lower()
+            if _EMAIL.fullmatch(lower):
+                self._emails.add(lower)
+            elif _DOMAIN.fullmatch(lower.removeprefix("@")):
+                self._domains.add(lower.removeprefix("@"))
+            elif address := _canonical_ip(text):
+                self._ips.add(address)
+            elif len(digits := _NOT_DIGIT.sub("", text).lstrip("0")) >= 7:
+                self._numbers.add(digits)
+                self._codes.add(_NOT_ALNUM.sub("", text).upper())
+
+    def __bool__(self) -> bool:
+        return bool(self._exact)
+
+    def allows(self, kind: str, value: str) -> bool:
+        """Whether a value found (as `_placeholder` gets it: an address in lower case, a number's
+        digits, an IP's canonical form, an IBAN without spaces, a pattern's match) is allowed."""
+        if kind == "EMAIL":
+            domain = value.rpartition("@")[2]
+            return value in self._emails or any(domain == d or domain.endswith("." + d) for d in self._domains)
+        if kind == "IP":
+            return value in self._ips
+        if kind in ("PHONE", "CARD"):
+            digits = value.lstrip("0")
+            return any(_same_number(digits, allowed) for allowed in self._numbers)
+        if kind == "IBAN":
+            return value.upper() in self._codes
+        return value in self._exact
+
+
+def _same_number(a: str, b: str) -> bool:
+    short, long = sorted((a, b), key=len)
+    return len(short) >= 7 and long.endswith(short)
+
+
 class Scrubber:
     """The detection rules, compiled once; hands out one ConversationScrubber per conversation."""
 
-    def __init__(self, extra_patterns: Mapping[str, str] | None = None) -> None:
+    def __init__(self, extra_patterns: Mapping[str, str] | None = None, allow: Sequence[str] = ()) -> None:
         self._custom = tuple(
             (name, _compile_custom(name, pattern)) for name, pattern in (extra_patterns or {}).items()
         )
+        self._allow = Allowlist(allow)
 
     def conversation(self) -> ConversationScrubber:
         """A scrubber with fresh numbering, for the messages of one conversation."""
-        return ConversationScrubber(self._custom)
+        return ConversationScrubber(self._custom, self._allow)
 
 
 class ConversationScrubber:
     """Scrubs the messages of one conversation: the same value gets the same placeholder each time."""
 
-    def __init__(self, custom: tuple[tuple[str, re.Pattern[str]], ...] = ()) -> None:
+    def __init__(self, custom: tuple[tuple[str, re.Pattern[str]], ...] = (), allow: Allowlist | None = None) -> None:
         self._custom = custom
+        self._allow = allow or Allowlist()
         self._numbers: dict[str, dict[str, int]] = {}
         self.counts: collections.Counter[str] = collections.Counter()
+        self.allowed: collections.Counter[str] = collections.Counter()  # values left as written
 
     def scrub(self, text: str) -> str:
         """The text with every value found replaced by its placeholder."""
         if self._custom:
             text = self._scrub_custom(text)
         if "@" in text:
-            text = _EMAIL.sub(lambda m: self._placeholder("EMAIL", m.group().lower()), text)
+            text = _EMAIL.sub(lambda m: self._placeholder("EMAIL", m.group().lower(), m.group()), text)
         if _IPV6_HINT.search(text):
             text = _IPV6.sub(self._replace_ipv6, text)
         return self._scrub_numbers(text)
@@ -341,7 +404,7 @@ class ConversationScrubber:
             starts.append(address)
         for start in starts:
             if canonical := _canonical_ip(text[start : m.end()]):
-                return text[label:start] + self._placeholder("IP", canonical)
+                return text[label:start] + self._placeholder("IP", canonical, text[start : m.end()])
         return m.group()
 
     def _scrub_numbers(self, text: str) -> str:
@@ -354,7 +417,7 @@ class ConversationScrubber:
             kind, start, end, value = _number_at(text, trigger.start(), done)
             if kind is not None:
                 pieces.append(text[done:start])
-                pieces.append(self._placeholder(kind, value))
+                pieces.append(self._placeholder(kind, value, text[start:end]))
                 done = end
             trigger = _TRIGGER.search(text, end)
         if not pieces:
@@ -367,18 +430,22 @@ class ConversationScrubber:
             if pattern.search(text) is None:
                 continue  # most messages: no closure, no guard
             # A later pattern must not rewrite part of an earlier one's placeholder.
-            guarded = [m.span() for m in _PLACEHOLDER.finditer(text)] if "<" in text else []
+            guarded = [m.span() for m in PLACEHOLDER.finditer(text)] if "<" in text else []
 
             def replace(m: re.Match[str], name: str = name, guarded: list[tuple[int, int]] = guarded) -> str:
                 start, end = m.span()
                 if any(start < g_end and g_start < end for g_start, g_end in guarded):
                     return m.group()
-                return self._placeholder(name, m.group())
+                return self._placeholder(name, m.group(), m.group())
 
             text = pattern.sub(replace, text)
         return text
 
-    def _placeholder(self, kind: str, value: str) -> str:
+    def _placeholder(self, kind: str, value: str, original: str) -> str:
+        """The placeholder for `value` (what identifies it), or the text as written when allowed."""
+        if self._allow and self._allow.allows(kind, value):
+            self.allowed[kind] += 1
+            return original
         numbers = self._numbers.setdefault(kind, {})
         number = numbers.get(value)
         if number is None:

@@ -470,3 +470,39 @@ def test_forget_is_for_curators(
     assert _all_conversations(cli, data_dir) == before
     acting("zoe")
     assert cli("forget", "--conversation", str(conversations["erase"]), "--yes", "--data-dir", data_dir).code == 0
+
+
+def test_build_warns_of_answers_that_teach_placeholders_and_pii_allow_keeps_the_company_address(
+    build, cli, store: Store, data_dir: Path, tiny_model_dir: Path
+) -> None:
+    """A correction naming the company's own sender address: scrubbed, the model would learn to write
+    "<EMAIL_1>"; `dataset build` and `doctor` say so, and `pii_allow` keeps the address."""
+    _, a = _turn(store, "ann", "Where does the reset link come from?", "No idea.")
+    store.rate(a, "bob", -1, correction="From no-reply@nimbushome.example; it works for 60 minutes.")
+    _, b = _turn(store, "ann", "Can you mail me a copy?", "Done: sent to ana@gmail.com.")
+    store.rate(b, "bob", 1)
+    store.approve([a, b], "cora")
+
+    result = build()
+    assert result.code == 0, result.err
+    warning = [line for line in result.out.splitlines() if line.startswith("  warning: ")]
+    assert warning == [
+        "  warning: 2 training answers hold PII placeholders (<EMAIL_1>, <PHONE_1>, ...), which the model would "
+        "learn to write: list your organisation's own addresses, domains and numbers in pii_allow, or correct "
+        "those answers (`assistant review`)"
+    ]
+    doctor = cli("doctor", "--data-dir", data_dir, "--model", str(tiny_model_dir))
+    assert "training answers with PII placeholders" in doctor.out
+    assert "pii_allow" in doctor.out.split("\nAdvice\n")[1]
+
+    (data_dir / "config.toml").write_text('pii_allow = ["nimbushome.example"]\n', encoding="utf-8")
+    result = build()
+    assert result.code == 0, result.err
+    assert "  PII left as written (pii_allow): EMAIL 1" in result.out.splitlines()
+    assert "  warning: 1 training answer holds PII placeholders" in result.out  # the customer's address
+    snapshot = result.out.splitlines()[0].removeprefix("built dataset ").split(":")[0]
+    train = (data_dir / "datasets" / snapshot / "train.jsonl").read_text(encoding="utf-8") + (
+        data_dir / "datasets" / snapshot / "eval.jsonl"
+    ).read_text(encoding="utf-8")
+    assert "From no-reply@nimbushome.example; it works for 60 minutes." in train
+    assert "ana@gmail.com" not in train

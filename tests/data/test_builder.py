@@ -221,3 +221,26 @@ def test_conversations_come_in_increasing_id_order(store: Store, log: Log, polic
     """Dedup keeps the first of equal rows in conversation order without holding the rows: the order is a contract."""
     with pytest.raises(ValueError, match="increasing id order"):
         build_dataset(reversed(list(store.training_conversations())), policy, chat_tokenizer)
+
+
+def test_answers_that_would_teach_placeholders_are_counted_and_allowed_values_kept(store: Store, policy, chat_tokenizer) -> None:  # noqa: ANN001
+    for question, answer in [
+        ("How do I reset my password?", "We send a link from no-reply@nimbushome.example."),
+        ("Can you mail me?", "Sure, I wrote to ana@gmail.com."),
+        ("Thanks", "You're welcome."),
+    ]:
+        cid = store.create_conversation("ann", SYSTEM).id
+        _, a = turn(store, cid, question, answer)
+        store.rate(a, "bob", 1)
+        store.approve([a], "cora")
+
+    scrubbed = build(store, policy, chat_tokenizer)
+    assert "We send a link from <EMAIL_1>." in targets(scrubbed.train)
+    assert scrubbed.manifest["counts"]["answers_with_placeholders"] == 2
+    assert scrubbed.manifest["counts"]["pii_allowed"] == {}
+
+    allowed = build(store, replace(policy, pii_allow=("nimbushome.example",)), chat_tokenizer)
+    assert sorted(targets(allowed.train)) == ["Sure, I wrote to <EMAIL_1>.", "We send a link from no-reply@nimbushome.example.", "You're welcome."]
+    assert allowed.manifest["counts"]["answers_with_placeholders"] == 1
+    assert allowed.manifest["counts"]["pii_allowed"] == {"EMAIL": 1}
+    assert allowed.manifest["counts"]["pii_replaced"] == {"EMAIL": 1}

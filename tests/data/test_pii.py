@@ -473,3 +473,54 @@ def test_the_module_imports_only_the_standard_library() -> None:
         alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
     } | {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert imported - {"__future__"} <= set(sys.stdlib_module_names), imported
+
+
+# -- the organisation's own values (pii_allow) ---------------------------------------------------
+
+ALLOW = ("nimbushome.example", "billing@partner.example", "+1 (415) 555-0134", "DE89 3704 0044 0532 0130 00", "10.0.0.1")
+
+
+@pytest.mark.parametrize(
+    "kept",
+    [
+        "no-reply@nimbushome.example",  # at an allowed domain
+        "Help@EU.Nimbushome.example",  # under it, any case
+        "billing@partner.example",  # an allowed address
+        "415 555 0134",  # an allowed number without its country code
+        "+1 415-555-0134",  # and written otherwise
+        "DE89370400440532013000",  # an allowed IBAN without its spaces
+        "10.0.0.1",
+    ],
+)
+def test_allowed_values_stay_as_written(kept: str) -> None:
+    scrub = Scrubber(allow=ALLOW).conversation()
+    assert scrub.scrub(f"Write to {kept} today.") == f"Write to {kept} today."
+    assert not scrub.counts and sum(scrub.allowed.values()) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "placeholder"),
+    [
+        ("Write to ana@gmail.com today.", "<EMAIL_1>"),
+        ("Write to ana@nimbushome.example.evil.com today.", "<EMAIL_1>"),  # not under the allowed domain
+        ("Write to me@othernimbushome.example today.", "<EMAIL_1>"),  # a different domain that ends alike
+        ("Write to billing@partner.example.org today.", "<EMAIL_1>"),
+        ("Write to +1 212 555 0199 today.", "<PHONE_1>"),
+        ("Write to 555 0134 000 today.", "<PHONE_1>"),
+        ("Write to 10.0.0.2 today.", "<IP_1>"),
+    ],
+)
+def test_a_customers_values_are_still_replaced(text: str, placeholder: str) -> None:
+    scrub = Scrubber(allow=ALLOW).conversation()
+    assert placeholder in scrub.scrub(text)
+
+
+def test_allowed_values_do_not_take_a_placeholder_number() -> None:
+    scrub = Scrubber(allow=ALLOW).conversation()
+    text = "From no-reply@nimbushome.example to ana@gmail.com, then bo@gmail.com."
+    assert scrub.scrub(text) == "From no-reply@nimbushome.example to <EMAIL_1>, then <EMAIL_2>."
+
+
+def test_an_allowed_exact_text_stays_where_a_configured_pattern_matches() -> None:
+    scrub = Scrubber({"ORDER": r"NH-\d{5}"}, allow=["NH-00000"]).conversation()
+    assert scrub.scrub("Example: NH-00000. Yours: NH-20471.") == "Example: NH-00000. Yours: <ORDER_1>."
