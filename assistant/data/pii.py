@@ -297,6 +297,24 @@ def _compile_custom(name: str, pattern: str) -> re.Pattern[str]:
     return compiled
 
 
+KIND_NAMES = {"EMAIL": "e-mail address", "PHONE": "phone number", "CARD": "card number", "IBAN": "IBAN", "IP": "IP address"}
+
+
+def mark_placeholders(text: str) -> tuple[str, int]:
+    """A model's reply with each placeholder it learnt from scrubbed training data (`<EMAIL_1>`) shown
+    as the gap it is, `**[missing: e-mail address]**` (Markdown), so that nobody passes it on to a
+    customer as if it were text; and how many there were."""
+    found = 0
+
+    def gap(m: re.Match[str]) -> str:
+        nonlocal found
+        found += 1
+        kind = m.group().strip("<>").rsplit("_", 1)[0]
+        return f"**[missing: {KIND_NAMES.get(kind, kind.lower().replace('_', ' '))}]**"
+
+    return PLACEHOLDER.sub(gap, text), found
+
+
 _DOMAIN = re.compile(r"(?:[\w-]+\.)+[^\W\d_]{2,}")
 _NOT_ALNUM = re.compile(r"[^0-9A-Za-z]")
 

@@ -628,3 +628,20 @@ async def test_stored_text_shown_in_dialogs_is_cleaned(settings, store, tiny_bac
         await wait_for(pilot, lambda: isinstance(app.screen, FeedbackScreen))
         assert app.screen.query_one("#feedback-comment").value == "bad  comment"
         assert app.screen.query_one("#feedback-correction").text == "fix  this"
+
+
+async def test_a_placeholder_the_model_learnt_is_shown_as_a_gap_not_as_text(settings, store, tiny_backend) -> None:  # noqa: ANN001
+    """A model trained on scrubbed data may write "<EMAIL_1>": staff see a marked gap to fill in, and
+    the header warns, so it never reaches a customer as if it were an address."""
+    conversation = store.create_conversation("ann", "sys")
+    question = store.add_message(conversation.id, "user", "Who sends the reset link? Mine is <EMAIL_1>.")
+    store.add_message(conversation.id, "assistant", "It comes from <EMAIL_1>; call <PHONE_2> if not.", parent_id=question.id)
+    app = make_app(settings, store, tiny_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await wait_for(pilot, lambda: len(app.chat.messages.views) == 2)
+        asked, reply = app.chat.messages.views
+        assert asked.body_text == "Who sends the reset link? Mine is <EMAIL_1>."  # what people typed stays as typed
+        assert reply.body_text == "It comes from **[missing: e-mail address]**; call **[missing: phone number]** if not."
+        assert "⚠ 2 gaps: placeholders learnt from scrubbed data" in reply._header_text().plain
+        assert store.thread(conversation.id)[1].content == "It comes from <EMAIL_1>; call <PHONE_2> if not."  # stored as said

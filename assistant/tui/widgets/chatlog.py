@@ -14,6 +14,7 @@ from textual.widgets.markdown import MarkdownStream
 from rich.text import Text
 
 from assistant.chat import what_helps
+from assistant.data.pii import mark_placeholders
 from assistant.store import Feedback, Message
 from assistant.text import one_line, terminal_safe
 
@@ -21,6 +22,15 @@ from assistant.text import one_line, terminal_safe
 def clock_time(timestamp: str) -> str:
     """`2026-11-22T10:04:05.123Z` -> `2026-11-22 10:04` (UTC, as stored)."""
     return timestamp[:16].replace("T", " ")
+
+
+def shown(role: str, content: str) -> tuple[str, int]:
+    """A message's text as the screen shows it, and its gaps: a reply's PII placeholders (`<EMAIL_1>`,
+    learnt from scrubbed training data) shown as what they are, `[missing: e-mail address]`."""
+    if role != "assistant":
+        return terminal_safe(content), 0
+    text, gaps = mark_placeholders(content)
+    return terminal_safe(text), gaps
 
 
 class MessageView(Vertical):
@@ -36,7 +46,7 @@ class MessageView(Vertical):
         self.message = message
         self.rating: Feedback | None = None
         self.alternatives = (1, 1)
-        self._body_text = terminal_safe(message.content if message else text)
+        self._body_text, self.gaps = shown(role, message.content if message else text)
         self._streamed: str | None = None  # what streaming has shown, when it showed all of it in the body
         self._body: Markdown | Static
         if role == "assistant":
@@ -76,6 +86,11 @@ class MessageView(Vertical):
             elif message.finish_reason == "error":
                 error = one_line(message.error or "unknown error", 80)
                 text.append(f"  ⚠ failed: {error} ({what_helps(message.error)})", style="bold red")
+            if self.gaps:
+                text.append(
+                    f"  ⚠ {self.gaps} {'gap' if self.gaps == 1 else 'gaps'}: placeholders learnt from scrubbed data",
+                    style="bold yellow",
+                )
             index, count = self.alternatives
             if count > 1:
                 text.append(f"  ‹ {index}/{count} ›", style="bold")
@@ -97,7 +112,7 @@ class MessageView(Vertical):
     async def set_message(self, message: Message) -> None:
         """The reply finished and was stored: show it as stored (the whole text, cleaned once)."""
         self.message = message
-        self._body_text = terminal_safe(message.content)
+        self._body_text, self.gaps = shown(self.role, message.content)
         if self._streamed != self._body_text:  # else the screen shows it already
             for segment in self.query_children(".message-segment"):
                 await segment.remove()
