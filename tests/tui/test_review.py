@@ -424,3 +424,27 @@ async def test_ctrl_r_opens_review_from_the_chat_and_escape_goes_back(settings, 
         await ready(pilot)
         await pilot.press("q")
         await wait_for(pilot, lambda: app.screen is app.chat, what="the chat again")
+
+
+async def test_the_curator_sees_what_training_sees_when_scrubbing_changes_the_answer(settings, store) -> None:  # noqa: ANN001
+    """A correction with the company's sender address: the detail pane shows the scrubbed training text
+    and its placeholder; with the domain in pii_allow the text trains as written and nothing is flagged."""
+    from dataclasses import replace
+
+    correction = "The link comes from no-reply@nimbushome.example and works for 60 minutes."
+    rated_reply(store, "Who sends the reset link?", "Nobody.",
+                ("bob", -1, {"reasons": ("wrong facts",), "correction": correction}))
+    app = ReviewApp(settings, store)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        shown = detail_text(screen)
+        assert "What training sees (PII scrubbed)" in shown
+        assert "The link comes from <EMAIL_1> and works for 60 minutes." in shown
+        assert "⚠ placeholders (EMAIL 1): the model learns to write them" in shown
+
+    app = ReviewApp(replace(settings, pii_allow=("nimbushome.example",)), store)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        shown = detail_text(screen)
+        assert correction in shown
+        assert "What training sees" not in shown and "placeholders" not in shown

@@ -21,6 +21,7 @@ from textual.widgets.option_list import Option
 from assistant.curation import may_curate, require_curator
 from assistant.errors import AssistantError
 from assistant.store import CurationCounts, Feedback, Message, ReviewFilter, ReviewItem
+from assistant.data.pii import Scrubber
 from assistant.text import one_line, terminal_safe
 from assistant.tui.screens.base import AppScreen
 from assistant.tui.screens.dialogs import Confirm, TextPrompt
@@ -378,7 +379,30 @@ class ReviewScreen(AppScreen):
             trains_on = "the proposed correction" if item.proposed_correction else "the reply as written"
             widgets.append(Static(f"No curated answer yet: approving trains on {trains_on}.",
                                   classes="review-note", markup=False))
+        widgets.extend(self._training_text_widgets(item.answer or item.proposed_correction or reply.content))
         return widgets
+
+    def _training_text_widgets(self, answer: str) -> list[Widget]:
+        """What the dataset will hold for this answer when PII scrubbing changes it: the placeholders
+        a curator approves are what the model learns to write."""
+        try:
+            scrub = Scrubber(dict(self.settings.pii_patterns), self.settings.pii_allow).conversation()
+        except ValueError:  # a bad pattern: `dataset build` says so
+            return []
+        scrubbed = scrub.scrub(answer)
+        if scrubbed == answer:
+            return []
+        found = ", ".join(f"{kind} {count}" for kind, count in sorted(scrub.counts.items()))
+        return [
+            _section("What training sees (PII scrubbed)"),
+            Static(Text(terminal_safe(scrubbed)), classes="review-plain"),
+            Static(
+                f"⚠ placeholders ({found}): the model learns to write them. If they are your organisation's own "
+                "addresses or numbers, list them in pii_allow; else edit the answer (e).",
+                classes="review-flag",
+                markup=False,
+            ),
+        ]
 
     # -- keys --------------------------------------------------------------------------------
 
