@@ -112,15 +112,32 @@ def list_(state: Context, rating, status, tag, rater, model_version, since, sear
 @click.argument("ids", nargs=-1, type=ID)
 @click.option("--all-up", is_flag=True, help="Every pending reply with a thumbs-up and no thumbs-down.")
 @click.option("--since", help="With --all-up: rated on or after this date/time (ISO).")
+@click.option("--yes", is_flag=True, help="Approve thumbs-down replies without a correction too (they train as written).")
 @settings_options
-def approve(state: Context, ids: tuple[int, ...], all_up: bool, since: str | None) -> None:
-    """Approve replies for training (a proposed correction if there is one, else the reply as it is)."""
+def approve(state: Context, ids: tuple[int, ...], all_up: bool, since: str | None, yes: bool) -> None:
+    """Approve replies for training (a proposed correction if there is one, else the reply as it is).
+
+    A reply rated not helpful with no correction would teach the model that very reply: it is
+    approved only with --yes (or a yes at the prompt).
+    """
     curator = require_curator(state.settings)
     if bool(ids) == all_up:
         raise click.UsageError("give reply ids or --all-up (not both)")
     if since and not all_up:
         raise click.UsageError("--since goes with --all-up")
     store = state.store()
+    unhelpful = [] if all_up else [
+        i for i in map(store.review_item, ids) if i.downs and not i.proposed_correction and not i.answer
+    ]
+    if unhelpful and not yes:
+        named = ", ".join(str(i.message.id) for i in unhelpful)
+        what = f"{plural(len(unhelpful), 'reply', 'replies')} {named} rated not helpful, with no correction"
+        if not click.get_text_stream("stdin").isatty():
+            raise InputError(
+                f"{what}: approving trains the model on {'it' if len(unhelpful) == 1 else 'them'} as written",
+                hint="add a correction (`assistant feedback correct ID --text ...`) or pass --yes",
+            )
+        click.confirm(f"{what.capitalize()}: train on {'it' if len(unhelpful) == 1 else 'them'} as written?", abort=True)
     items = store.approve_all_up(curator, since=parse_since(since)) if all_up else store.approve(ids, curator)
     corrected = sum(item.source == "correction" for item in items)
     if not items:

@@ -278,6 +278,24 @@ def test_approve_a_message_with_no_rating(cli, data_dir: Path, store: Store, ids
     assert result.err_lines == [f"error: message {question} has no rating to review"]
 
 
+def test_approving_a_thumbs_down_reply_without_a_correction_needs_yes(cli, data_dir: Path, ids: dict[str, int]) -> None:
+    """It would teach the model the very reply a rater called not helpful."""
+    before = _states(data_dir)
+
+    refused = cli("feedback", "approve", str(ids["up"]), str(ids["disputed"]), "--data-dir", data_dir, "--user", "cora")
+
+    assert refused.code == 4
+    assert refused.err_lines == [
+        f"error: 1 reply {ids['disputed']} rated not helpful, with no correction: approving trains the model on it "
+        "as written (add a correction (`assistant feedback correct ID --text ...`) or pass --yes)"
+    ]
+    assert _states(data_dir) == before  # nothing approved, the thumbs-up reply either
+
+    done = cli("feedback", "approve", str(ids["up"]), str(ids["disputed"]), "--yes", "--data-dir", data_dir, "--user", "cora")
+    assert done.code == 0, done.err
+    assert _states(data_dir)[ids["disputed"]] == ("approved", "They record to the SD card.", "reply", "cora")
+
+
 def test_reject(cli, data_dir: Path, ids: dict[str, int]) -> None:
     result = cli("feedback", "reject", str(ids["down"]), str(ids["disputed"]), "--data-dir", data_dir, "--user", "cora")
 
