@@ -6,6 +6,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import sys
 from pathlib import Path
 
@@ -45,7 +46,8 @@ def doctor(state: Context) -> None:
                 continue
             value = getattr(settings, name)
             shown = one_line(repr(value), 70)
-            click.echo(f"    {name:<29} = {shown}  [{source}]")
+            meaning = zero_means(helps[name]) if value == 0 and not isinstance(value, bool) else None
+            click.echo(f"    {name:<29} = {shown}  [{source}]" + (f"  (0: {meaning})" if meaning else ""))
             if state.verbose:
                 click.echo(f"    {'':<32}{helps[name]}")
 
@@ -71,6 +73,12 @@ def doctor(state: Context) -> None:
         click.echo(f"  - {line}")
     if not usable:
         sys.exit(StoreError.exit_code)
+
+
+def zero_means(help_text: str) -> str | None:
+    """What 0 stands for in a setting whose help says so ("...; 0: about ten times per run.")."""
+    found = re.search(r"(?:;|\.)\s*0(?::| means)\s*([^.]*(?:\.\d[^.]*)*)", help_text)
+    return found.group(1).strip() if found else None
 
 
 def _section(title: str) -> None:
