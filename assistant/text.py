@@ -49,3 +49,11 @@ def is_utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def integer_ticks(low: int, high: int, most: int = 6) -> list[int]:
+    """Whole-number axis ticks from `low` to at least `high`, at most `most` of them (counts and steps
+    have no fractions: a plot's default 0.75 examples or step 2.5 reads as nonsense)."""
+    least = max(1, -(-(high - low) // (most - 1)))
+    step = next(m * 10**k for k in range(len(str(least)) + 1) for m in (1, 2, 5) if m * 10**k >= least)
+    return list(range(low, max(high, low + 1) + step, step))[:most]

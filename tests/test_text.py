@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from assistant.text import one_line, terminal_safe
+from assistant.text import integer_ticks, one_line, terminal_safe
 
 ESC = "\x1b"
 BEL = "\x07"
@@ -158,3 +158,13 @@ def test_random_safe_text_is_unchanged() -> None:
     for _ in range(2000):
         text = "".join(rng.choice(printable) for _ in range(rng.randint(0, 60)))
         assert terminal_safe(text) == text, repr(text)
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "ticks"),
+    [(0, 3, [0, 1, 2, 3]), (1, 7, [1, 3, 5, 7]), (0, 100, [0, 20, 40, 60, 80, 100]), (0, 0, [0, 1]), (0, 46, [0, 10, 20, 30, 40, 50])],
+)
+def test_plot_axes_tick_whole_numbers(low: int, high: int, ticks: list[int]) -> None:
+    """Counts of examples and training steps have no fractions: no "0.75 examples" on an axis."""
+    assert integer_ticks(low, high) == ticks
+    assert len(ticks) <= 6 and ticks[-1] >= high

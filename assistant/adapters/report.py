@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from assistant.store.records import AdapterRecord, MetricPoint, RatingCounts
-from assistant.text import one_line, plural, terminal_safe
+from assistant.text import integer_ticks, one_line, plural, terminal_safe
 
 
 def loss_plot(points: Sequence[MetricPoint], *, width: int = 72, height: int = 16) -> str:
@@ -29,6 +29,8 @@ def loss_plot(points: Sequence[MetricPoint], *, width: int = 72, height: int = 1
         plt.plot([s for s, _ in train], [v for _, v in train], label="train loss", marker="braille")
     if evals:
         plt.plot([s for s, _ in evals], [v for _, v in evals], label="eval loss", marker="dot")
+    steps = [s for s, _ in train + evals]
+    plt.xticks(integer_ticks(min(steps), max(steps)))
     plt.xlabel("step")
     return plt.uncolorize(plt.build())
 

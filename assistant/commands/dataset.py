@@ -155,12 +155,15 @@ def stats(state: Context, snapshot_id: str | None, as_json: bool) -> None:
 def length_plot(histogram: list[list[int]], title: str, width: int = 72) -> str:
     import plotext as plt
 
+    from assistant.text import integer_ticks
+
     labels = [f"{lo}-{hi - 1}" for lo, hi, _ in histogram]
     values = [count for _, _, count in histogram]
     plt.clear_figure()
     plt.theme("clear")
     plt.plotsize(width, max(8, 2 * len(labels) + 4))
     plt.bar(labels, values, orientation="h", width=0.4)
+    plt.xticks(integer_ticks(0, max(values, default=1)))
     plt.title(title)
     plt.xlabel("examples")
     return plt.uncolorize(plt.build())
