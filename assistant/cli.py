@@ -18,6 +18,7 @@ from assistant.commands.common import (
     ID,
     TEXT,
     Context,
+    Group,
     follow_active_adapter,
     load_backend,
     settings_options,
@@ -39,7 +40,7 @@ from assistant.text import one_line, terminal_safe
 log = logging.getLogger("assistant")
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="assistant")
 @click.pass_context
 def cli(ctx: click.Context) -> None:

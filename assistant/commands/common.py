@@ -108,6 +108,31 @@ def settings_options_without_user(command: Callable) -> Callable:
     return _with_settings_options(command, acting_user=False)
 
 
+_LOGIN = "default: the OS login name"
+_USER_HELP = {  # what --user means, by command (module.function), else by module
+    "assistant.cli.chat": f"Who is chatting: the conversations and ratings are theirs ({_LOGIN}).",
+    "assistant.cli.ask": f"Who is asking: the conversation is theirs ({_LOGIN}).",
+    "assistant.cli.review": f"The curator reviewing; one of `curators` when that is set ({_LOGIN}).",
+    "assistant.cli.import_": f"Whose conversations the imported ones become ({_LOGIN}).",
+    "assistant.commands.feedback": f"The curator acting, named in the audit log; one of `curators` when that is set ({_LOGIN}).",
+    "assistant.commands.history": f"Whose conversations ({_LOGIN}).",
+    "assistant.commands.dataset": f"Who builds the snapshot, recorded with it ({_LOGIN}).",
+    "assistant.commands.retrain": f"Who starts the retrain, recorded with the run and the version ({_LOGIN}).",
+    "assistant.commands.models": f"Who acts, recorded in the version's history ({_LOGIN}).",
+}
+_READ_ONLY = f"Who is looking: nothing is recorded ({_LOGIN})."
+_USER_HELP |= {
+    f"assistant.commands.{name}": _READ_ONLY
+    for name in ("models.list_", "models.show", "models.screen", "dataset.list_", "dataset.stats", "dataset.export", "feedback.list_")
+}
+
+
+def user_help(command: Callable) -> str:
+    """The --user option's help for a command: what the user is for there."""
+    module = command.__module__
+    return _USER_HELP.get(f"{module}.{command.__name__}") or _USER_HELP.get(module) or f"Who runs the command ({_LOGIN})."
+
+
 def _with_settings_options(command: Callable, *, acting_user: bool) -> Callable:
     @wraps(command)
     def wrapper(ctx: click.Context, data_dir, config_file, model, adapter, verbose, **kwargs):  # noqa: ANN001
@@ -122,9 +147,7 @@ def _with_settings_options(command: Callable, *, acting_user: bool) -> Callable:
     decorated = click.pass_context(wrapper)
     decorated = click.option("-v", "--verbose", is_flag=True, help="Log to stderr too.")(decorated)
     if acting_user:
-        decorated = click.option(
-            "--user", "acting_user", type=TEXT, help="Who is chatting (default: the OS login name)."
-        )(decorated)
+        decorated = click.option("--user", "acting_user", type=TEXT, help=user_help(command))(decorated)
     decorated = click.option("--adapter", help="LoRA adapter directory to apply.")(decorated)
     decorated = click.option("--model", help="Hugging Face id or local directory of the base model.")(decorated)
     decorated = click.option(
@@ -174,3 +197,20 @@ def follow_active_adapter(backend, store, settings: Settings) -> None:  # noqa: 
         backend.swap_adapter(active.version, settings.layout.version(active.version))
     except ModelError as exc:
         click.echo(f"warning: {one_line(str(exc))}; answering with the base model", err=True)
+
+
+class Group(click.Group):
+    """A command group whose list of commands shows each one's whole first paragraph, wrapped, not cut
+    off at about 45 characters with "..." (click's default)."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is None or command.hidden:
+                continue
+            text = command.short_help or (command.help or "").split("\n\n")[0]
+            rows.append((name, " ".join(text.split())))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)

@@ -13,13 +13,13 @@ from typing import Any
 
 import click
 
-from assistant.commands.common import ID, TEXT, Context, settings_options, settings_options_without_user
+from assistant.commands.common import ID, TEXT, Context, Group, settings_options, settings_options_without_user
 from assistant.curation import require_curator
 from assistant.formats import json_text
 from assistant.text import one_line, plural
 
 
-@click.group()
+@click.group(cls=Group)
 def dataset() -> None:
     """Turn the curated log into training files, and look at them."""
 

@@ -7,10 +7,10 @@ import shutil
 
 import click
 
-from assistant.commands.common import Context, settings_options
+from assistant.commands.common import Context, Group, settings_options
 
 
-@click.group()
+@click.group(cls=Group)
 def demo() -> None:
     """The built-in offline demo model."""
 

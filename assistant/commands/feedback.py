@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from assistant.commands.common import COUNT, ID, TEXT, Context, settings_options
+from assistant.commands.common import COUNT, ID, TEXT, Context, Group, settings_options
 from assistant.chat import check_length
 from assistant.curation import require_curator
 from assistant.errors import InputError
@@ -22,7 +22,7 @@ from assistant.store import REVIEW_STATUSES, ReviewFilter, ReviewItem
 from assistant.text import one_line, plural
 
 
-@click.group()
+@click.group(cls=Group)
 def feedback() -> None:
     """List rated replies and approve, reject or correct them (curators)."""
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import click
 
-from assistant.commands.common import COUNT, ID, TEXT, Context, settings_options
+from assistant.commands.common import COUNT, ID, TEXT, Context, Group, settings_options
 from assistant.formats import export_records, json_text, to_jsonl, to_markdown
 from assistant.text import one_line, plural, terminal_safe
 
 
-@click.group()
+@click.group(cls=Group)
 def history() -> None:
     """Browse and export the conversation log."""
 

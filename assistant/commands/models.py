@@ -14,14 +14,14 @@ import shutil
 import click
 
 from assistant.adapters import promotion, registry, serving
-from assistant.commands.common import TEXT, Context, settings_options
+from assistant.commands.common import TEXT, Context, Group, settings_options
 from assistant.curation import require_curator
 from assistant.errors import InputError, StoreError
 from assistant.formats import json_text
 from assistant.text import one_line
 
 
-@click.group(invoke_without_command=True)
+@click.group(cls=Group, invoke_without_command=True)
 @click.pass_context
 def models(ctx: click.Context) -> None:
     """List, inspect, promote, roll back and delete adapter versions (no command: the models screen)."""
