@@ -21,7 +21,7 @@ from typing import Any
 from assistant.errors import InputError
 from assistant.jsonl import loads, parse_lines, read_text
 from assistant.settings import Settings
-from assistant.store import REASON_TAGS, Conversation, ImportedMessage, Store
+from assistant.store import REASON_TAGS, Conversation, Feedback, ImportedMessage, Message, Store
 from assistant.text import one_line
 
 IMPORT_ROLES = ("system", "user", "assistant")
@@ -181,8 +181,12 @@ def _parse_feedback(feedback: Any, where: str) -> dict[str, Any]:
     return dict(feedback)
 
 
-def export_records(store: Store, conversations: Iterable[Conversation]) -> Iterator[dict[str, Any]]:
-    """One JSON-ready record per conversation: its thread, with metadata and current ratings."""
+def export_records(
+    store: Store, conversations: Iterable[Conversation], *, alternatives: bool = False
+) -> Iterator[dict[str, Any]]:
+    """One JSON-ready record per conversation: its thread, with metadata and current ratings.
+    `alternatives` (`history show`): each reply also lists the other answers to its question
+    (regenerated, each with its ratings) and every rater's feedback, not only the latest."""
     for conversation in conversations:
         thread = store.thread(conversation.id)
         messages: list[dict[str, Any]] = []
@@ -202,6 +206,11 @@ def export_records(store: Store, conversations: Iterable[Conversation]) -> Itera
                     finish_reason=message.finish_reason,
                 )
                 ratings = store.feedback_for(message.id)
+                if alternatives:
+                    item["alternatives"] = [
+                        _alternative(store, other) for other in store.siblings(message.id) if other.id != message.id
+                    ]
+                    item["all_feedback"] = [_feedback(f) for f in ratings]
                 if ratings:
                     # The importable shape holds one rating: the most recent one.
                     latest = max(ratings, key=lambda f: (f.updated_at, f.id))
@@ -243,6 +252,28 @@ def to_jsonl(record: dict[str, Any]) -> str:
     return json_text(record)
 
 
+def _feedback(f: Feedback) -> dict[str, Any]:
+    return {"user": f.user, "rating": f.rating, "reasons": list(f.reasons), "comment": f.comment, "correction": f.correction}
+
+
+def _alternative(store: Store, message: Message) -> dict[str, Any]:
+    return {
+        "content": message.content,
+        "metadata": {"id": message.id, "created_at": message.created_at, "model": message.model,
+                     "adapter": message.adapter, "finish_reason": message.finish_reason},
+        "all_feedback": [_feedback(f) for f in store.feedback_for(message.id)],
+    }
+
+
+def _feedback_lines(feedback: dict[str, Any]) -> list[str]:
+    mark = "👍" if feedback["rating"] > 0 else "👎"
+    comment = one_line(feedback["comment"] or "")
+    lines = [f"> {mark} {one_line(feedback['user'] or '')}" + (f": {comment}" if comment else "")]
+    if feedback["correction"]:
+        lines += [">", "> Better answer:", ">"] + [f"> {line}".rstrip() for line in markdown_block(feedback["correction"])]
+    return [*lines, ""]
+
+
 def to_markdown(record: dict[str, Any]) -> str:
     """A conversation as a Markdown transcript. Its text came from users and models: names, titles and
     comments are folded onto one line, and a message that could start a Markdown block (a heading, a
@@ -257,14 +288,18 @@ def to_markdown(record: dict[str, Any]) -> str:
         if message["role"] == "assistant" and meta.get("model"):
             heading += f" ({one_line(meta['model'])}" + (f" + {one_line(meta['adapter'])}" if meta.get("adapter") else "") + ")"
         lines += [f"## {heading}", "", *markdown_block(message["content"]), ""]
-        feedback = message.get("feedback")
-        if feedback:
-            mark = "👍" if feedback["rating"] > 0 else "👎"
-            comment = one_line(feedback["comment"] or "")
-            lines.append(f"> {mark} {one_line(feedback['user'] or '')}" + (f": {comment}" if comment else ""))
-            if feedback["correction"]:
-                lines += [">", "> Better answer:", ">"] + [f"> {line}".rstrip() for line in markdown_block(feedback["correction"])]
-            lines.append("")
+        if "all_feedback" in message:  # every rater's (`history show`)
+            for feedback in message["all_feedback"]:
+                lines += _feedback_lines(feedback)
+        elif message.get("feedback"):
+            lines += _feedback_lines(message["feedback"])
+        others = message.get("alternatives", [])
+        for number, other in enumerate(others, 1):
+            meta = other["metadata"]
+            lines += [f"### Another answer to the same question ({number} of {len(others)}, message {meta['id']})", ""]
+            lines += [*markdown_block(other["content"]), ""]
+            for feedback in other["all_feedback"]:
+                lines += _feedback_lines(feedback)
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -48,9 +48,9 @@ def list_(state: Context, all_users: bool, archived: bool, limit: int, as_json: 
 @click.option("--json", "as_json", is_flag=True, help="The conversation as one JSON object.")
 @settings_options
 def show(state: Context, conversation_id: int, as_json: bool) -> None:
-    """One conversation with its ratings."""
+    """One conversation with every rating and correction, and every answer of a regenerated turn."""
     store = state.store()
-    record = next(export_records(store, [store.conversation(conversation_id)]))
+    record = next(export_records(store, [store.conversation(conversation_id)], alternatives=True))
     if as_json:
         click.echo(json_text(record, indent=2))
     else:

@@ -89,6 +89,31 @@ def test_show_prints_markdown_with_model_rating_and_correction(cli, data_dir: Pa
     assert out.index("## User") < out.index("## Assistant")
 
 
+def test_show_prints_every_answer_of_a_regenerated_turn_and_every_raters_feedback(cli, data_dir: Path, store: Store) -> None:
+    conversation = store.create_conversation("ann", "Be brief.")
+    asked = store.add_message(conversation.id, "user", "how long do refunds take?")
+    first = store.add_message(conversation.id, "assistant", "No idea.", parent_id=asked.id)
+    store.rate(first.id, "ann", -1, comment="useless", correction="Up to 30 days.")
+    store.rate(first.id, "bob", -1, correction="Refunds take 5 to 10 working days.")
+    second = store.add_message(conversation.id, "assistant", "About a week.", parent_id=asked.id)  # regenerated
+    store.rate(second.id, "ann", 1)
+
+    result = cli("history", "show", str(conversation.id), "--data-dir", data_dir)
+
+    assert result.code == 0, result.err
+    out = result.out
+    shown, other = out.index("## Assistant"), out.index("### Another answer to the same question (1 of 1, message")
+    assert out.index("About a week.") < other < out.index("No idea.")  # the current answer first, then the other
+    assert "> 👍 ann" in out[shown:other]
+    assert "> 👎 ann: useless" in out[other:] and "> Up to 30 days." in out[other:]
+    assert "> 👎 bob" in out[other:] and "> Refunds take 5 to 10 working days." in out[other:]
+
+    record = json.loads(cli("history", "show", str(conversation.id), "--json", "--data-dir", data_dir).out)
+    (alternative,) = record["messages"][2]["alternatives"]
+    assert alternative["metadata"]["id"] == first.id
+    assert [f["correction"] for f in alternative["all_feedback"]] == ["Up to 30 days.", "Refunds take 5 to 10 working days."]
+
+
 def test_show_json_is_the_record(cli, data_dir: Path, store: Store) -> None:
     ids = _seed(store)
 
