@@ -395,7 +395,7 @@ class Settings:
     epochs: float = setting(
         0.0,
         "training",
-        "Passes over the training set; 0: 3, 2 for SmolLM2-135M, or 30 for the demo model.",
+        "Passes over the training set; 0: 3, 1 for SmolLM2-135M, or 30 for the demo model.",
         check=zero_or_more,
     )
     max_steps: int = setting(
@@ -414,7 +414,7 @@ class Settings:
     eval_steps: int = setting(
         0,
         "training",
-        "Evaluate and checkpoint every this many steps; 0: about ten times per run.",
+        "Evaluate and checkpoint every this many steps; 0: about ten times per run (twice for SmolLM2-135M).",
         check=zero_or_more,
     )
     early_stopping_patience: int = setting(
