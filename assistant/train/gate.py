@@ -27,11 +27,11 @@ from typing import Any
 
 from assistant.engine.base import ChatMessage
 from assistant.quantization import load_base_4bit
-from assistant.train.loop import load_training_tokenizer, read_rows
+from assistant.train.loop import cpu_has_bf16, load_training_tokenizer, read_rows
 
 log = logging.getLogger(__name__)
 
-PROBE_TOKENS = 96
+PROBE_TOKENS = 64  # enough of an answer to read; each token is a decoding step of two models
 DEFAULT_PROBES = 3
 LOSS_BATCH = 8  # evaluation rows per forward pass
 
@@ -150,7 +150,10 @@ def evaluate(
             return None
         total, count = 0.0, 0
         ordered = sorted(examples, key=lambda example: len(example[0]))  # little padding per batch
-        with torch.inference_mode():
+        # A full-precision base on a CPU with bf16 (the training's own autocast): the losses of every model
+        # scored are computed alike, in half the time; the probe answers stay in the chat's precision.
+        fast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=not on_cuda and not four_bit and cpu_has_bf16())
+        with torch.inference_mode(), fast:
             for start in range(0, len(ordered), LOSS_BATCH):
                 batch = ordered[start : start + LOSS_BATCH]
                 width = max(len(input_ids) for input_ids, _ in batch)
