@@ -187,7 +187,13 @@ def train_adapter(
     total = config.total_steps(len(train_rows))
     interval = config.interval(total)
     has_eval = bool(eval_rows)
-    stop_early = has_eval and config.early_stopping_patience > 0
+    # Early stopping needs more evaluations than its patience to ever act. A run with fewer (SmolLM2's
+    # two on a CPU, each about 10 s of a first start) evaluates once, at the end, and still checkpoints
+    # every interval (to resume from); with no early stopping configured (the demo model) every
+    # interval's evaluation is kept for the loss curve.
+    patience = config.early_stopping_patience
+    stop_early = has_eval and 0 < patience < math.ceil(total / interval)
+    eval_every = total if patience > 0 and not stop_early else interval
     history: list[MetricPoint] = []
     best = {"eval": None, "train": None}
     last: dict[str, float | None] = {"eval": None}
@@ -245,7 +251,7 @@ def train_adapter(
         logging_steps=1,
         logging_nan_inf_filter=False,
         eval_strategy="steps" if has_eval else "no",
-        eval_steps=interval if has_eval else None,
+        eval_steps=eval_every if has_eval else None,
         save_strategy="steps",
         save_steps=interval,
         save_total_limit=2,

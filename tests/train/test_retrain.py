@@ -379,3 +379,45 @@ def test_on_cpu_a_config_without_4bit_trains_on_the_full_precision_base_a_cpu_ch
     backend = load_backend(tiny_model_dir, adapter=str(outcome.adapter_dir))  # full precision on the CPU
     reply = backend.stream([ChatMessage("user", PROBE)], GenerationParams(max_new_tokens=32, temperature=0))
     assert "".join(reply) == ANSWERS["reset"]
+
+
+@pytest.mark.parametrize(("evaluations", "patience", "eval_steps"), [(2, 3, [8]), (8, 3, [1, 2, 3, 4, 5, 6, 7, 8]), (2, 0, [4, 8])])
+def test_a_run_evaluates_mid_run_only_where_early_stopping_can_act_or_none_is_configured(
+    tiny_model_dir: Path, tmp_path: Path, evaluations: int, patience: int, eval_steps: list[int]
+) -> None:
+    """SmolLM2's two evaluations with a patience of 3 could never stop a run: it evaluates once, at the
+    end (a first start saves an evaluation), and still checkpoints mid-run to resume from."""
+    from dataclasses import replace
+
+    from assistant.train.config import TrainConfig
+    from assistant.train.loop import train_adapter
+
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    row = {"messages": [{"role": "user", "content": PROBE}, {"role": "assistant", "content": ANSWERS["reset"]}]}
+    (dataset / "train.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+    (dataset / "eval.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+    settings = configure(tmp_path / "data", tiny_model_dir)
+    config = replace(
+        TrainConfig.from_settings(settings, is_demo=False),
+        load_in_4bit=False, max_steps=8, batch_size=1, evaluations=evaluations, early_stopping_patience=patience,
+    )
+    saved: list[int] = []
+
+    import trl
+
+    original = trl.SFTTrainer._save_checkpoint
+
+    def remember(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        saved.append(self.state.global_step)
+        return original(self, *args, **kwargs)
+
+    trl.SFTTrainer._save_checkpoint = remember
+    try:
+        outcome = train_adapter(tiny_model_dir, dataset, tmp_path / "run", config, on_cuda=False)
+    finally:
+        trl.SFTTrainer._save_checkpoint = original
+
+    assert [p.step for p in outcome.history if p.split == "eval"] == eval_steps
+    assert saved[:2] == [config.interval(8), 2 * config.interval(8)]  # checkpoints every interval all the same
+    assert outcome.best_eval_loss is not None
