@@ -35,6 +35,15 @@ def loss_plot(points: Sequence[MetricPoint], *, width: int = 72, height: int = 1
     return plt.uncolorize(plt.build())
 
 
+def _lowest(metrics: dict[str, Any]) -> str:
+    """The lowest eval loss of the run when the published adapter's is not it (a run that kept its last
+    checkpoint after a better one)."""
+    lowest, final = metrics.get("lowest_eval_loss"), metrics.get("eval_loss")
+    if not isinstance(lowest, (int, float)) or not isinstance(final, (int, float)) or lowest >= final:
+        return ""
+    return f" (lowest during the run {_number(lowest)})"
+
+
 def _number(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
 
@@ -91,7 +100,8 @@ def describe(
         f"base model {record.base_model or '-'}",
         f"dataset {record.dataset_id or '-'}" + (" (ERASED data since: retrain to drop it)" if record.dataset_erased_at else ""),
         f"training run {record.run_id or '-'}: {meta_metrics.get('steps', '-')} steps, "
-        f"train loss {_number(meta_metrics.get('train_loss'))}, best eval loss {_number(meta_metrics.get('eval_loss'))}",
+        f"train loss {_number(meta_metrics.get('train_loss'))}, eval loss {_number(meta_metrics.get('eval_loss'))}"
+        + _lowest(meta_metrics),
         f"replies: {rating_line(ratings)}",
     ]
     if record.deleted_at:

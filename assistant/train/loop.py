@@ -65,13 +65,15 @@ class Outcome:
     stopped_early: bool
     resumed_from: int | None
     history: list[MetricPoint] = field(default_factory=list)
+    lowest_eval_loss: float | None = None  # of every evaluation in the run (the adapter's may be a later one)
 
     def metrics(self) -> dict[str, Any]:
         return {
             "steps": self.steps,
             "total_steps": self.total_steps,
             "train_loss": self.train_loss,
-            "eval_loss": self.best_eval_loss,
+            "eval_loss": self.best_eval_loss,  # the published adapter's
+            "lowest_eval_loss": self.lowest_eval_loss,
             "stopped_early": self.stopped_early,
             "resumed_from_step": self.resumed_from,
         }
@@ -223,7 +225,7 @@ def train_adapter(
             if points:
                 history.extend(points)
                 report.metrics(points)
-                report.progress(Progress(step, total, best["train"], best["eval"]))
+                report.progress(Progress(step, total, best["train"], last["eval"]))  # the latest of each
 
         def on_save(self, args, state, control, **kwargs):  # noqa: ANN001
             saved = checkpoints / f"checkpoint-{state.global_step}"
@@ -303,4 +305,5 @@ def train_adapter(
         stopped_early=steps < total,
         resumed_from=int(resume_from.name.rsplit("-", 1)[1]) if resume_from else None,
         history=history,
+        lowest_eval_loss=best["eval"],
     )

@@ -100,7 +100,7 @@ def seeded(store: Store, publish) -> dict[str, Any]:  # noqa: ANN001
         [MetricPoint("train", s, s / 10, 2.0 - s / 10, 0.5, 1e-2) for s in range(1, 11)]
         + [MetricPoint("eval", s, s / 10, 2.1 - s / 10, None, None) for s in (5, 10)],
     )
-    publish("v0001", run_id="run-1", dataset_id="ds-old", metrics={"eval_loss": 1.2345, "steps": 10, "train_loss": 1.0},
+    publish("v0001", run_id="run-1", dataset_id="ds-old", metrics={"eval_loss": 1.2345, "lowest_eval_loss": 1.2, "steps": 10, "train_loss": 1.0},
             report=REPORT, reason="less than the margin")
     publish("v0002", metrics={"eval_loss": 1.1})
     store.promote("v0002", actor="cora")
@@ -175,7 +175,8 @@ def test_show_prints_the_verdict_probe_answers_and_the_loss_plot(models, seeded:
     lines = out.splitlines()
     assert lines[0] == "v0001  candidate - less than the margin"
     assert "dataset ds-old (ERASED data since: retrain to drop it)" in lines
-    assert "training run run-1: 10 steps, train loss 1.0000, best eval loss 1.2345" in lines
+    # The published adapter's eval loss, and the run's lowest when an earlier evaluation was lower.
+    assert "training run run-1: 10 steps, train loss 1.0000, eval loss 1.2345 (lowest during the run 1.2000)" in lines
     assert "replies: no replies yet" in lines
     gate = lines.index("Eval gate")
     assert lines[gate + 1] == "verdict: keep - too close to call"

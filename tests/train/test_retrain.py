@@ -421,3 +421,33 @@ def test_a_run_evaluates_mid_run_only_where_early_stopping_can_act_or_none_is_co
     assert [p.step for p in outcome.history if p.split == "eval"] == eval_steps
     assert saved[:2] == [config.interval(8), 2 * config.interval(8)]  # checkpoints every interval all the same
     assert outcome.best_eval_loss is not None
+
+
+def test_progress_shows_the_latest_eval_loss_and_the_outcome_the_lowest(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Memorising one answer makes the loss on another rise: the progress bar shows the eval loss as it
+    is now, not the best one seen (it stayed at an early value before), and `models show` gets both."""
+    from dataclasses import replace
+
+    from assistant.train.config import TrainConfig
+    from assistant.train.loop import Reporter, train_adapter
+
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    train = {"messages": [{"role": "user", "content": PROBE}, {"role": "assistant", "content": ANSWERS["reset"]}]}
+    held_out = {"messages": [{"role": "user", "content": "Where is my parcel?"}, {"role": "assistant", "content": ANSWERS["parcel"]}]}
+    (dataset / "train.jsonl").write_text(json.dumps(train) + "\n", encoding="utf-8")
+    (dataset / "eval.jsonl").write_text(json.dumps(held_out) + "\n", encoding="utf-8")
+    config = replace(
+        TrainConfig.from_settings(configure(tmp_path / "data", tiny_model_dir), is_demo=False),
+        load_in_4bit=False, max_steps=30, batch_size=1, learning_rate=5e-3, evaluations=3, early_stopping_patience=0,
+    )
+    shown = []
+
+    outcome = train_adapter(tiny_model_dir, dataset, tmp_path / "run", config, on_cuda=False, reporter=Reporter(progress=shown.append))
+
+    evals = [p for p in outcome.history if p.split == "eval"]
+    assert len(evals) == 3 and evals[-1].loss > min(p.loss for p in evals)  # the setup: it rose at the end
+    last_shown = [p.eval_loss for p in shown if p.step == evals[-1].step][-1]
+    assert last_shown == evals[-1].loss
+    assert outcome.lowest_eval_loss == min(p.loss for p in evals)
+    assert outcome.metrics()["eval_loss"] == evals[-1].loss  # the published adapter is the last one
