@@ -63,6 +63,10 @@ QUIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # `kill`, systemd; the terminal 
 class AssistantApp(App):
     SWAP_POLL_S = 2.0  # how often the registry's active adapter version is read
     CSS_PATH = "app.tcss"
+    # Small terminals (app.tcss): the conversation list narrows, then hides; the banner and the input
+    # shrink, so the replies and the input stay visible down to 40x10.
+    HORIZONTAL_BREAKPOINTS = [(0, "-tiny"), (50, "-narrow"), (80, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (24, "-tall")]
     TITLE = "assistant"
     ENABLE_COMMAND_PALETTE = False
     BINDINGS = [
@@ -306,7 +310,10 @@ class AssistantApp(App):
         except AssistantError as exc:
             log.warning("could not read the retrain's progress: %s", exc)
             return
-        status = self.chat.query_one(StatusBar)
+        bars = self.chat.query(StatusBar)
+        if not bars:  # the app is closing: the screen's widgets are gone before this timer stops
+            return
+        status = bars.first()
         if progress is not None and first is not None and progress.pid in first.finished:
             progress = None  # its process is gone (killed): the row says running until the next retrain
         if progress is None:
