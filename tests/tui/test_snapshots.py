@@ -1,4 +1,4 @@
-"""SVG snapshots of the main screen, the feedback dialog and the help screen.
+"""SVG snapshots of the main screen (also in small terminals), the feedback dialog and the help screen.
 
 Time is frozen (the store's clock), replies are stored ahead (no sampling), and the model is the
 session's tiny model, so every run draws the same screen. Update with `--snapshot-update` after
@@ -90,3 +90,12 @@ def test_help_screen(snap_compare, seeded) -> None:  # noqa: ANN001
         await pilot.pause()
 
     assert snap_compare(seeded, terminal_size=SIZE, run_before=ready)
+
+
+@pytest.mark.parametrize("size", [(60, 15), (40, 10)], ids=["60x15", "40x10"])
+def test_main_screen_in_a_small_terminal(snap_compare, seeded, size) -> None:  # noqa: ANN001
+    async def ready(pilot) -> None:  # noqa: ANN001
+        await wait_loaded(pilot)
+        await pilot.pause()
+
+    assert snap_compare(seeded, terminal_size=size, run_before=ready)
