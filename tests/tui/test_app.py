@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from textual.widgets import Static
+from textual.widgets import Input, Static
 
 from assistant.errors import ModelError
 from assistant.tui.screens.dialogs import Confirm, TextPrompt
@@ -27,6 +27,14 @@ def held_loader(release: threading.Event, backend):  # noqa: ANN001, ANN201
         return backend
 
     return load
+
+
+def three_conversations(store) -> None:  # noqa: ANN001
+    """Three answered questions in three conversations; the doorbell one is the latest."""
+    for question in ("My thermostat shows error E4", "Refund for order NH-2211", "Doorbell chime is silent"):
+        conversation = store.create_conversation("ann", "sys")
+        asked = store.add_message(conversation.id, "user", question)
+        store.add_message(conversation.id, "assistant", f"Answer about {question}", parent_id=asked.id)
 
 
 def assistant_views(app) -> list[MessageView]:  # noqa: ANN001
@@ -210,10 +218,7 @@ async def test_copy_puts_the_reply_on_the_clipboard(settings, store, tiny_backen
 
 
 async def test_search_finds_an_old_conversation_and_opens_it(settings, store, tiny_backend) -> None:  # noqa: ANN001
-    for question in ("My thermostat shows error E4", "Refund for order NH-2211", "Doorbell chime is silent"):
-        conversation = store.create_conversation("ann", "sys")
-        asked = store.add_message(conversation.id, "user", question)
-        store.add_message(conversation.id, "assistant", f"Answer about {question}", parent_id=asked.id)
+    three_conversations(store)
     app = make_app(settings, store, tiny_backend)
     async with app.run_test(size=SIZE) as pilot:
         await wait_loaded(pilot)
@@ -645,3 +650,111 @@ async def test_a_placeholder_the_model_learnt_is_shown_as_a_gap_not_as_text(sett
         assert reply.body_text == "It comes from **[missing: e-mail address]**; call **[missing: phone number]** if not."
         assert "⚠ 2 gaps: placeholders learnt from scrubbed data" in reply._header_text().plain
         assert store.thread(conversation.id)[1].content == "It comes from <EMAIL_1>; call <PHONE_2> if not."  # stored as said
+
+
+async def test_a_long_confirmation_wraps_inside_its_dialog(settings, store, tiny_backend) -> None:  # noqa: ANN001
+    """The F2 promote question names the version, the gate's verdict and what chats will do: it wraps."""
+    from textual.widgets import Label
+
+    question = "Promote v0007 (the gate said: keep, eval loss 2.1034 against 2.1101, less than the margin) " * 2 + "END"
+    app = make_app(settings, store, tiny_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        app.push_screen(Confirm(question))
+        await wait_for(pilot, lambda: isinstance(app.screen, Confirm))
+        await pilot.pause()
+        label = app.screen.query_one(".dialog-title", Label)
+        assert label.size.height >= 3  # wrapped onto several lines
+        assert label.size.width <= app.screen.query_one("#confirm").size.width
+        assert "END" in "".join(str(line.text) for line in label.render_lines(label.region.reset_offset))
+
+
+async def test_enter_in_search_opens_the_first_match_esc_clears_it_and_esc_in_the_list_goes_to_the_replies(settings, store, tiny_backend) -> None:  # noqa: ANN001
+    three_conversations(store)
+    app = make_app(settings, store, tiny_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        sidebar = app.chat.sidebar
+        await pilot.press("ctrl+f")
+        await pilot.press(*"refund")
+        await wait_for(pilot, lambda: sidebar.searching and sidebar.options.option_count == 1, what="the search")
+        await pilot.press("enter")  # opens the first match at once
+        await wait_for(pilot, lambda: app.chat.conversation.title == "Refund for order NH-2211", what="the match opened")
+
+        await pilot.press("ctrl+f")
+        await pilot.press("escape")  # clears the search: every conversation again
+        await wait_for(pilot, lambda: not sidebar.searching and sidebar.options.option_count == 3, what="the search cleared")
+        assert sidebar.query_one("#search", Input).value == ""
+
+        sidebar.options.focus()
+        await pilot.press("escape")  # the footer's "Stop/replies": to the replies, the latest highlighted
+        await wait_for(pilot, lambda: app.focused is app.chat.messages, what="the replies focused")
+
+
+async def test_focusing_the_replies_highlights_the_latest_and_up_down_skip_your_own_messages(settings, store, tiny_backend) -> None:  # noqa: ANN001
+    conversation = store.create_conversation("ann", "sys")
+    first_q = store.add_message(conversation.id, "user", "first question")
+    first_a = store.add_message(conversation.id, "assistant", "first answer", parent_id=first_q.id)
+    second_q = store.add_message(conversation.id, "user", "second question", parent_id=first_a.id)
+    store.add_message(conversation.id, "assistant", "second answer", parent_id=second_q.id)
+    app = make_app(settings, store, tiny_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        messages = app.chat.messages
+        await wait_for(pilot, lambda: len(messages.views) == 4)
+        messages.focus()  # as tab from the list does
+        await wait_for(pilot, lambda: messages.highlighted == 3, what="the latest reply highlighted")
+        await pilot.press("up")
+        assert messages.highlighted_view.body_text == "first answer"  # not "second question"
+        await pilot.press("up")
+        assert messages.highlighted_view.body_text == "first answer"  # nothing above: it stays
+        await pilot.press("down")
+        assert messages.highlighted_view.body_text == "second answer"
+
+
+async def test_the_feedback_dialog_starts_on_the_current_rating_and_names_it_in_words(settings, store, tiny_backend) -> None:  # noqa: ANN001
+    from textual.widgets import RadioButton, RadioSet
+
+    conversation = store.create_conversation("ann", "sys")
+    asked = store.add_message(conversation.id, "user", "Question")
+    reply = store.add_message(conversation.id, "assistant", "Answer", parent_id=asked.id)
+    store.rate(reply.id, "ann", -1)
+    app = make_app(settings, store, tiny_backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await wait_for(pilot, lambda: len(app.chat.messages.views) == 2)
+        app.chat.messages.focus()
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, FeedbackScreen))
+        await pilot.pause()
+        ratings = app.screen.query_one(RadioSet)
+        assert ratings.pressed_index == 1
+        assert str(app.screen.query_one("#rating-down", RadioButton).label) == "▼ Not helpful  ✓ chosen"
+        assert str(app.screen.query_one("#rating-up", RadioButton).label) == "▲ Helpful"
+        await pilot.press("enter")  # on the keyboard's place: the current rating, kept
+        assert ratings.pressed_index == 1
+        await pilot.press("up", "enter")
+        await wait_for(pilot, lambda: str(app.screen.query_one("#rating-up", RadioButton).label) == "▲ Helpful  ✓ chosen")
+
+
+@pytest.mark.parametrize(("size", "reply_lines"), [((60, 15), 5), ((40, 10), 1)])
+async def test_a_small_terminal_keeps_the_replies_and_the_input_visible(settings, store, tiny_backend, size, reply_lines) -> None:  # noqa: ANN001
+    """At 60x15 the list narrows and the banner, title and input shrink: at least five lines of replies
+    and the input; at 40x10 the list hides and the input is still there."""
+    conversation = store.create_conversation("ann", "sys")
+    asked = store.add_message(conversation.id, "user", "How do I reset my thermostat?")
+    store.add_message(conversation.id, "assistant", "\n\n".join(f"Step {n}: do the thing." for n in range(1, 9)), parent_id=asked.id)
+    app = make_app(settings, store, tiny_backend)
+    async with app.run_test(size=size) as pilot:
+        await wait_loaded(pilot)
+        await wait_for(pilot, lambda: len(app.chat.messages.views) == 2)
+        await pilot.pause()
+        screen = app.screen.region
+        composer = app.chat.composer.region
+        assert composer.height >= 3 and screen.contains_region(composer)  # the input, whole
+        assert app.chat.messages.region.height >= reply_lines
+        sidebar = app.chat.sidebar
+        if size[0] < 50:
+            assert not sidebar.display
+        else:
+            assert sidebar.region.width <= 22

@@ -151,6 +151,11 @@ async def test_edit_saves_the_curated_answer_and_keeps_the_reply(settings, store
         editor = screen.editor
         assert screen.query_one("#review-editor").display and app.focused is editor
         assert editor.text == CORRECTION  # the curated answer so far: the proposed correction
+        title = str(screen.query_one("#review-editor-title", Static).render())
+        assert f"reply {seeded.down.id}" in title and "starting from the rater's correction" in title
+        await pilot.press("ctrl+a")  # select all, as in other editors
+        assert editor.selected_text == CORRECTION
+        await pilot.press("end")
         # Keys are text while editing: "a" is typed, not an approval.
         await pilot.press("end", "space", "a")
         assert editor.text == CORRECTION + " a"
@@ -448,3 +453,17 @@ async def test_the_curator_sees_what_training_sees_when_scrubbing_changes_the_an
         shown = detail_text(screen)
         assert correction in shown
         assert "What training sees" not in shown and "placeholders" not in shown
+
+
+async def test_the_queue_tells_two_answers_to_the_same_question_apart(settings, store) -> None:  # noqa: ANN001
+    conversation = store.create_conversation("cus", "You are a support assistant.")
+    asked = store.add_message(conversation.id, "user", "How long does shipping take?")
+    first = store.add_message(conversation.id, "assistant", "Two to five working days.", parent_id=asked.id)
+    second = store.add_message(conversation.id, "assistant", "Usually one week.", parent_id=asked.id)  # regenerated
+    store.rate(first.id, "bob", -1)
+    store.rate(second.id, "bob", 1)
+    app = ReviewApp(settings, store)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        lines = {int(screen.queue.get_option_at_index(i).id): str(screen.queue.get_option_at_index(i).prompt) for i in range(2)}
+        assert "Two to five working days." in lines[first.id] and "Usually one week." in lines[second.id]

@@ -25,7 +25,7 @@ from textual import work
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
-from textual.widgets import Footer, Static
+from textual.widgets import Footer, Input, Static
 
 from assistant import erasure
 from assistant.chat import (
@@ -597,7 +597,13 @@ class ChatScreen(AppScreen):
             self.waiting = None
             self.notify("The question stays unanswered; the model is still loading.", markup=False)
             return
-        if self.focused is self.composer or self.focused is None:
+        search = self.sidebar.query_one("#search", Input)
+        if self.focused is search and search.value:
+            search.value = ""  # Esc clears the search: the list shows the conversations again
+            return
+        # From the input, the list or the search box: to the replies, the latest highlighted (the footer's
+        # "Stop/replies").
+        if self.focused is not self.messages:
             self.messages.focus()
             self.messages.highlight_latest_reply()
 

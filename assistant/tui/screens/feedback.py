@@ -60,10 +60,21 @@ class FeedbackScreen(ModalScreen[FeedbackDraft | None]):
                 yield Button("Cancel (esc)", id="cancel")
 
     def on_mount(self) -> None:
-        self.query_one(RadioSet).focus()
+        ratings = self.query_one(RadioSet)
+        # The keyboard's place starts on the rating as it is (RadioSet starts on its first button).
+        for _ in range(max(0, ratings.pressed_index)):
+            ratings.action_next_button()
+        ratings.focus()
+        self._mark_rating()
 
     def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
         self.rating = 1 if event.pressed.id == "rating-up" else -1
+        self._mark_rating()
+
+    def _mark_rating(self) -> None:
+        """The chosen rating says so in words too: a terminal without colours shows both buttons alike."""
+        for button_id, label, rating in (("rating-up", "▲ Helpful", 1), ("rating-down", "▼ Not helpful", -1)):
+            self.query_one(f"#{button_id}", RadioButton).label = label + ("  ✓ chosen" if self.rating == rating else "")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "save":

@@ -122,7 +122,7 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self):  # noqa: ANN201
         with VerticalScroll(classes="dialog", id="help"):
-            yield Static("Keys", classes="dialog-title")
+            yield Static("Keys  ·  esc, q or ? closes this", classes="dialog-title", markup=False)
             yield Static(key_table(self.keys))
 
     def action_close(self) -> None:

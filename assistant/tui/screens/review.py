@@ -48,13 +48,15 @@ def replies(count: int) -> str:
 
 
 def queue_line(item: ReviewItem) -> Text:
-    """One line of the queue: ▼/▲ counts, ⚠ on disagreement, status, conversation title."""
+    """One line of the queue: ▼/▲ counts, ⚠ on disagreement, status, conversation title, and the start of
+    the reply, so that two answers to the same question (a regenerated reply) are told apart."""
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(f"▼{item.downs:<3}", style="bold red" if item.downs else "dim")
     text.append(f"▲{item.ups:<3}", style="bold green" if item.ups else "dim")
     text.append("⚠ " if item.disagreement else "  ", style="bold yellow")
     text.append(f"{item.status:<9}", style=STATUS_STYLES.get(item.status, ""))
-    text.append(one_line(item.conversation_title, 80) or "Untitled")
+    text.append(one_line(item.conversation_title, 40) or "Untitled")
+    text.append(f"  · {one_line(terminal_safe(item.message.content), 60)}", style="dim")
     return text
 
 
@@ -92,6 +94,8 @@ class AnswerEditor(Vertical):
     BINDINGS = [
         Binding("ctrl+s", "screen.save_edit", "Save answer", priority=True),
         Binding("escape", "screen.cancel_edit", "Cancel edit"),
+        # Select all, as in most editors (the text area's own ctrl+a goes to the line's start; f7 also works).
+        Binding("ctrl+a", "screen.select_all_answer", "Select all", priority=True),
     ]
 
 
@@ -462,8 +466,12 @@ class ReviewScreen(AppScreen):
         _, item = target
         self.editing = item
         self.query_one("#review-editor").display = True
+        starts_from = (
+            "your curated answer" if item.answer else "the rater's correction" if item.proposed_correction else "the reply as written"
+        )
         self.query_one("#review-editor-title", Static).update(
-            f"Ideal answer for “{one_line(item.conversation_title, 40) or 'Untitled'}” (ctrl+s saves, esc cancels)"
+            f"Ideal answer for reply {item.message.id} in “{one_line(item.conversation_title, 40) or 'Untitled'}”, "
+            f"starting from {starts_from} (ctrl+s saves, esc cancels, ctrl+a selects all)"
         )
         self.editor.load_text(terminal_safe(item.curated_answer))
         self.editor.focus()
@@ -484,6 +492,10 @@ class ReviewScreen(AppScreen):
 
     def action_cancel_edit(self) -> None:
         self._close_editor()
+
+    def action_select_all_answer(self) -> None:
+        if self.editing is not None:
+            self.editor.select_all()
 
     def _close_editor(self) -> None:
         self.editing = None

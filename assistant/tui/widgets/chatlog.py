@@ -225,12 +225,21 @@ class MessageList(VerticalScroll, can_focus=True):
         if new is not None and 0 <= new < len(views):
             self.scroll_to_widget(views[new], animate=False)
 
+    def on_focus(self) -> None:
+        """Tab (or a click) into the replies highlights the latest one, as Esc does."""
+        if self.highlighted is None:
+            self.highlight_latest_reply()
+
     def action_move(self, step: int) -> None:
+        """To the previous or next reply: the keys act on replies, so your own messages are skipped."""
         views = self.views
         if not views:
             return
+        replies = [i for i, v in enumerate(views) if v.role == "assistant"] or list(range(len(views)))
         current = self.highlighted if self.highlighted is not None else len(views)
-        self.highlighted = max(0, min(len(views) - 1, current + step))
+        ahead = [i for i in replies if i > current] if step > 0 else [i for i in reversed(replies) if i < current]
+        if ahead:
+            self.highlighted = ahead[0]
 
     def highlight_latest_reply(self) -> None:
         views = self.views

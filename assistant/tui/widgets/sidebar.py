@@ -103,8 +103,15 @@ class Sidebar(Vertical):
         self.post_message(self.SearchChanged(event.value))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in the search box opens the first match (and moves to the list, to pick another)."""
         event.stop()
-        self.options.focus()
+        options = self.options
+        if options.option_count:
+            options.highlighted = 0
+            first = options.get_option_at_index(0)
+            if first.id:
+                self.post_message(self.Opened(int(first.id)))
+        options.focus()
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
