@@ -127,7 +127,7 @@ def approve(state: Context, ids: tuple[int, ...], all_up: bool, since: str | Non
         raise click.UsageError("--since goes with --all-up")
     store = state.store()
     unhelpful = [] if all_up else [
-        i for i in map(store.review_item, ids) if i.downs and not i.proposed_correction and not i.answer
+        i for i in map(store.review_item, ids) if i.downs and not i.proposed_correction and i.source != "edit"
     ]
     if unhelpful and not yes:
         named = ", ".join(str(i.message.id) for i in unhelpful)

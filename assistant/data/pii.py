@@ -323,10 +323,10 @@ class Allowlist:
     """The organisation's own addresses and numbers (`pii_allow`): left in the text, so that the model
     learns "mail no-reply@nimbushome.example", not "mail <EMAIL_1>". An entry is an e-mail address; a
     domain (`nimbushome.example` or `@nimbushome.example`: every address at it or under it); an IP
-    address; a phone or card number (compared by its digits, so that "+1 (415) 555-0134" allows
-    "415 555 0134": a number written with or without its country code or trunk 0 is the same when the
-    shorter, of at least 7 digits, ends the longer); an IBAN; or any text a configured pattern matches
-    exactly."""
+    address; a phone number, listed in full with its country code (it is then allowed as written
+    with or without the country code or with a trunk 0: "+44 (0)20 7946 0958" allows "020 7946 0958",
+    never a longer number that merely ends like it); a card number (exactly); an IBAN; or any text a
+    configured pattern matches exactly."""
 
     def __init__(self, entries: Sequence[str] = ()) -> None:
         self._exact: set[str] = set()
@@ -347,9 +347,10 @@ class Allowlist:
                 self._domains.add(lower.removeprefix("@"))
             elif address := _canonical_ip(text):
                 self._ips.add(address)
-            elif len(digits := _NOT_DIGIT.sub("", text).lstrip("0")) >= 7:
-                self._numbers.add(digits)
+            elif text[:2].isalpha():  # an IBAN
                 self._codes.add(_NOT_ALNUM.sub("", text).upper())
+            elif len(digits := _NOT_DIGIT.sub("", text.replace("(0)", ""))) >= 7:
+                self._numbers.add(digits)
 
     def __bool__(self) -> bool:
         return bool(self._exact)
@@ -362,17 +363,23 @@ class Allowlist:
             return value in self._emails or any(domain == d or domain.endswith("." + d) for d in self._domains)
         if kind == "IP":
             return value in self._ips
-        if kind in ("PHONE", "CARD"):
-            digits = value.lstrip("0")
-            return any(_same_number(digits, allowed) for allowed in self._numbers)
+        if kind == "PHONE":
+            return any(_same_phone(value, allowed) for allowed in self._numbers)
+        if kind == "CARD":
+            return value in self._numbers
         if kind == "IBAN":
             return value.upper() in self._codes
         return value in self._exact
 
 
-def _same_number(a: str, b: str) -> bool:
-    short, long = sorted((a, b), key=len)
-    return len(short) >= 7 and long.endswith(short)
+def _same_phone(found: str, allowed: str) -> bool:
+    """The allowed number (listed in full, with its country code) as written in a text, whole or without
+    its country code or with a trunk 0 instead ("+1 (415) 555-0134" as "415 555 0134"); never a longer
+    number that merely ends like an allowed one."""
+    if found == allowed or found.lstrip("0") == allowed:
+        return True
+    national = found.lstrip("0")
+    return len(national) >= 7 and allowed.endswith(national) and len(allowed) - len(national) <= 3
 
 
 class Scrubber:

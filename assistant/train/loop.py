@@ -79,6 +79,13 @@ class Outcome:
         }
 
 
+def lowest_eval(log_history: list[dict[str, Any]], seen: float | None) -> float | None:
+    """The run's lowest eval loss: the trainer's log (which a resumed run restores) and this process's."""
+    losses = [entry["eval_loss"] for entry in log_history if isinstance(entry.get("eval_loss"), (int, float))]
+    losses += [seen] if seen is not None else []
+    return min(losses) if losses else None
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """A snapshot file's rows; none when the snapshot has no such file."""
     return [row for row, _ in read_jsonl(path)] if path.is_file() else []
@@ -194,7 +201,7 @@ def train_adapter(
     # every interval (to resume from); with no early stopping configured (the demo model) every
     # interval's evaluation is kept for the loss curve.
     patience = config.early_stopping_patience
-    stop_early = has_eval and 0 < patience < math.ceil(total / interval)
+    stop_early = has_eval and 0 < patience < total // interval  # evaluations happen at multiples of interval
     eval_every = total if patience > 0 and not stop_early else interval
     history: list[MetricPoint] = []
     best = {"eval": None, "train": None}
@@ -293,6 +300,7 @@ def train_adapter(
     shutil.rmtree(out, ignore_errors=True)
     os.replace(partial, out)
     best_eval = trainer.state.best_metric if stop_early else last["eval"]
+    trainer_history = list(trainer.state.log_history)  # restored from the checkpoint on a resume
     del trainer, model
     if on_cuda:
         torch.cuda.empty_cache()
@@ -305,5 +313,5 @@ def train_adapter(
         stopped_early=steps < total,
         resumed_from=int(resume_from.name.rsplit("-", 1)[1]) if resume_from else None,
         history=history,
-        lowest_eval_loss=best["eval"],
+        lowest_eval_loss=lowest_eval(trainer_history, best["eval"]),
     )

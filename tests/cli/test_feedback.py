@@ -296,6 +296,16 @@ def test_approving_a_thumbs_down_reply_without_a_correction_needs_yes(cli, data_
     assert _states(data_dir)[ids["disputed"]] == ("approved", "They record to the SD card.", "reply", "cora")
 
 
+def test_a_reply_approved_before_its_thumbs_down_still_needs_yes(cli, data_dir: Path, store: Store, ids: dict[str, int]) -> None:
+    """Approved as written, then rated down: its stored answer is the reply, not a correction."""
+    store.approve([ids["up"]], "cora")
+    store.rate(ids["up"], "dan", -1)
+
+    refused = cli("feedback", "approve", str(ids["up"]), "--data-dir", data_dir, "--user", "cora")
+
+    assert refused.code == 4 and "rated not helpful, with no correction" in refused.err
+
+
 def test_reject(cli, data_dir: Path, ids: dict[str, int]) -> None:
     result = cli("feedback", "reject", str(ids["down"]), str(ids["disputed"]), "--data-dir", data_dir, "--user", "cora")
 

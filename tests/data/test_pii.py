@@ -524,3 +524,24 @@ def test_allowed_values_do_not_take_a_placeholder_number() -> None:
 def test_an_allowed_exact_text_stays_where_a_configured_pattern_matches() -> None:
     scrub = Scrubber({"ORDER": r"NH-\d{5}"}, allow=["NH-00000"]).conversation()
     assert scrub.scrub("Example: NH-00000. Yours: NH-20471.") == "Example: NH-00000. Yours: <ORDER_1>."
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("Call 020 7946 0958.", True),  # the allowed number with its trunk 0
+        ("Call +44 20 7946 0958.", True),
+        ("Call 0044 20 7946 0958.", True),
+        ("Call +1 207 946 0958.", False),  # a customer's number that merely ends like it
+        ("Call 7946 0958 now, 12 07946 0958.", False),
+    ],
+)
+def test_an_allowed_phone_number_is_that_number_only(text: str, kept: bool) -> None:
+    scrub = Scrubber(allow=["+44 (0)20 7946 0958"]).conversation()
+    assert (scrub.scrub(text) == text) is kept
+
+
+def test_a_short_allowed_number_does_not_allow_longer_ones_ending_like_it() -> None:
+    scrub = Scrubber(allow=["555 0134", "DE89 3704 0044 0532 0130 00"]).conversation()
+    assert scrub.scrub("Call +1 (212) 555-0134.") == "Call <PHONE_1>."
+    assert scrub.scrub("Card 4111 1111 1111 1111.") == "Card <CARD_1>."  # an IBAN entry's digits allow no card

@@ -686,6 +686,10 @@ async def test_enter_in_search_opens_the_first_match_esc_clears_it_and_esc_in_th
         await wait_for(pilot, lambda: not sidebar.searching and sidebar.options.option_count == 3, what="the search cleared")
         assert sidebar.query_one("#search", Input).value == ""
 
+        await pilot.press("ctrl+f", *"thermo", "enter")  # before the typing pause ends: searched at once
+        await wait_for(pilot, lambda: app.chat.conversation.title == "My thermostat shows error E4", what="the fresh match")
+        await pilot.press("ctrl+f", "escape")
+
         sidebar.options.focus()
         await pilot.press("escape")  # the footer's "Stop/replies": to the replies, the latest highlighted
         await wait_for(pilot, lambda: app.focused is app.chat.messages, what="the replies focused")

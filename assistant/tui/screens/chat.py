@@ -268,6 +268,16 @@ class ChatScreen(AppScreen):
             self._search_timer.stop()
         self._search_timer = self.set_timer(SEARCH_DELAY_S, self.refresh_sidebar)
 
+    def on_sidebar_search_submitted(self, event: Sidebar.SearchSubmitted) -> None:
+        """Enter in the search box: the search runs now (not after the typing pause, or the list could
+        still show the rows before it) and its first match opens; an empty search opens nothing."""
+        self._search_text = event.text
+        if self._search_timer is not None:
+            self._search_timer.stop()
+        self.refresh_sidebar()
+        if event.text.strip():
+            self.sidebar.open_first()
+
     def action_focus_search(self) -> None:
         self.query_one("#search").focus()
 
@@ -590,16 +600,16 @@ class ChatScreen(AppScreen):
         self.show_refusal(f"Not answered: {one_line(error, 200)}. Shorten the question and send it again.")
 
     def action_escape(self) -> None:
+        search = self.sidebar.query_one("#search", Input)
+        if self.focused is search and search.value:
+            search.value = ""  # Esc clears the search (a streaming reply goes on): the list shows the conversations again
+            return
         if self.active is not None:
             self.active.cancel()
             return
         if self.waiting is not None:
             self.waiting = None
             self.notify("The question stays unanswered; the model is still loading.", markup=False)
-            return
-        search = self.sidebar.query_one("#search", Input)
-        if self.focused is search and search.value:
-            search.value = ""  # Esc clears the search: the list shows the conversations again
             return
         # From the input, the list or the search box: to the replies, the latest highlighted (the footer's
         # "Stop/replies").

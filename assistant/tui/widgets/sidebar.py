@@ -102,16 +102,24 @@ class Sidebar(Vertical):
         event.stop()
         self.post_message(self.SearchChanged(event.value))
 
+    @dataclass
+    class SearchSubmitted(Message):
+        text: str
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        """Enter in the search box opens the first match (and moves to the list, to pick another)."""
+        """Enter in the search box: the screen searches at once and opens the first match; the list
+        takes the focus, to pick another."""
         event.stop()
+        self.post_message(self.SearchSubmitted(event.value))
+        self.options.focus()
+
+    def open_first(self) -> None:
         options = self.options
         if options.option_count:
             options.highlighted = 0
             first = options.get_option_at_index(0)
             if first.id:
                 self.post_message(self.Opened(int(first.id)))
-        options.focus()
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
