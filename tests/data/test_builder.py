@@ -16,6 +16,15 @@ def build(store: Store, policy: BuildPolicy, tokenizer):  # noqa: ANN001, ANN201
     return build_dataset(store.training_conversations(), policy, tokenizer)
 
 
+def approved_turns(store: Store, turns: list[tuple[str, str]]) -> None:
+    """One conversation per (question, answer), the answer rated up and approved."""
+    for question, answer in turns:
+        cid = store.create_conversation("ann", SYSTEM).id
+        _, a = turn(store, cid, question, answer)
+        store.rate(a, "bob", 1)
+        store.approve([a], "cora")
+
+
 def targets(rows: list[dict]) -> list[str]:
     return [row["messages"][-1]["content"] for row in rows]
 
@@ -124,16 +133,12 @@ def test_the_split_is_by_conversation_deterministic_and_topped_up(store: Store, 
 
 
 def test_exact_and_near_duplicates_are_dropped_and_counted(store: Store, policy, chat_tokenizer) -> None:  # noqa: ANN001
-    for question, answer in [
+    approved_turns(store, [
         ("Where is my order?", "It ships today."),
         ("Where is my order?", "It ships today."),
         ("where is my order", "It ships  today!"),
         ("Where is my parcel?", "It ships today."),
-    ]:
-        cid = store.create_conversation("ann", SYSTEM).id
-        _, a = turn(store, cid, question, answer)
-        store.rate(a, "bob", 1)
-        store.approve([a], "cora")
+    ])
     dataset = build(store, policy, chat_tokenizer)
     assert [row["messages"][1]["content"] for row in dataset.train] == ["Where is my order?", "Where is my parcel?"]
     filters = dataset.manifest["counts"]["filters"]
@@ -224,15 +229,11 @@ def test_conversations_come_in_increasing_id_order(store: Store, log: Log, polic
 
 
 def test_answers_that_would_teach_placeholders_are_counted_and_allowed_values_kept(store: Store, policy, chat_tokenizer) -> None:  # noqa: ANN001
-    for question, answer in [
+    approved_turns(store, [
         ("How do I reset my password?", "We send a link from no-reply@nimbushome.example."),
         ("Can you mail me?", "Sure, I wrote to ana@gmail.com."),
         ("Thanks", "You're welcome."),
-    ]:
-        cid = store.create_conversation("ann", SYSTEM).id
-        _, a = turn(store, cid, question, answer)
-        store.rate(a, "bob", 1)
-        store.approve([a], "cora")
+    ])
 
     scrubbed = build(store, policy, chat_tokenizer)
     assert "We send a link from <EMAIL_1>." in targets(scrubbed.train)

@@ -8,6 +8,8 @@ call: anyone else gets the screen read-only. Every text shown is untrusted: plai
 
 from __future__ import annotations
 
+import functools
+
 
 from rich.text import Text
 from textual.binding import Binding
@@ -383,16 +385,24 @@ class ReviewScreen(AppScreen):
             trains_on = "the proposed correction" if item.proposed_correction else "the reply as written"
             widgets.append(Static(f"No curated answer yet: approving trains on {trains_on}.",
                                   classes="review-note", markup=False))
-        widgets.extend(self._training_text_widgets(item.answer or item.proposed_correction or reply.content))
+        widgets.extend(self._training_text_widgets(item.curated_answer))
         return widgets
+
+    @functools.cached_property
+    def _scrubber(self) -> Scrubber | None:
+        """The dataset builder's scrubber, compiled once per screen; None for a bad pattern (`dataset
+        build` says so)."""
+        try:
+            return Scrubber(dict(self.settings.pii_patterns), self.settings.pii_allow)
+        except ValueError:
+            return None
 
     def _training_text_widgets(self, answer: str) -> list[Widget]:
         """What the dataset will hold for this answer when PII scrubbing changes it: the placeholders
         a curator approves are what the model learns to write."""
-        try:
-            scrub = Scrubber(dict(self.settings.pii_patterns), self.settings.pii_allow).conversation()
-        except ValueError:  # a bad pattern: `dataset build` says so
+        if self._scrubber is None:
             return []
+        scrub = self._scrubber.conversation()
         scrubbed = scrub.scrub(answer)
         if scrubbed == answer:
             return []
