@@ -438,6 +438,14 @@ class Settings:
         "Largest allowed rise (a fraction) of the loss on earlier snapshots' eval examples.",
         check=zero_or_more,
     )
+    gate_max_eval_rise: float = setting(
+        0.05,
+        "gate",
+        "A candidate that learned its new rows (what curators approved since the active version: their loss fell "
+        "by gate_margin or more) is promoted while its eval loss rises by at most this much (nats per token): a few "
+        "corrections cannot make a model better at what it already answers well, only not break it. 0: off.",
+        check=zero_or_more,
+    )
     gate_max_examples: int = setting(200, "gate", "Most examples of each eval set the gate scores.", check=at_least(1))
     probe_prompts: tuple[str, ...] = setting(
         (),

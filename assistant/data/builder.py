@@ -51,6 +51,7 @@ from assistant.text import one_line
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "eval", "dpo", "kto")
+CORRECTIONS = frozenset({"approved_correction", "approved_edit"})  # sources of answers a curator wrote
 Row = dict[str, Any]
 Turn = tuple[str, str, int | None]  # role, cleaned text, weight (None: the message has no "weight" key)
 TemplateKey = tuple[tuple[str, int | None], ...]  # (role, weight) of each message of a row
@@ -373,6 +374,8 @@ class _Builder:
         self.sources: Counter[str] = Counter()
         self.sft_rows: dict[int, int] = {}  # conversation -> SFT rows kept (for topping up eval)
         self.eval_ids: set[int] = set()
+        self.replays = False  # sample conversations (negative ids, read first) are in the dataset
+        self.keep_in_train: set[int] = set()  # the team's conversations with corrections, when it replays
         self.considered = 0  # SFT rows measured against max_length
         self.too_long: list[dict[str, Any]] = []  # which ones were longer, in row order
         self.last_id: int | None = None
@@ -485,8 +488,14 @@ class _Builder:
                 self.counts["preference_dropped_too_long"] += 1
             else:
                 preference.append((example, line))
-        held_out = bool(sft) and split_point(conversation_id) < self.policy.eval_fraction
-        if sft:
+        # A dataset that replays the sample conversations evaluates on its held-out samples: the team's
+        # corrections all go to training there (one held out would be a correction never learned).
+        if conversation_id > 0 and self.replays and any(e.source in CORRECTIONS for e, _ in sft):
+            self.keep_in_train.add(conversation_id)
+        held_out = bool(sft) and conversation_id not in self.keep_in_train and split_point(conversation_id) < self.policy.eval_fraction
+        if conversation_id < 0 and sft:
+            self.replays = True
+        if sft and conversation_id not in self.keep_in_train:
             self.sft_rows[conversation_id] = len(sft)
         if held_out:
             self.eval_ids.add(conversation_id)

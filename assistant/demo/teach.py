@@ -36,10 +36,12 @@ log = logging.getLogger(__name__)
 NICENESS = 10  # the chats on the same machine answer first
 
 
-def teaches_samples(settings: Settings, *, is_fallback: bool) -> bool:
-    """Whether datasets for this model hold the sample conversations (`sample_training`)."""
+def teaches_samples(settings: Settings, *, is_fallback: bool, is_demo: bool = False) -> bool:
+    """Whether datasets for this model hold the sample conversations (`sample_training`): auto, for the
+    fallback model (to learn them) and the demo model (built from them: replayed, they keep what it
+    answered well while it learns the team's corrections)."""
     if settings.sample_training == "auto":
-        return is_fallback
+        return is_fallback or is_demo
     return settings.sample_training == "on"
 
 
@@ -65,7 +67,8 @@ def sample_conversations(system_prompt: str) -> list[TrainingConversation]:
 
 def samples_for(settings: Settings, choice: ModelChoice) -> list[TrainingConversation]:
     """What a dataset built for this model holds besides the store's conversations."""
-    return sample_conversations(settings.system_prompt) if teaches_samples(settings, is_fallback=choice.is_fallback) else []
+    wanted = teaches_samples(settings, is_fallback=choice.is_fallback, is_demo=choice.is_demo)
+    return sample_conversations(settings.system_prompt) if wanted else []
 
 
 class FirstVersion:

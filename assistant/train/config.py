@@ -2,8 +2,15 @@
 
 Zeros in the settings mean "automatic": a real model gets the usual QLoRA numbers (lr 2e-4, 3
 epochs); the built-in demo model, small and trained from scratch, needs much larger steps to learn
-new answers from a handful of examples (lr 1e-2, 30 epochs, no early stopping: its eval loss on a
-few held-out questions says little about whether it learned the approved answers). SmolLM2-135M, the
+new answers from a handful of examples (lr 3e-3, no early stopping: its eval loss on a few held-out
+questions says little about whether it learned the approved answers).
+
+Replay: a dataset may hold rows the model already answers well (the sample conversations, for the
+demo model that was built from them) beside the team's own rows. A small retrain that trains only on
+a few corrections for many epochs teaches them and breaks everything else; so the automatic schedule
+passes over the replay rows `epochs` times and over the team's rows `new_passes` times, by repeating
+each team row in the training set (`repeat_new`), within a budget that keeps big datasets fast
+(`sized`: 3 corrections are each seen 30 times by the demo model, 270 rows 4 times). SmolLM2-135M, the
 pretrained fallback, gets its own values (docs/BENCHMARKS.md), among them a full-precision base on
 CPU (`load_in_4bit` off: faster per step there, and what a CPU chat
 serves). No torch here.
@@ -13,7 +20,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from assistant.settings import Settings
@@ -29,10 +36,18 @@ class Automatic:
     epochs: float
     load_in_4bit: bool  # on CPU
     evaluations: int = EVALUATIONS_PER_RUN  # about this many evaluations (and checkpoints) per run
+    new_passes: float = 0.0  # passes over the team's rows (0: `epochs`, as over every row)
+    repeat_budget: int = 0  # most team rows (copies included) a run trains on; 0: no limit
+    built_from_samples: bool = False  # the base has seen every sample conversation: replay the held-out ones too
 
 
 USUAL = Automatic(learning_rate=2e-4, epochs=3.0, load_in_4bit=True)
-DEMO = Automatic(learning_rate=1e-2, epochs=30.0, load_in_4bit=True)
+# Measured with scripts/bench/corrections.py (docs/BENCHMARKS.md, "Corrections without forgetting"):
+# one pass over the sample conversations keeps what the demo model answered well, and about 30
+# sightings of a correction teach it.
+DEMO = Automatic(
+    learning_rate=3e-3, epochs=1.0, load_in_4bit=False, new_passes=30.0, repeat_budget=1200, built_from_samples=True
+)
 # Measured on the held-out rephrasings (docs/BENCHMARKS.md, "SmolLM2: rephrasings and training defaults"): from
 # 0.140 ROUGE-L (no adapter), one epoch of the samples reaches 0.18-0.20 at lr 1e-3 and at 2e-3; more epochs gain
 # little for their cost on 2 cores (lr 2e-3: 0.198 after two, 0.228 after three, about 4.5 minutes each): one
@@ -71,6 +86,10 @@ class TrainConfig:
     warm_start: bool = False
     load_in_4bit: bool = True  # on CPU; on CUDA the base is always 4-bit, as served
     evaluations: int = EVALUATIONS_PER_RUN  # when eval_steps is 0
+    repeat_new: int = 1  # copies of each of the team's rows in the training set (see `sized`)
+    new_passes: float = 0.0  # wanted passes over the team's rows (0: `epochs`); `sized` sets repeat_new
+    repeat_budget: int = 0
+    replay_held_out: bool = False  # train on the held-out sample rows too (a base built from them; `loop.training_rows`)
 
     @classmethod
     def from_settings(
@@ -96,11 +115,26 @@ class TrainConfig:
             warm_start=warm_start,
             load_in_4bit=auto.load_in_4bit,
             evaluations=auto.evaluations,
+            # Epochs set by hand mean every row that many times.
+            new_passes=0.0 if settings.epochs else auto.new_passes,
+            repeat_budget=auto.repeat_budget,
+            replay_held_out=auto.built_from_samples,
         )
+
+    def sized(self, new_rows: int) -> TrainConfig:
+        """This config for a dataset with `new_rows` of the team's rows: each repeated so that the run
+        passes over them about `new_passes` times, within `repeat_budget` rows."""
+        if new_rows <= 0 or self.new_passes <= self.epochs:
+            return replace(self, repeat_new=1)
+        repeat = max(1, round(self.new_passes / self.epochs))
+        if self.repeat_budget:
+            repeat = max(1, min(repeat, self.repeat_budget // new_rows))
+        return replace(self, repeat_new=repeat)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        return cls(**{**values, "target_modules": tuple(values["target_modules"])})
+        known = {f.name for f in fields(cls)}  # a run recorded by an older version lacks newer fields
+        return cls(**{**{k: v for k, v in values.items() if k in known}, "target_modules": tuple(values["target_modules"])})
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "target_modules": list(self.target_modules)}

@@ -9,10 +9,16 @@ the adapter unmerged on top. Each gets
   training examples now;
 - its greedy answers to the probe prompts, kept in the report for people to read.
 
+- its loss on the new rows: the team's training rows that the active version was not trained on
+  (all of them for a first version), i.e. what curators approved since.
+
 `decide` is the rule, kept pure: promote only if the candidate beats the baseline (the active
-adapter, else the base model) on eval loss by at least `margin` and does not raise the regression
-loss by more than `tolerance` (a fraction). A candidate worse than the baseline is rejected; one
-that is better but not by enough, or regresses, stays a candidate.
+adapter, else the base model) on eval loss by at least `margin`, or learned its new rows (their loss
+fell by at least `margin`) while its eval loss rose by at most `max_rise` (a small retrain of a few
+corrections on a model that already answers the eval questions well cannot beat it there; it must
+not break them), and does not raise the regression loss by more than `tolerance` (a fraction). A
+candidate worse than the baseline is rejected; one that is better but not by enough, or regresses,
+stays a candidate.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ class Verdict:
     reason: str
 
 
-def decide(scores: dict[str, dict[str, Any]], *, margin: float, tolerance: float) -> Verdict:
+def decide(scores: dict[str, dict[str, Any]], *, margin: float, tolerance: float, max_rise: float = 0.0) -> Verdict:
     candidate = scores["candidate"]
     baseline_name = "active" if "active" in scores else "base"
     baseline = scores[baseline_name]
@@ -51,9 +57,10 @@ def decide(scores: dict[str, dict[str, Any]], *, margin: float, tolerance: float
     if new is None or old is None or not (math.isfinite(new) and math.isfinite(old)):
         return Verdict("reject", "no eval loss to compare (empty eval split or non-finite loss)")
     gain = old - new
-    if gain < 0:
+    learned = _learned(candidate, baseline, label, margin=margin, max_rise=max_rise) if gain < margin else None
+    if gain < 0 and learned is None:
         return Verdict("reject", f"eval loss {new:.4f} is worse than {label}'s {old:.4f}")
-    if gain < margin:
+    if gain < margin and learned is None:
         return Verdict("keep", f"eval loss {new:.4f} beats {label}'s {old:.4f} by {gain:.4f}, less than the margin {margin}")
     new_reg, old_reg = candidate.get("regression_loss"), baseline.get("regression_loss")
     if new_reg is not None and old_reg is not None and not new_reg <= old_reg * (1 + tolerance):
@@ -61,7 +68,33 @@ def decide(scores: dict[str, dict[str, Any]], *, margin: float, tolerance: float
             "keep",
             f"regression loss rose {_rise(old_reg, new_reg)} ({old_reg:.4f} -> {new_reg:.4f}), more than the tolerance {tolerance:.0%}",
         )
-    return Verdict("promote", f"eval loss {new:.4f} beats {label}'s {old:.4f} by {gain:.4f}")
+    return Verdict("promote", learned or f"eval loss {new:.4f} beats {label}'s {old:.4f} by {gain:.4f}")
+
+
+def _learned(candidate: dict[str, Any], baseline: dict[str, Any], label: str, *, margin: float, max_rise: float) -> str | None:
+    """Why the candidate counts as better though its eval loss is not (it learned its new rows and its eval
+    loss rose by at most max_rise), or None."""
+    new, old = candidate.get("new_loss"), baseline.get("new_loss")
+    eval_new, eval_old = candidate["eval_loss"], baseline["eval_loss"]
+    if max_rise <= 0 or new is None or old is None or not (math.isfinite(new) and math.isfinite(old)):
+        return None
+    if old - new < max(margin, 1e-9) or eval_new - eval_old > max_rise:
+        return None
+    return (f"learned its new rows (loss {old:.4f} -> {new:.4f}) while its eval loss {eval_new:.4f} stays within"
+            f" {max_rise} of {label}'s {eval_old:.4f}")
+
+
+def new_rows(dataset_dir: Path, active_dataset: Path | None, limit: int) -> list[dict[str, Any]]:
+    """The team's training rows (not replayed samples) that the active version's dataset did not train on."""
+    from assistant.train.loop import team_row_flags
+
+    seen = {json.dumps(row["messages"], sort_keys=True) for row in read_rows(active_dataset / "train.jsonl")} if active_dataset else set()
+    rows = read_rows(dataset_dir / "train.jsonl")
+    flags = team_row_flags(dataset_dir)
+    if len(flags) != len(rows):
+        return []
+    fresh = [row for row, team in zip(rows, flags, strict=True) if team and json.dumps(row["messages"], sort_keys=True) not in seen]
+    return fresh[:limit]
 
 
 def _rise(old: float, new: float) -> str:
@@ -110,6 +143,7 @@ def evaluate(
     max_examples: int,
     max_length: int,
     probes: Sequence[str],
+    new: Sequence[dict[str, Any]] = (),
     system_prompt: str,
     progress: Callable[[str], None] = lambda text: None,
 ) -> dict[str, Any]:
@@ -143,7 +177,7 @@ def evaluate(
                 out.append((input_ids, mask))
         return out
 
-    eval_set, regression_set = encoded(eval_rows), encoded(regression)
+    eval_set, regression_set, new_set = encoded(eval_rows), encoded(regression), encoded(new)
 
     def loss(examples: list[tuple[list[int], list[int]]]) -> float | None:
         if not examples:
@@ -211,7 +245,8 @@ def evaluate(
 
     def score(name: str, version: str | None) -> None:
         progress(f"Scoring the {name}" + (f" {version}" if version else ""))
-        scores[name] = {"version": version, "eval_loss": loss(eval_set), "regression_loss": loss(regression_set)}
+        scores[name] = {"version": version, "eval_loss": loss(eval_set), "regression_loss": loss(regression_set),
+                        "new_loss": loss(new_set)}
         for prompt, text in zip(prompts, answer_all(prompts), strict=True):
             answers[prompt][name] = text
 
@@ -229,5 +264,6 @@ def evaluate(
         "scores": scores,
         "eval_examples": len(eval_set),
         "regression_examples": len(regression_set),
+        "new_examples": len(new_set),
         "probes": [{"prompt": p, "answers": answers[p]} for p in prompts],
     }

@@ -86,6 +86,45 @@ def lowest_eval(log_history: list[dict[str, Any]], seen: float | None) -> float 
     return min(losses) if losses else None
 
 
+def conversation_ids(dataset_dir: Path, split: str = "train") -> list[int]:
+    """The conversation of each row of a split (the manifest's index); replayed sample conversations
+    have negative ids. Empty when the manifest cannot be read."""
+    from assistant.data.snapshot import read_manifest
+
+    try:
+        return [row["conversation_id"] for row in read_manifest(dataset_dir)["rows"][split]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def team_row_flags(dataset_dir: Path) -> list[bool]:
+    """For each row of the train split: whether it is the team's own (from the store), not a replayed sample."""
+    return [cid > 0 for cid in conversation_ids(dataset_dir)]
+
+
+def training_rows(dataset_dir: Path, repeat_new: int = 1, *, replay_held_out: bool = False) -> list[dict[str, Any]]:
+    """The train split, with each of the team's rows `repeat_new` times; the replay rows are repeated too
+    where the team's copies would outnumber them, so that they stay at least half of what a run sees.
+    `replay_held_out` (a base model built from the samples, which has seen every one): the samples
+    held out for evaluation are replayed too, so that the candidate and the base are compared on rows
+    both have trained on."""
+    rows = read_rows(dataset_dir / "train.jsonl")
+    ids = conversation_ids(dataset_dir)
+    if len(ids) != len(rows):
+        return rows
+    if replay_held_out:
+        eval_rows, eval_ids = read_rows(dataset_dir / "eval.jsonl"), conversation_ids(dataset_dir, "eval")
+        if len(eval_rows) == len(eval_ids):
+            held = [(row, cid) for row, cid in zip(eval_rows, eval_ids, strict=True) if cid < 0]
+            rows, ids = rows + [row for row, _ in held], ids + [cid for _, cid in held]
+    if repeat_new <= 1:
+        return rows
+    team = sum(cid > 0 for cid in ids)
+    replay = len(rows) - team
+    repeat_replay = max(1, math.ceil(team * repeat_new / replay)) if replay else 1
+    return [row for row, cid in zip(rows, ids, strict=True) for _ in range(repeat_new if cid > 0 else repeat_replay)]
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """A snapshot file's rows; none when the snapshot has no such file."""
     return [row for row, _ in read_jsonl(path)] if path.is_file() else []
@@ -162,7 +201,7 @@ def train_adapter(
     from trl import SFTConfig, SFTTrainer
 
     report = reporter or Reporter()
-    train_rows = read_rows(dataset_dir / "train.jsonl")
+    train_rows = training_rows(dataset_dir, config.repeat_new, replay_held_out=config.replay_held_out)
     eval_rows = read_rows(dataset_dir / "eval.jsonl")
     if not train_rows:
         raise TrainingError(f"the dataset {dataset_dir.name} has no training examples")

@@ -145,9 +145,11 @@ class _Retrain:
             dropped = sum(v for k, v in snapshot.manifest["counts"]["filters"].items() if k.startswith("dropped"))
             why = f" ({dropped} filtered out: `assistant dataset stats` says why)" if dropped else ""
             return Result("nothing", f"nothing to train: the dataset has no approved examples{why}", dataset_id=snapshot.id)
+        from assistant.train.loop import team_row_flags
+
         config = TrainConfig.from_settings(
             self.settings, is_demo=choice.is_demo, warm_start=self.options.warm_start, model_name=choice.name
-        )
+        ).sized(sum(team_row_flags(snapshot.path)))
         preflight = self._preflight(snapshot.id, snapshot.manifest, snapshot.path, train_rows, choice.path)
         if self.options.dry_run:
             return Result("dry-run", "preflight passed; nothing trained (--dry-run)", dataset_id=snapshot.id,
@@ -412,7 +414,7 @@ class _Retrain:
         return self.store.adapter(version).report
 
     def _gate(self, candidate: Path, base_path: Path, dataset_dir: Path, dataset_id: str):  # noqa: ANN202
-        from assistant.train.gate import Verdict, decide, evaluate
+        from assistant.train.gate import Verdict, decide, evaluate, new_rows
 
         active = self.store.active_adapter()
         active_dir, unreadable = None, None
@@ -424,9 +426,9 @@ class _Retrain:
             except AssistantError as exc:
                 unreadable = f"the active adapter {active.version} cannot be scored ({exc.message})"
                 log.warning("%s", unreadable)
-        earlier = [
-            Path(d.path) for d in self.store.datasets() if d.id != dataset_id and not d.erased_at and Path(d.path).is_dir()
-        ]
+        datasets = {d.id: Path(d.path) for d in self.store.datasets() if not d.erased_at and Path(d.path).is_dir()}
+        earlier = [path for id_, path in datasets.items() if id_ != dataset_id]
+        active_dataset = datasets.get(active.dataset_id) if active_dir is not None and active.dataset_id else None
         report = evaluate(
             base_path,
             candidate,
@@ -440,12 +442,14 @@ class _Retrain:
             probes=self.settings.probe_prompts,
             system_prompt=self.settings.system_prompt,
             progress=self.events.status,
+            new=new_rows(dataset_dir, active_dataset, self.settings.gate_max_examples),
         )
-        verdict = decide(report["scores"], margin=self.settings.gate_margin, tolerance=self.settings.gate_regression_tolerance)
+        verdict = decide(report["scores"], margin=self.settings.gate_margin, tolerance=self.settings.gate_regression_tolerance,
+                         max_rise=self.settings.gate_max_eval_rise)
         if unreadable and verdict.verdict == "promote":
             verdict = Verdict("keep", f"{unreadable}; compared with the base model only: {verdict.reason}")
         report.update(verdict=verdict.verdict, reason=verdict.reason, margin=self.settings.gate_margin,
-                      tolerance=self.settings.gate_regression_tolerance)
+                      tolerance=self.settings.gate_regression_tolerance, max_eval_rise=self.settings.gate_max_eval_rise)
         return report, verdict
 
 

@@ -34,23 +34,31 @@ def prepare(data_dir: Path, model: Path):  # noqa: ANN201 - (settings, snapshot)
     from assistant.data.builder import BuildPolicy
     from assistant.data.snapshot import build_snapshot
     from assistant.data.tokens import ChatTokenizer
-    from assistant.demo.samples import load_samples
     from assistant.settings import load_settings
-    from assistant.store import ImportedMessage, Store
+    from assistant.store import Store
 
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "config.toml").write_text(f'user = "bench"\nhub_model = ""\nmodel = "{model}"\n', encoding="utf-8")
     settings = load_settings(data_dir=data_dir, environ={}).settings
     store = Store.open(settings.db_path)
+    conversations, approved = import_samples_approved(store, settings.system_prompt)
+    snapshot = build_snapshot(store, data_dir, BuildPolicy.from_settings(settings), ChatTokenizer.load(model, model.name), user="bench")
+    print(f"imported {conversations} sample conversations, approved {approved} replies; dataset {snapshot.id}")
+    return settings, snapshot
+
+
+def import_samples_approved(store, system_prompt: str) -> tuple[int, int]:  # noqa: ANN001
+    """The sample conversations as a team's own, every reply rated up and approved (what a curator does
+    with `assistant import` and `assistant review`): (conversations, approved replies)."""
+    from assistant.demo.samples import load_samples
+    from assistant.store import ImportedMessage
+
     conversations = [
         (c[0]["content"][:60], [ImportedMessage(m["role"], m["content"], {"rating": 1} if m["role"] == "assistant" else None) for m in c])
         for c in load_samples()
     ]
-    store.import_conversations(conversations, user="bench", default_system_prompt=settings.system_prompt)
-    approved = store.approve_all_up("bench")
-    snapshot = build_snapshot(store, data_dir, BuildPolicy.from_settings(settings), ChatTokenizer.load(model, model.name), user="bench")
-    print(f"imported {len(conversations)} sample conversations, approved {len(approved)} replies; dataset {snapshot.id}")
-    return settings, snapshot
+    store.import_conversations(conversations, user="bench", default_system_prompt=system_prompt)
+    return len(conversations), len(store.approve_all_up("bench"))
 
 
 def score(model: Path, adapter: Path | None, system_prompt: str, max_new_tokens: int) -> tuple[float, float]:

@@ -245,3 +245,30 @@ def test_answers_that_would_teach_placeholders_are_counted_and_allowed_values_ke
     assert allowed.manifest["counts"]["answers_with_placeholders"] == 1
     assert allowed.manifest["counts"]["pii_allowed"] == {"EMAIL": 1}
     assert allowed.manifest["counts"]["pii_replaced"] == {"EMAIL": 1}
+
+
+def test_with_sample_conversations_replayed_every_correction_trains(store: Store, chat_tokenizer) -> None:  # noqa: ANN001
+    """A dataset that replays the samples evaluates on held-out samples: a correction whose conversation
+    the hash would hold out trains all the same (held out, it would be a correction never learned); a
+    thumbs-up reply is held out as before, and without samples a correction is too."""
+    from assistant.demo.teach import sample_conversations
+
+    policy = BuildPolicy(eval_fraction=0.1, min_eval_examples=0)
+    kinds = {}
+    for n in range(60):
+        cid = store.create_conversation("ann", SYSTEM).id
+        _, a = turn(store, cid, f"question {n}", f"answer {n}")
+        store.rate(a, "bob", -1 if n % 2 else 1, correction=f"corrected answer {n}" if n % 2 else "")
+        store.approve([a], "cora")
+        kinds[cid] = bool(n % 2)
+    hashed_out = {cid for cid in kinds if split_point(cid) < policy.eval_fraction}
+    corrected = {cid for cid in hashed_out if kinds[cid]}
+    assert corrected and hashed_out - corrected  # the fixture holds both kinds
+
+    replayed = build_dataset([*sample_conversations(SYSTEM), *store.training_conversations()], policy, chat_tokenizer)
+    team_eval = {r["conversation_id"] for r in replayed.manifest["rows"]["eval"] if r["conversation_id"] > 0}
+    assert team_eval == hashed_out - corrected
+    assert any(r["conversation_id"] < 0 for r in replayed.manifest["rows"]["eval"])  # held-out samples
+
+    alone = build(store, policy, chat_tokenizer)
+    assert corrected <= {r["conversation_id"] for r in alone.manifest["rows"]["eval"]}

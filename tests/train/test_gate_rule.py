@@ -13,7 +13,8 @@ import pytest
 
 from assistant.settings import load_settings
 from assistant.train.config import EVALUATIONS_PER_RUN, TrainConfig
-from assistant.train.gate import DEFAULT_PROBES, Verdict, decide, probe_prompts, regression_rows
+from assistant.train.gate import DEFAULT_PROBES, Verdict, decide, new_rows, probe_prompts, regression_rows
+from assistant.train.loop import training_rows
 
 MARGIN, TOLERANCE = 0.01, 0.02
 
@@ -204,7 +205,8 @@ def test_automatic_values_for_the_demo_and_a_real_model(data_dir: Path) -> None:
 
     assert (real.learning_rate, real.epochs, real.early_stopping_patience) == (2e-4, 3.0, settings.early_stopping_patience)
     assert real.early_stopping_patience > 0
-    assert (demo.learning_rate, demo.epochs, demo.early_stopping_patience) == (1e-2, 30.0, 0)
+    assert (demo.learning_rate, demo.epochs, demo.early_stopping_patience) == (3e-3, 1.0, 0)
+    assert (demo.new_passes, real.new_passes) == (30.0, 0.0)
     for config in (real, demo):
         assert (config.lora_r, config.lora_alpha, config.lora_dropout) == (
             settings.lora_r, settings.lora_alpha, settings.lora_dropout
@@ -240,7 +242,7 @@ def test_smollm2_135m_gets_the_training_defaults_measured_for_it(data_dir: Path,
     assert (other.learning_rate, other.epochs, other.load_in_4bit, other.evaluations) == (2e-4, 3.0, True, 10)
     assert smol.interval(60) == 30  # two evaluations in a run of 60 steps (an epoch of the samples), one at the end
     assert smol.early_stopping_patience == settings.early_stopping_patience
-    assert TrainConfig.from_settings(settings, is_demo=True, model_name=name).learning_rate == 1e-2
+    assert TrainConfig.from_settings(settings, is_demo=True, model_name=name).learning_rate == 3e-3
     explicit = TrainConfig.from_settings(_settings(data_dir, learning_rate=5e-4, epochs=4), is_demo=False, model_name=name)
     assert (explicit.learning_rate, explicit.epochs) == (5e-4, 4.0)
 
@@ -298,6 +300,95 @@ def test_as_dict_and_from_dict_round_trip_through_json(config: TrainConfig) -> N
     assert TrainConfig.from_dict(json.loads(json.dumps(values))) == config
     assert TrainConfig.from_dict(values) == config
     assert config.as_dict() == values  # from_dict did not change what it was given
+
+
+# -- small retrains: replay, repeats, and the gate's "learned" path --------------------------------
+
+
+@pytest.mark.parametrize(("new_rows_count", "repeat"), [(3, 30), (10, 30), (30, 30), (270, 4), (2000, 1), (0, 1)])
+def test_the_demo_sees_each_of_the_teams_rows_about_thirty_times_within_its_budget(data_dir: Path, new_rows_count: int, repeat: int) -> None:
+    demo = TrainConfig.from_settings(_settings(data_dir), is_demo=True)
+    assert demo.sized(new_rows_count).repeat_new == repeat
+
+
+def test_a_real_model_or_epochs_set_by_hand_repeat_nothing(data_dir: Path) -> None:
+    assert TrainConfig.from_settings(_settings(data_dir), is_demo=False).sized(3).repeat_new == 1
+    assert TrainConfig.from_settings(_settings(data_dir, epochs=5), is_demo=True).sized(3).repeat_new == 1
+
+
+def _dataset(root: Path, conversation_ids: list[int]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    rows = [_row(f"question {cid}", f"answer {cid}") for cid in conversation_ids]
+    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    index = [{"conversation_id": cid, "message_ids": [1, 2], "target_id": 2} for cid in conversation_ids]
+    (root / "manifest.json").write_text(json.dumps({"rows": {"train": index, "eval": []}}), encoding="utf-8")
+    return root
+
+
+def test_training_rows_repeat_the_teams_rows_and_keep_replay_at_about_half(tmp_path: Path) -> None:
+    dataset = _dataset(tmp_path / "d", [-3, -2, -1, 1, 2])  # three replayed samples, two of the team's rows
+
+    def count(rows: list[dict], cid: int) -> int:
+        return sum(r["messages"][0]["content"] == f"question {cid}" for r in rows)
+
+    assert len(training_rows(dataset, 1)) == 5
+    rows = training_rows(dataset, 3)  # 6 team copies: each sample twice
+    assert [count(rows, cid) for cid in (-3, -2, -1, 1, 2)] == [2, 2, 2, 3, 3]
+    rows = training_rows(dataset, 30)  # 60 team copies: each sample 20 times
+    assert [count(rows, cid) for cid in (-3, 1)] == [20, 30]
+
+
+def test_a_base_built_from_the_samples_replays_the_held_out_samples_too(tmp_path: Path) -> None:
+    dataset = _dataset(tmp_path / "d", [-3, -2, 1])
+    held_out = [_row("question -1", "answer -1"), _row("question 9", "answer 9")]  # a sample and a team row
+    (dataset / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in held_out), encoding="utf-8")
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    manifest["rows"]["eval"] = [{"conversation_id": cid, "message_ids": [1, 2], "target_id": 2} for cid in (-1, 9)]
+    (dataset / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+    questions = [r["messages"][0]["content"] for r in training_rows(dataset, 1, replay_held_out=True)]
+    assert questions == ["question -3", "question -2", "question 1", "question -1"]  # never the team's held-out row
+    assert len(training_rows(dataset, 1)) == 3
+
+
+def test_new_rows_are_the_teams_rows_the_active_version_did_not_train_on(tmp_path: Path) -> None:
+    current = _dataset(tmp_path / "now", [-2, -1, 1, 2, 3])
+    active = _dataset(tmp_path / "before", [-2, -1, 1])
+    assert [r["messages"][0]["content"] for r in new_rows(current, None, 10)] == ["question 1", "question 2", "question 3"]
+    assert [r["messages"][0]["content"] for r in new_rows(current, active, 10)] == ["question 2", "question 3"]
+    assert len(new_rows(current, None, 2)) == 2
+
+
+def _learned(eval_loss: float, new_loss: float | None) -> dict[str, Any]:
+    return {**_score(eval_loss), "new_loss": new_loss}
+
+
+def test_a_candidate_that_learned_its_new_rows_is_promoted_while_its_eval_loss_rises_a_little() -> None:
+    scores = {"candidate": _learned(0.16, 0.04), "base": _learned(0.11, 0.85)}
+    verdict = decide(scores, margin=MARGIN, tolerance=TOLERANCE, max_rise=0.05)
+    assert verdict.verdict == "promote"
+    assert "learned its new rows (loss 0.8500 -> 0.0400)" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("candidate", "max_rise", "verdict"),
+    [
+        (_learned(0.17, 0.04), 0.05, "reject"),  # its eval loss rose by more than max_rise: it broke what was right
+        (_learned(0.16, 0.845), 0.05, "reject"),  # its new rows' loss fell by less than the margin: it learned nothing
+        (_learned(0.16, None), 0.05, "reject"),  # no new rows to score
+        (_learned(0.16, 0.04), 0.0, "reject"),  # the path is off
+        (_learned(0.105, 0.04), 0.05, "promote"),  # a small eval gain under the margin is enough with the new rows learned
+        (_learned(0.105, 0.85), 0.05, "keep"),  # and without them, stays a candidate as before
+    ],
+)
+def test_the_learned_path_needs_both_the_new_rows_learned_and_the_eval_loss_held(candidate: dict, max_rise: float, verdict: str) -> None:
+    scores = {"candidate": candidate, "base": _learned(0.11, 0.85)}
+    assert decide(scores, margin=MARGIN, tolerance=TOLERANCE, max_rise=max_rise).verdict == verdict
+
+
+def test_the_learned_path_still_checks_the_regression_set() -> None:
+    scores = {"candidate": {**_learned(0.15, 0.04), "regression_loss": 2.5}, "base": {**_learned(0.11, 0.85), "regression_loss": 2.0}}
+    assert decide(scores, margin=MARGIN, tolerance=TOLERANCE, max_rise=0.05).verdict == "keep"
 
 
 # -- known gaps ------------------------------------------------------------------------------
