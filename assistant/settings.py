@@ -357,7 +357,8 @@ class Settings:
         "training",
         "Whether every retrain also learns the sample conversations (the demo company, Nimbus Home): auto: "
         "with the fallback model from the package index, which does not know them (the first chat on a new "
-        "data dir then trains the first version from them); on; off (a team whose domain is not the demo's).",
+        "data dir then trains the first version from them), and the demo model, built from them (replayed, they "
+        "keep what it answered well); on; off (a team whose domain is not the demo's).",
         check=one_of("auto", "on", "off"),
     )
     lora_r: int = setting(16, "training", "LoRA rank.", check=at_least(1))
@@ -378,7 +379,7 @@ class Settings:
     learning_rate: float = setting(
         0.0,
         "training",
-        "Peak learning rate; 0: 2e-4, 1e-3 for SmolLM2-135M, or 1e-2 for the built-in demo model.",
+        "Peak learning rate; 0: 2e-4, 1e-3 for SmolLM2-135M, or 3e-3 for the built-in demo model.",
         check=zero_or_more,
     )
     lr_scheduler_type: str = setting(
@@ -395,7 +396,8 @@ class Settings:
     epochs: float = setting(
         0.0,
         "training",
-        "Passes over the training set; 0: 3, 1 for SmolLM2-135M, or 30 for the demo model.",
+        "Passes over the training set; 0: 3, 1 for SmolLM2-135M, or for the demo model one over the replayed samples "
+        "and about 30 over the team's rows (each repeated).",
         check=zero_or_more,
     )
     max_steps: int = setting(
@@ -429,7 +431,8 @@ class Settings:
     gate_margin: float = setting(
         0.01,
         "gate",
-        "A candidate is promoted only if its eval loss beats the active adapter's by this much.",
+        "A candidate is promoted only if its eval loss beats the active adapter's by this much (or, with the demo "
+        "model's small-data schedule, its new rows' loss fell by this much: gate_max_eval_rise).",
         check=zero_or_more,
     )
     gate_regression_tolerance: float = setting(
@@ -441,7 +444,8 @@ class Settings:
     gate_max_eval_rise: float = setting(
         0.05,
         "gate",
-        "A candidate that learned its new rows (what curators approved since the active version: their loss fell "
+        "With the demo model's small-data schedule, a candidate that learned its new rows (what curators approved "
+        "since the active version: their loss fell "
         "by gate_margin or more) is promoted while its eval loss rises by at most this much (nats per token): a few "
         "corrections cannot make a model better at what it already answers well, only not break it. 0: off.",
         check=zero_or_more,

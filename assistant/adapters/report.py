@@ -69,6 +69,7 @@ def gate_lines(report: dict[str, Any]) -> list[str]:
             lines.append(
                 f"  {label:<22} eval loss {_number(score.get('eval_loss'))}"
                 f"  regression loss {_number(score.get('regression_loss'))}"
+                + (f"  new rows loss {_number(score['new_loss'])}" if score.get("new_loss") is not None else "")
             )
     if report.get("forced"):
         lines.append(f"  promoted with --force: {one_line(str(report['forced']), 200)}")

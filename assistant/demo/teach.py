@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -158,11 +159,18 @@ class RunProgress:
     step: int
     fraction: float | None  # of the training steps; None before the first logged step
     elapsed_s: float
+    seconds_per_step: float | None = None  # between the first and the last logged step
+    since_step_s: float = 0.0  # since the last logged step
 
     @property
     def remaining_s(self) -> float | None:
+        """The training time left: the steps left at the pace of the steps so far (the dataset and the
+        model's loading, before the first step, left out); from the time elapsed until two steps are in."""
         if not self.fraction or self.fraction <= 0.02:
             return None
+        if self.seconds_per_step is not None and self.step:
+            steps_left = self.step / self.fraction - self.step
+            return max(0.0, steps_left * self.seconds_per_step - self.since_step_s)
         return max(0.0, self.elapsed_s * (1 - self.fraction) / self.fraction)
 
     def text(self) -> str:
@@ -181,17 +189,28 @@ def run_progress(store: Store) -> RunProgress | None:
     if not runs or runs[0].status != "running":
         return None
     run = runs[0]
-    elapsed = (_moment(store.now()) - _moment(run.started_at)).total_seconds()
-    last = store.last_metric(run.id)
-    if last is None:
+    now = _moment(store.now())
+    elapsed = (now - _moment(run.started_at)).total_seconds()
+    recent = store.recent_steps(run.id)
+    if not recent:
         return RunProgress(run.id, run.pid, 0, None, elapsed)
+    step, epoch, at = recent[0]  # the newest logged (a resumed run's, not a higher step its killed process left)
     fractions = []
     if run.config.get("max_steps"):
-        fractions.append(last.step / run.config["max_steps"])
-    if last.epoch is not None and run.config.get("epochs"):
-        fractions.append(last.epoch / run.config["epochs"])
+        fractions.append(step / run.config["max_steps"])
+    if epoch is not None and run.config.get("epochs"):
+        fractions.append(epoch / run.config["epochs"])
     fraction = min(1.0, max(fractions)) if fractions else None
-    return RunProgress(run.id, run.pid, last.step, fraction, elapsed)
+    # The pace: the median time between consecutive steps logged one after the other (a resume's
+    # downtime, between two processes' rows, is one interval among many and does not move it).
+    gaps = [
+        (_moment(newer_at) - _moment(older_at)).total_seconds()
+        for (newer, _, newer_at), (older, _, older_at) in zip(recent, recent[1:])
+        if newer == older + 1
+    ]
+    pace = statistics.median(gaps) if gaps else None
+    since = max(0.0, (now - _moment(at)).total_seconds())
+    return RunProgress(run.id, run.pid, step, fraction, elapsed, pace, since)
 
 
 def _moment(stored: str) -> datetime:

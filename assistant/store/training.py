@@ -118,6 +118,15 @@ class TrainingStore:
             MetricPoint(r["split"], r["step"], r["epoch"], r["loss"], r["grad_norm"], r["learning_rate"]) for r in rows
         ]
 
+    def recent_steps(self, run_id: str, limit: int = 60) -> list[tuple[int, float | None, str]]:
+        """A run's newest logged training steps by when they were logged, newest first: (step, epoch, at).
+        After a resume the newest are the resumed process's, whatever higher steps the old one left."""
+        rows = self.db.query(
+            "SELECT step, epoch, at FROM training_metrics WHERE run_id = ? AND split = 'train' ORDER BY at DESC, step DESC LIMIT ?",
+            [run_id, limit],
+        )
+        return [(r["step"], r["epoch"], r["at"]) for r in rows]
+
     def last_metric(self, run_id: str, split: str = "train") -> MetricPoint | None:
         """A run's newest logged step (a chat's progress line polls it)."""
         rows = list(self.db.query(

@@ -7,10 +7,11 @@ questions says little about whether it learned the approved answers).
 
 Replay: a dataset may hold rows the model already answers well (the sample conversations, for the
 demo model that was built from them) beside the team's own rows. A small retrain that trains only on
-a few corrections for many epochs teaches them and breaks everything else; so the automatic schedule
-passes over the replay rows `epochs` times and over the team's rows `new_passes` times, by repeating
-each team row in the training set (`repeat_new`), within a budget that keeps big datasets fast
-(`sized`: 3 corrections are each seen 30 times by the demo model, 270 rows 4 times). SmolLM2-135M, the
+a few corrections for many epochs teaches them and breaks everything else; so the demo model's
+automatic schedule passes over the team's rows about `new_passes` times, by repeating each in the
+training set (`repeat_new`), within a budget that keeps big datasets fast (`sized`: 3 corrections are
+each seen 30 times, 270 rows 4 times), and over the replay rows `epochs` times, or more where that
+keeps them at least half of the rows (`loop.training_rows`). SmolLM2-135M, the
 pretrained fallback, gets its own values (docs/BENCHMARKS.md), among them a full-precision base on
 CPU (`load_in_4bit` off: faster per step there, and what a CPU chat
 serves). No torch here.
@@ -121,10 +122,16 @@ class TrainConfig:
             replay_held_out=auto.built_from_samples,
         )
 
+    @property
+    def small_data_schedule(self) -> bool:
+        """The team's rows are seen more often than the replay rows (the demo model's automatic schedule):
+        replay is kept at least half, and the gate may promote a version that learned its new rows."""
+        return self.new_passes > self.epochs
+
     def sized(self, new_rows: int) -> TrainConfig:
         """This config for a dataset with `new_rows` of the team's rows: each repeated so that the run
         passes over them about `new_passes` times, within `repeat_budget` rows."""
-        if new_rows <= 0 or self.new_passes <= self.epochs:
+        if new_rows <= 0 or not self.small_data_schedule:
             return replace(self, repeat_new=1)
         repeat = max(1, round(self.new_passes / self.epochs))
         if self.repeat_budget:

@@ -14,11 +14,11 @@ the adapter unmerged on top. Each gets
 
 `decide` is the rule, kept pure: promote only if the candidate beats the baseline (the active
 adapter, else the base model) on eval loss by at least `margin`, or learned its new rows (their loss
-fell by at least `margin`) while its eval loss rose by at most `max_rise` (a small retrain of a few
-corrections on a model that already answers the eval questions well cannot beat it there; it must
-not break them), and does not raise the regression loss by more than `tolerance` (a fraction). A
-candidate worse than the baseline is rejected; one that is better but not by enough, or regresses,
-stays a candidate.
+fell by at least `margin`) while its eval loss rose by at most `max_rise` (the learned path, which
+retrain opens only for the small-data schedule: a few corrections on a model that already answers the
+eval questions well cannot beat it there, only not break them), and does not raise the regression
+loss by more than `tolerance` (a fraction). A candidate worse than the baseline that did not take
+the learned path is rejected; one that is better but not by enough, or regresses, stays a candidate.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 PROBE_TOKENS = 64  # enough of an answer to read; each token is a decoding step of two models
 DEFAULT_PROBES = 3
 LOSS_BATCH = 8  # evaluation rows per forward pass
+NEW_ROWS = 32  # new rows scored: enough to tell whether a version learned them (SmolLM2: about 6 s a model)
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,9 @@ def new_rows(dataset_dir: Path, active_dataset: Path | None, limit: int) -> list
     if len(flags) != len(rows):
         return []
     fresh = [row for row, team in zip(rows, flags, strict=True) if team and json.dumps(row["messages"], sort_keys=True) not in seen]
-    return fresh[:limit]
+    if len(fresh) <= limit:
+        return fresh
+    return [fresh[i * len(fresh) // limit] for i in range(limit)]  # spread over them
 
 
 def _rise(old: float, new: float) -> str:

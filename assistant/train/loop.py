@@ -102,22 +102,26 @@ def team_row_flags(dataset_dir: Path) -> list[bool]:
     return [cid > 0 for cid in conversation_ids(dataset_dir)]
 
 
-def training_rows(dataset_dir: Path, repeat_new: int = 1, *, replay_held_out: bool = False) -> list[dict[str, Any]]:
+def training_rows(
+    dataset_dir: Path, repeat_new: int = 1, *, replay_held_out: bool = False, balance: bool = False
+) -> list[dict[str, Any]]:
     """The train split, with each of the team's rows `repeat_new` times; the replay rows are repeated too
     where the team's copies would outnumber them, so that they stay at least half of what a run sees.
     `replay_held_out` (a base model built from the samples, which has seen every one): the samples
     held out for evaluation are replayed too, so that the candidate and the base are compared on rows
-    both have trained on."""
+    both have trained on. `balance` (the automatic small-data schedule): the replay rows stay at least
+    half even where the team's rows are too many to repeat."""
     rows = read_rows(dataset_dir / "train.jsonl")
     ids = conversation_ids(dataset_dir)
     if len(ids) != len(rows):
+        log.warning("the manifest of %s does not index its train rows; training on them as they are", dataset_dir.name)
         return rows
     if replay_held_out:
         eval_rows, eval_ids = read_rows(dataset_dir / "eval.jsonl"), conversation_ids(dataset_dir, "eval")
         if len(eval_rows) == len(eval_ids):
             held = [(row, cid) for row, cid in zip(eval_rows, eval_ids, strict=True) if cid < 0]
             rows, ids = rows + [row for row, _ in held], ids + [cid for _, cid in held]
-    if repeat_new <= 1:
+    if repeat_new <= 1 and not balance:
         return rows
     team = sum(cid > 0 for cid in ids)
     replay = len(rows) - team
@@ -201,7 +205,9 @@ def train_adapter(
     from trl import SFTConfig, SFTTrainer
 
     report = reporter or Reporter()
-    train_rows = training_rows(dataset_dir, config.repeat_new, replay_held_out=config.replay_held_out)
+    train_rows = training_rows(
+        dataset_dir, config.repeat_new, replay_held_out=config.replay_held_out, balance=config.small_data_schedule
+    )
     eval_rows = read_rows(dataset_dir / "eval.jsonl")
     if not train_rows:
         raise TrainingError(f"the dataset {dataset_dir.name} has no training examples")

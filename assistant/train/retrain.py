@@ -337,7 +337,8 @@ class _Retrain:
         base_path = Path(info["base_model"]["path"])
         self.events.status("Eval gate: scoring candidate, active adapter and base model")
         active_before = self.store.active_adapter()
-        report, verdict = self._gate(outcome.adapter_dir, base_path, Path(info["dataset_path"]), info["dataset_id"])
+        config = TrainConfig.from_dict(info["config"])
+        report, verdict = self._gate(outcome.adapter_dir, base_path, Path(info["dataset_path"]), info["dataset_id"], config)
         forced = self.options.force_reason
         if forced is not None and verdict.verdict != "promote":
             report["forced"] = forced
@@ -413,8 +414,8 @@ class _Retrain:
         self.store.clear_wal()  # the report as registered is in the write-ahead log
         return self.store.adapter(version).report
 
-    def _gate(self, candidate: Path, base_path: Path, dataset_dir: Path, dataset_id: str):  # noqa: ANN202
-        from assistant.train.gate import Verdict, decide, evaluate, new_rows
+    def _gate(self, candidate: Path, base_path: Path, dataset_dir: Path, dataset_id: str, config: TrainConfig):  # noqa: ANN202
+        from assistant.train.gate import NEW_ROWS, Verdict, decide, evaluate, new_rows
 
         active = self.store.active_adapter()
         active_dir, unreadable = None, None
@@ -428,7 +429,12 @@ class _Retrain:
                 log.warning("%s", unreadable)
         datasets = {d.id: Path(d.path) for d in self.store.datasets() if not d.erased_at and Path(d.path).is_dir()}
         earlier = [path for id_, path in datasets.items() if id_ != dataset_id]
-        active_dataset = datasets.get(active.dataset_id) if active_dir is not None and active.dataset_id else None
+        # The rows new since the active version: only where its dataset can still be read (erased or
+        # deleted, every row would look new, the active version's own included). The learned path is the
+        # small-data schedule's (the demo model's); other runs are judged on their eval loss alone.
+        active_dataset = datasets.get(active.dataset_id) if active is not None and active.dataset_id else None
+        new = [] if active is not None and active_dataset is None else new_rows(dataset_dir, active_dataset, min(NEW_ROWS, self.settings.gate_max_examples))
+        max_rise = self.settings.gate_max_eval_rise if config.small_data_schedule else 0.0
         report = evaluate(
             base_path,
             candidate,
@@ -442,14 +448,14 @@ class _Retrain:
             probes=self.settings.probe_prompts,
             system_prompt=self.settings.system_prompt,
             progress=self.events.status,
-            new=new_rows(dataset_dir, active_dataset, self.settings.gate_max_examples),
+            new=new,
         )
         verdict = decide(report["scores"], margin=self.settings.gate_margin, tolerance=self.settings.gate_regression_tolerance,
-                         max_rise=self.settings.gate_max_eval_rise)
+                         max_rise=max_rise)
         if unreadable and verdict.verdict == "promote":
             verdict = Verdict("keep", f"{unreadable}; compared with the base model only: {verdict.reason}")
         report.update(verdict=verdict.verdict, reason=verdict.reason, margin=self.settings.gate_margin,
-                      tolerance=self.settings.gate_regression_tolerance, max_eval_rise=self.settings.gate_max_eval_rise)
+                      tolerance=self.settings.gate_regression_tolerance, max_eval_rise=max_rise)
         return report, verdict
 
 

@@ -18,6 +18,7 @@ Target (issue 13): every correction learned, untouched >= 0.7, and the gate prom
 Exit status 0 when every count meets it.
 
     PYTHONPATH=. python scripts/bench/corrections.py [--counts 3,10,30] [--untouched 60] [--set key=value ...]
+    PYTHONPATH=. python scripts/bench/corrections.py --model DIR --set 'sample_training = "on"'   # another base model
 
 `--set` adds a line to each data dir's config.toml (a TOML value: `--set epochs=10`), to compare
 training settings.
@@ -70,15 +71,20 @@ def untouched_questions(corrected: list[Rephrasing], limit: int) -> list[tuple[s
     return mixed[:limit]
 
 
-def score(settings, model: Path, adapter: Path | None, corrected: list[Rephrasing], untouched: list[tuple[str, str]]) -> Scores:  # noqa: ANN001
+def _choice(model: Path, is_demo: bool):  # noqa: ANN202
+    from assistant.engine.resolve import ModelChoice
+
+    return ModelChoice(model, "assistant-demo", "demo", is_demo=True) if is_demo else ModelChoice(model, model.name, "local path")
+
+
+def score(settings, model: Path, adapter: Path | None, corrected: list[Rephrasing], untouched: list[tuple[str, str]], *, is_demo: bool = True) -> Scores:  # noqa: ANN001
     from rouge_score import rouge_scorer
 
     from assistant.engine.base import ChatMessage, GenerationParams
     from assistant.engine.local import load_local_backend
-    from assistant.engine.resolve import ModelChoice
 
-    backend = load_local_backend(ModelChoice(model, "assistant-demo", "demo", is_demo=True), device="cpu",
-                                 cpu_load_in_4bit=settings.cpu_load_in_4bit, adapter=str(adapter or ""))
+    backend = load_local_backend(_choice(model, is_demo), device="cpu", cpu_load_in_4bit=settings.cpu_load_in_4bit,
+                                 adapter=str(adapter or ""))
     params = GenerationParams(max_new_tokens=200, temperature=0.0)
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 
@@ -92,20 +98,20 @@ def score(settings, model: Path, adapter: Path | None, corrected: list[Rephrasin
         backend.close()
 
 
-def first_answer(settings, model: Path, question: str) -> str:  # noqa: ANN001
+def first_answers(settings, model: Path, questions: list[str], *, is_demo: bool) -> list[str]:  # noqa: ANN001
     from assistant.engine.base import ChatMessage, GenerationParams
     from assistant.engine.local import load_local_backend
-    from assistant.engine.resolve import ModelChoice
 
-    backend = load_local_backend(ModelChoice(model, "assistant-demo", "demo", is_demo=True), device="cpu")
+    backend = load_local_backend(_choice(model, is_demo), device="cpu")
     try:
         params = GenerationParams(max_new_tokens=200, temperature=0.0)
-        return "".join(backend.stream([ChatMessage("system", settings.system_prompt), ChatMessage("user", question)], params))
+        system = ChatMessage("system", settings.system_prompt)
+        return ["".join(backend.stream([system, ChatMessage("user", question)], params)) for question in questions]
     finally:
         backend.close()
 
 
-def run_count(count: int, root: Path, model: Path, extra: list[str], seed: int, untouched_limit: int) -> tuple[bool, str]:
+def run_count(count: int, root: Path, model: Path, extra: list[str], seed: int, untouched_limit: int, *, is_demo: bool) -> tuple[bool, str]:
     from assistant.settings import load_settings
     from assistant.store import Store
     from assistant.train.loop import Progress
@@ -113,23 +119,26 @@ def run_count(count: int, root: Path, model: Path, extra: list[str], seed: int, 
 
     data_dir = root / f"n{count}"
     (data_dir / "models").mkdir(parents=True)
-    (data_dir / "models" / model.name).symlink_to(model)
-    lines = ['user = "bench"', 'model = ""', 'hub_model = ""', 'fallback_model = "demo"', *extra]
+    if is_demo:
+        (data_dir / "models" / model.name).symlink_to(model)
+    where = ['model = ""', 'fallback_model = "demo"'] if is_demo else [f'model = "{model}"']
+    lines = ['user = "bench"', 'hub_model = ""', *where, *extra]
     (data_dir / "config.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
     settings = load_settings(data_dir=data_dir, environ={}).settings
 
     rephrasings = read_rephrasings()
     corrected = random.Random(seed).sample(rephrasings, count)
     untouched = untouched_questions(corrected, untouched_limit)
-    before = score(settings, model, None, corrected, untouched)
+    before = score(settings, model, None, corrected, untouched, is_demo=is_demo)
     print(f"N={count} before: {before.line()}", flush=True)
 
     store = Store.open(settings.db_path)
     replies = []
-    for item in corrected:  # the demo model's own (wrong) answer, rated down and corrected
+    answers = first_answers(settings, model, [item.question for item in corrected], is_demo=is_demo)
+    for item, answer in zip(corrected, answers, strict=True):  # the model's own (wrong) answer, rated down and corrected
         conversation = store.create_conversation("staff", settings.system_prompt)
         user = store.add_message(conversation.id, "user", item.question)
-        reply = store.add_message(conversation.id, "assistant", first_answer(settings, model, item.question) or "?", parent_id=user.id)
+        reply = store.add_message(conversation.id, "assistant", answer or "?", parent_id=user.id)
         store.rate(reply.id, "staff", -1, correction=item.answer)
         replies.append(reply.id)
     store.approve(replies, "curator")
@@ -147,7 +156,7 @@ def run_count(count: int, root: Path, model: Path, extra: list[str], seed: int, 
     elapsed = time.perf_counter() - started
     store.close()
     adapter = settings.layout.version(result.version) if result.version else None
-    after = score(settings, model, adapter, corrected, untouched)
+    after = score(settings, model, adapter, corrected, untouched, is_demo=is_demo)
     pre = result.preflight or {}
     counts = f"{pre.get('train_examples')} train, {pre.get('eval_examples')} eval rows"
     print(f"N={count} after:  {after.line()}")
@@ -169,6 +178,7 @@ def main() -> int:
     parser.add_argument("--counts", default="3,10,30", help="How many corrections, comma-separated.")
     parser.add_argument("--untouched", type=int, default=60, help="How many untouched sample questions to score.")
     parser.add_argument("--seed", type=int, default=0, help="Which rephrasings become corrections.")
+    parser.add_argument("--model", type=Path, help="A local base model directory (default: the built-in demo model).")
     parser.add_argument("--models", type=Path, default=DEFAULT_MODELS, help="Where the demo model is built once and reused.")
     parser.add_argument("--data-dir", type=Path, help="Where the data dirs go (default: a temp dir).")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="A config.toml line for every run.")
@@ -179,10 +189,11 @@ def main() -> int:
     from assistant.demo.build import ensure_demo_model
 
     started = time.perf_counter()
-    model = ensure_demo_model(args.models, recipe="demo", seed=0)
-    print(f"demo model: {model} ({time.perf_counter() - started:.0f} s to build or reuse)")
+    model = args.model or ensure_demo_model(args.models, recipe="demo", seed=0)
+    print(f"model: {model} ({time.perf_counter() - started:.0f} s to build or reuse)")
     root = args.data_dir or Path(tempfile.mkdtemp(prefix="corrections-"))
-    verdicts = [run_count(int(n), root, model, args.set, args.seed, args.untouched) for n in args.counts.split(",")]
+    verdicts = [run_count(int(n), root, model, args.set, args.seed, args.untouched, is_demo=args.model is None)
+                for n in args.counts.split(",")]
     for _, line in verdicts:
         print(line)
     return 0 if all(met for met, _ in verdicts) else 1

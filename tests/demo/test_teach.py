@@ -135,6 +135,38 @@ def test_a_running_retrains_progress_comes_from_what_it_records(store: Store) ->
     assert run_progress(store) is None
 
 
+def _log_steps(store: Store, clock, steps: range, *, seconds: int = 4, total: int = 100) -> None:  # noqa: ANN001
+    from datetime import timedelta
+
+    for step in steps:
+        clock.now += timedelta(seconds=seconds - 1)  # the clock moves a second per reading
+        store.record_metrics("r1", [MetricPoint("train", step, step / total, 2.0, 1.0, 1e-4)])
+
+
+def test_the_time_left_is_the_pace_of_the_steps_so_far_not_of_the_start_up(store: Store, clock) -> None:  # noqa: ANN001
+    from datetime import timedelta
+
+    store.start_run("r1", user="ann", pid=1, base_model="m", config={"epochs": 1.0, "max_steps": 0})
+    clock.now += timedelta(seconds=120)  # the dataset and the model loading
+    _log_steps(store, clock, range(1, 11))
+    progress = run_progress(store)
+    assert (progress.step, progress.fraction, progress.seconds_per_step) == (10, 0.1, 4.0)
+    assert progress.remaining_s == pytest.approx(90 * 4 - 1)  # less the second since step 10; not 9 x 161 s elapsed
+    assert progress.text() == "training, step 10 (10%), about 6 min left"
+
+
+def test_a_resumed_runs_time_left_ignores_the_downtime_and_the_steps_its_killed_process_left(store: Store, clock) -> None:  # noqa: ANN001
+    from datetime import timedelta
+
+    store.start_run("r1", user="ann", pid=1, base_model="m", config={"epochs": 1.0, "max_steps": 0})
+    _log_steps(store, clock, range(1, 41))  # killed after step 40, checkpointed at 20
+    clock.now += timedelta(hours=10)
+    _log_steps(store, clock, range(21, 26))  # resumed from step 20
+    progress = run_progress(store)
+    assert (progress.step, progress.fraction, progress.seconds_per_step) == (25, 0.25, 4.0)
+    assert progress.remaining_s == pytest.approx(75 * 4 - 1)
+
+
 def test_max_steps_bounds_the_progress_when_it_ends_the_run_first(store: Store) -> None:
     store.start_run("r1", user="ann", pid=1, base_model="m", config={"epochs": 30.0, "max_steps": 20})
     store.record_metrics("r1", [MetricPoint("train", 5, 0.1, 2.0, 1.0, 1e-4)])

