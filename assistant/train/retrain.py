@@ -433,7 +433,9 @@ class _Retrain:
         # deleted, every row would look new, the active version's own included). The learned path is the
         # small-data schedule's (the demo model's); other runs are judged on their eval loss alone.
         active_dataset = datasets.get(active.dataset_id) if active is not None and active.dataset_id else None
-        new = [] if active is not None and active_dataset is None else new_rows(dataset_dir, active_dataset, min(NEW_ROWS, self.settings.gate_max_examples))
+        gone = active is not None and active_dataset is None
+        wanted = config.small_data_schedule and not gone  # scoring them costs two forward passes a row
+        new = new_rows(dataset_dir, active_dataset, min(NEW_ROWS, self.settings.gate_max_examples)) if wanted else []
         max_rise = self.settings.gate_max_eval_rise if config.small_data_schedule else 0.0
         report = evaluate(
             base_path,
