@@ -127,16 +127,6 @@ class TrainingStore:
         )
         return [(r["step"], r["epoch"], r["at"]) for r in rows]
 
-    def last_metric(self, run_id: str, split: str = "train") -> MetricPoint | None:
-        """A run's newest logged step (a chat's progress line polls it)."""
-        rows = list(self.db.query(
-            "SELECT * FROM training_metrics WHERE run_id = ? AND split = ? ORDER BY step DESC LIMIT 1", [run_id, split]
-        ))  # fmt: skip
-        if not rows:
-            return None
-        r = rows[0]
-        return MetricPoint(r["split"], r["step"], r["epoch"], r["loss"], r["grad_norm"], r["learning_rate"])
-
     # -- adapter versions ----------------------------------------------------------------------
 
     def register_adapter(

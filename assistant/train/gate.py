@@ -7,10 +7,9 @@ the adapter unmerged on top. Each gets
 - its loss on the eval split of the candidate's dataset (assistant tokens only, token-weighted);
 - its loss on a regression set: eval examples of earlier snapshots that still exist and are not
   training examples now;
-- its greedy answers to the probe prompts, kept in the report for people to read.
-
 - its loss on the new rows: the team's training rows that the active version was not trained on
-  (all of them for a first version), i.e. what curators approved since.
+  (all of them for a first version), i.e. what curators approved since;
+- its greedy answers to the probe prompts, kept in the report for people to read.
 
 `decide` is the rule, kept pure: promote only if the candidate beats the baseline (the active
 adapter, else the base model) on eval loss by at least `margin`, or learned its new rows (their loss
@@ -89,15 +88,20 @@ def new_rows(dataset_dir: Path, active_dataset: Path | None, limit: int) -> list
     """The team's training rows (not replayed samples) that the active version's dataset did not train on."""
     from assistant.train.loop import team_row_flags
 
-    seen = {json.dumps(row["messages"], sort_keys=True) for row in read_rows(active_dataset / "train.jsonl")} if active_dataset else set()
+    seen = {_key(row) for row in read_rows(active_dataset / "train.jsonl")} if active_dataset else set()
     rows = read_rows(dataset_dir / "train.jsonl")
     flags = team_row_flags(dataset_dir)
     if len(flags) != len(rows):
         return []
-    fresh = [row for row, team in zip(rows, flags, strict=True) if team and json.dumps(row["messages"], sort_keys=True) not in seen]
+    fresh = [row for row, team in zip(rows, flags, strict=True) if team and _key(row) not in seen]
     if len(fresh) <= limit:
         return fresh
     return [fresh[i * len(fresh) // limit] for i in range(limit)]  # spread over them
+
+
+def _key(row: dict[str, Any]) -> str:
+    """A row's messages as a comparable key, whatever their keys' order."""
+    return json.dumps(row["messages"], sort_keys=True)
 
 
 def _rise(old: float, new: float) -> str:
@@ -108,11 +112,11 @@ def _rise(old: float, new: float) -> str:
 
 def regression_rows(earlier: Sequence[Path], current_train: Sequence[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
     """Eval rows of earlier snapshots (newest first), without duplicates or current training rows."""
-    seen = {json.dumps(row["messages"], sort_keys=True) for row in current_train}
+    seen = {_key(row) for row in current_train}
     rows = []
     for directory in earlier:
         for row in read_rows(directory / "eval.jsonl"):
-            key = json.dumps(row["messages"], sort_keys=True)
+            key = _key(row)
             if key not in seen:
                 seen.add(key)
                 rows.append(row)

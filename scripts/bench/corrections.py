@@ -47,6 +47,7 @@ DEFAULT_MODELS = Path("/tmp/assistant-bench-models")
 class Scores:
     corrections: list[float]
     untouched: list[float]
+    answers: list[str]  # the greedy answers to the corrected questions
 
     def learned(self) -> int:
         return sum(score >= LEARNED for score in self.corrections)
@@ -88,25 +89,19 @@ def score(settings, model: Path, adapter: Path | None, corrected: list[Rephrasin
     params = GenerationParams(max_new_tokens=200, temperature=0.0)
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 
-    def rouge(question: str, expected: str) -> float:
-        text = "".join(backend.stream([ChatMessage("system", settings.system_prompt), ChatMessage("user", question)], params))
+    def answer(question: str) -> str:
+        return "".join(backend.stream([ChatMessage("system", settings.system_prompt), ChatMessage("user", question)], params))
+
+    def rouge(text: str, expected: str) -> float:
         return scorer.score(expected, text)["rougeL"].fmeasure
 
     try:
-        return Scores([rouge(i.question, i.answer) for i in corrected], [rouge(q, a) for q, a in untouched])
-    finally:
-        backend.close()
-
-
-def first_answers(settings, model: Path, questions: list[str], *, is_demo: bool) -> list[str]:  # noqa: ANN001
-    from assistant.engine.base import ChatMessage, GenerationParams
-    from assistant.engine.local import load_local_backend
-
-    backend = load_local_backend(_choice(model, is_demo), device="cpu")
-    try:
-        params = GenerationParams(max_new_tokens=200, temperature=0.0)
-        system = ChatMessage("system", settings.system_prompt)
-        return ["".join(backend.stream([system, ChatMessage("user", question)], params)) for question in questions]
+        answers = [answer(item.question) for item in corrected]
+        return Scores(
+            [rouge(text, item.answer) for text, item in zip(answers, corrected, strict=True)],
+            [rouge(answer(q), a) for q, a in untouched],
+            answers,
+        )
     finally:
         backend.close()
 
@@ -134,8 +129,7 @@ def run_count(count: int, root: Path, model: Path, extra: list[str], seed: int, 
 
     store = Store.open(settings.db_path)
     replies = []
-    answers = first_answers(settings, model, [item.question for item in corrected], is_demo=is_demo)
-    for item, answer in zip(corrected, answers, strict=True):  # the model's own (wrong) answer, rated down and corrected
+    for item, answer in zip(corrected, before.answers, strict=True):  # the model's own (wrong) answer, rated down and corrected
         conversation = store.create_conversation("staff", settings.system_prompt)
         user = store.add_message(conversation.id, "user", item.question)
         reply = store.add_message(conversation.id, "assistant", answer or "?", parent_id=user.id)
