@@ -66,17 +66,28 @@ def build(state: Context, as_json: bool) -> None:
     rows = counts["rows"]
     click.echo(
         f"{'unchanged' if snapshot.reused else 'built'} dataset {snapshot.id}: {rows['train']} train, {rows['eval']} eval, "
-        f"{rows['dpo']} DPO, {rows['kto']} KTO rows"
+        f"{rows['dpo']} DPO, {rows['kto']} KTO rows{_held_out_preference(rows)}"
     )
     click.echo(f"  {snapshot.path}")
     _print_filters(counts)
     _print_too_long(snapshot.manifest)
 
 
+def _held_out_preference(rows: dict[str, int]) -> str:
+    """The held-out conversations' preference rows (dpo_eval, kto_eval), for the rows line; "" for a
+    snapshot built before they were kept (it dropped them: its filters count them)."""
+    if "dpo_eval" not in rows:
+        return ""
+    return f"; held out for evaluation: {rows['dpo_eval']} DPO, {rows.get('kto_eval', 0)} KTO"
+
+
 def _print_filters(counts: dict[str, Any]) -> None:
     sources = ", ".join(f"{k} {v}" for k, v in counts["sources"].items()) or "none"
     click.echo(f"  sources: {sources}")
-    skipped = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts["filters"].items() if v and k != "conversations_read")
+    # preference_held_out counts the rows in dpo_eval/kto_eval (the rows line shows them); a snapshot built
+    # before those files existed dropped those rows, and lists them here as filtered.
+    not_filters = {"conversations_read"} | ({"preference_held_out"} if "dpo_eval" in counts["rows"] else set())
+    skipped = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts["filters"].items() if v and k not in not_filters)
     click.echo(f"  filtered: {skipped or 'nothing'}")
     from assistant.data.builder import placeholder_advice
 
@@ -137,6 +148,7 @@ def stats(state: Context, snapshot_id: str | None, as_json: bool) -> None:
     click.echo(
         f"  rows: {rows['train']} train ({plural(conversations['train'], 'conversation')}), "
         f"{rows['eval']} eval ({plural(conversations['eval'], 'conversation')}), {rows['dpo']} DPO, {rows['kto']} KTO"
+        + _held_out_preference(rows)
     )
     _print_filters(counts)
     _print_too_long(manifest)

@@ -4,6 +4,8 @@ Input: the conversations with rated or reviewed replies (`Store.training_convers
 increasing id order), the build policy (from the settings) and a tokenizer to measure lengths.
 Output: SFT rows in TRL's conversational format, DPO and KTO preference rows, each handed to a sink
 as its JSONL line as soon as it is final, and a manifest of what was kept and why the rest was not.
+Splits (`SPLITS`): "train" and "eval" (SFT), "dpo" and "kto" (the training side's preference rows),
+"dpo_eval" and "kto_eval" (the held-out side's, in the same formats, for evaluation).
 The same input always gives the same output; nothing here reads a clock or a file.
 
 - SFT: one row per approved reply (and, when the policy allows, per unreviewed thumbs-up): the
@@ -13,8 +15,9 @@ The same input always gives the same output; nothing here reads a clock or a fil
 - DPO: a curated answer against the reply it corrects; regenerated siblings rated up and down.
 - KTO: rated replies with their rating as the label; curated answers as desirable.
 - A rejected reply is never trained on, in any file.
-- Split by conversation, from a hash of its id: no conversation is on both sides. Preference rows
-  come from the training side only.
+- Split by conversation, from a hash of its id: no conversation is on both sides. A held-out
+  conversation's preference rows go to dpo_eval/kto_eval (counted as `preference_held_out`), never
+  to dpo/kto; a conversation without SFT rows is never held out.
 
 Rows stream: conversations are read one at a time, rows are deduplicated against the keys of the
 rows before them (never the rows themselves), measured in batches (each distinct text tokenised
@@ -23,7 +26,8 @@ the manifest lists. A row's JSON line is assembled from each message's JSON, enc
 conversation, and is byte for byte `json.dumps(row, ensure_ascii=False, sort_keys=True)`
 (tests/data/test_snapshot.py checks it). Conversations held out for evaluation are known as each
 one is read (its id's hash), except when the evaluation split has to be topped up to
-`min_eval_examples` at the end: then the sink moves those conversations' rows (`resplit`).
+`min_eval_examples` at the end: then the sink moves those conversations' rows (`resplit`: train to
+eval, dpo to dpo_eval, kto to kto_eval).
 """
 
 from __future__ import annotations
@@ -49,8 +53,9 @@ from assistant.settings import Settings
 from assistant.store.records import TrainingConversation, TrainingMessage
 from assistant.text import one_line
 
-FORMAT_VERSION = 1
-SPLITS = ("train", "eval", "dpo", "kto")
+FORMAT_VERSION = 2  # 2: the held-out conversations' preference rows kept (dpo_eval, kto_eval), not dropped
+SPLITS = ("train", "eval", "dpo", "kto", "dpo_eval", "kto_eval")
+HELD_OUT = {"train": "eval", "dpo": "dpo_eval", "kto": "kto_eval"}  # where a held-out conversation's rows go
 CORRECTIONS = frozenset({"approved_correction", "approved_edit"})  # sources of answers a curator wrote
 Row = dict[str, Any]
 Turn = tuple[str, str, int | None]  # role, cleaned text, weight (None: the message has no "weight" key)
@@ -142,7 +147,7 @@ class Sink(Protocol):
     def add(self, split: str, conversation_id: int, line: str) -> None: ...
 
     def resplit(self, moved: frozenset[int]) -> None:
-        """Move the train rows of these conversations to eval and drop their preference rows (see
+        """Move these conversations' rows from train, dpo and kto to eval, dpo_eval and kto_eval (see
         `resplit_rows`); called at most once, after the last `add`."""
         ...
 
@@ -203,16 +208,22 @@ T = TypeVar("T")
 
 
 def resplit_rows(rows: dict[str, Callable[[], Iterable[tuple[int, T]]]], moved: frozenset[int]) -> dict[str, Iterator[T]]:
-    """Each split's items after the conversations in `moved` go from train to eval: their train rows
-    merged into eval in conversation order, their preference rows dropped. `rows` opens a split's
-    (conversation_id, item) pairs, in order; each is opened at most twice."""
+    """Each split's items after the conversations in `moved` go to the held-out side: their rows of
+    train, dpo and kto merged into eval, dpo_eval and kto_eval (`HELD_OUT`) in conversation order.
+    `rows` opens a split's (conversation_id, item) pairs, in increasing conversation order; each is
+    opened at most twice."""
 
     def kept(split: str) -> Iterator[T]:
         return (item for cid, item in rows[split]() if cid not in moved)
 
-    moving = ((cid, item) for cid, item in rows["train"]() if cid in moved)
-    merged = heapq.merge(rows["eval"](), moving, key=lambda pair: pair[0])
-    return {"train": kept("train"), "eval": (item for _, item in merged), "dpo": kept("dpo"), "kto": kept("kto")}
+    def merged(split: str) -> Iterator[T]:
+        moving = ((cid, item) for cid, item in rows[split]() if cid in moved)
+        return (item for _, item in heapq.merge(rows[HELD_OUT[split]](), moving, key=lambda pair: pair[0]))
+
+    out: dict[str, Iterator[T]] = {}
+    for split, held_out in HELD_OUT.items():
+        out[split], out[held_out] = kept(split), merged(split)
+    return {split: out[split] for split in SPLITS}
 
 
 @dataclass
@@ -230,6 +241,8 @@ class Dataset:
     eval: list[Row]
     dpo: list[Row]
     kto: list[Row]
+    dpo_eval: list[Row]
+    kto_eval: list[Row]
     manifest: dict[str, Any]
     conversation_ids: list[int] = field(default_factory=list)
 
@@ -255,7 +268,7 @@ def build_dataset(conversations: Iterable[TrainingConversation], policy: BuildPo
     built = build(conversations, policy, tokenizer, sink)
     rows = {split: [json.loads(line) for _, line in sink.lines[split]] for split in SPLITS}
     manifest = {**built.manifest, "rows": built.manifest["rows"].as_lists()}
-    return Dataset(rows["train"], rows["eval"], rows["dpo"], rows["kto"], manifest, built.conversation_ids)
+    return Dataset(**rows, manifest=manifest, conversation_ids=built.conversation_ids)
 
 
 @contextmanager
@@ -503,9 +516,8 @@ class _Builder:
         for example, line in sft:
             self.sources[example.source] += 1
             self._add("eval" if held_out else "train", example, line)
-        if not held_out:
-            for example, line in preference:
-                self._add(example.kind, example, line)
+        for example, line in preference:
+            self._add(HELD_OUT[example.kind] if held_out else example.kind, example, line)
 
     def _drop_too_long(self, conversation: TrainingConversation, example: Example) -> None:
         """Dropped, and remembered so that a curator can find it: its title cleaned like any text
@@ -539,8 +551,8 @@ class _Builder:
         topped_up = frozenset(_eval_conversations(self.sft_rows, self.eval_ids, policy) - self.eval_ids)
         index = self.index
         if topped_up:
-            held_out = sum(1 for split in ("dpo", "kto") for cid in index.conversation[split] if cid in topped_up)
-            self.counts["preference_held_out"] += held_out
+            moving = sum(1 for split in ("dpo", "kto") for cid in index.conversation[split] if cid in topped_up)
+            self.counts["preference_held_out"] += moving  # to dpo_eval and kto_eval
             index = index.resplit(topped_up)
             self.sink.resplit(topped_up)
         manifest = {

@@ -1,7 +1,8 @@
 """Dataset export: one snapshot written by `assistant dataset build`, rewritten in the layout another
 trainer reads. This module owns the mapping from the snapshot's files (TRL conversational SFT rows in
-`train.jsonl` / `eval.jsonl`, preference rows in `dpo.jsonl`, binary-feedback rows in `kto.jsonl`) to
-those layouts, and nothing else: it never reads the database and never changes the snapshot.
+`train.jsonl` / `eval.jsonl`, preference rows in `dpo.jsonl`, binary-feedback rows in `kto.jsonl`, and
+the held-out conversations' preference rows in `dpo_eval.jsonl` / `kto_eval.jsonl`) to those layouts,
+and nothing else: it never reads the database and never changes the snapshot.
 
 Formats (`EXPORT_FORMATS`), each written into a new or empty directory:
 
@@ -10,8 +11,9 @@ Formats (`EXPORT_FORMATS`), each written into a new or empty directory:
     holding only `role` and `content`, plus `weight` (0 or 1) on assistant messages: the snapshot's
     weights are kept, so earlier assistant turns stay context only. `dpo.jsonl` (only when the
     snapshot has preference rows): OpenAI preference fine-tuning rows, `{"input": {"messages": [...]},
-    "preferred_output": [...], "non_preferred_output": [...]}`. OpenAI has no KTO format, so the
-    snapshot's `kto.jsonl` is not exported.
+    "preferred_output": [...], "non_preferred_output": [...]}`; `dpo_eval.jsonl` (only when it has
+    held-out ones): the same rows of the held-out conversations, a preference job's validation file.
+    OpenAI has no KTO format, so the snapshot's `kto.jsonl` and `kto_eval.jsonl` are not exported.
 `sharegpt`
     `train.json`, `eval.json`: JSON arrays of `{"conversations": [{"from": "system" | "human" | "gpt",
     "value": ...}]}`, the system turn included when the row has one. ShareGPT has no per-turn
@@ -30,8 +32,9 @@ Formats (`EXPORT_FORMATS`), each written into a new or empty directory:
     A `datasets.DatasetDict` saved with `save_to_disk(out_dir)`, so `datasets.load_from_disk(out_dir)`
     returns it. Splits: `train` and `eval` (column `messages`, as in `train.jsonl`, with `weight`
     null on non-assistant messages), `dpo` (`prompt`, `chosen`, `rejected`) and `kto` (`prompt`,
-    `completion`, `label`), the last two in TRL's conversational preference formats. Empty splits
-    are left out, because `datasets` cannot load an empty split back from disk.
+    `completion`, `label`), in TRL's conversational preference formats, and `dpo_eval` and `kto_eval`
+    (the held-out conversations' preference rows, the same columns). Empty splits are left out,
+    because `datasets` cannot load an empty split back from disk.
 
 The text formats are deterministic: the same snapshot gives byte-identical files (UTF-8, keys sorted,
 `\\n` line ends; JSONL one row per line, JSON arrays indented by 2). The `hf` arrow files carry
@@ -55,6 +58,9 @@ from assistant.jsonl import read_jsonl
 EXPORT_FORMATS = ("openai", "sharegpt", "alpaca", "hf")
 
 SFT_SPLITS = ("train", "eval")
+DPO_SPLITS = ("dpo", "dpo_eval")
+KTO_SPLITS = ("kto", "kto_eval")
+SPLITS = ("train", "eval", "dpo", "kto", "dpo_eval", "kto_eval")  # the snapshot's files, `<split>.jsonl`
 ROLES = ("system", "user", "assistant")
 SHAREGPT_FROM = {"system": "system", "user": "human", "assistant": "gpt"}
 
@@ -85,20 +91,21 @@ def export_snapshot(snapshot_dir: Path, fmt: str, out_dir: Path) -> dict[str, in
 
 
 def read_snapshot(snapshot_dir: Path) -> dict[str, list[Row]]:
-    """The snapshot's rows by split (`train`, `eval`, `dpo`, `kto`), each row checked for its shape.
+    """The snapshot's rows by split (`SPLITS`), each row checked for its shape.
 
-    `train.jsonl` and `eval.jsonl` must exist (an empty one is fine); `dpo.jsonl` and `kto.jsonl` are
-    optional, since a snapshot without ratings has nothing to put in them.
+    `train.jsonl` and `eval.jsonl` must exist (an empty one is fine); the preference files are
+    optional, since a snapshot without ratings has nothing to put in them (and one built before
+    `dpo_eval.jsonl` and `kto_eval.jsonl` existed has none of those).
     """
     splits: dict[str, list[Row]] = {}
-    for split in ("train", "eval", "dpo", "kto"):
+    for split in SPLITS:
         path = snapshot_dir / f"{split}.jsonl"
         if not path.is_file():
             if split in SFT_SPLITS:
                 raise InputError(f"{snapshot_dir} is not a complete snapshot (it has no {path.name})")
             splits[split] = []
             continue
-        check = _check_sft if split in SFT_SPLITS else _check_dpo if split == "dpo" else _check_kto
+        check = _check_sft if split in SFT_SPLITS else _check_dpo if split in DPO_SPLITS else _check_kto
         splits[split] = [check(row, where) for row, where in read_jsonl(path)]
     return splits
 
@@ -204,16 +211,18 @@ def _export_openai(snapshot: dict[str, list[Row]], out_dir: Path) -> dict[str, i
     for split in SFT_SPLITS:
         rows = [{"messages": _weighted(row["messages"])} for row in snapshot[split]]
         files[f"{split}.jsonl"], counts[f"{split}.jsonl"] = _jsonl(rows), len(rows)
-    if snapshot["dpo"]:
+    for split in DPO_SPLITS:
+        if not snapshot[split]:
+            continue
         rows = [
             {
                 "input": {"messages": _plain(row["prompt"])},
                 "preferred_output": _plain(row["chosen"]),
                 "non_preferred_output": _plain(row["rejected"]),
             }
-            for row in snapshot["dpo"]
+            for row in snapshot[split]
         ]
-        files["dpo.jsonl"], counts["dpo.jsonl"] = _jsonl(rows), len(rows)
+        files[f"{split}.jsonl"], counts[f"{split}.jsonl"] = _jsonl(rows), len(rows)
     _write(out_dir, files)
     return counts
 
@@ -279,21 +288,18 @@ def _export_hf(snapshot: dict[str, list[Row]], out_dir: Path) -> dict[str, int]:
     plain = [{"role": text, "content": text}]
     # Explicit features: inferring them would type a split whose weights are all null as "null",
     # and the splits of one export would not share one schema.
-    features = {
-        "train": datasets.Features({"messages": weighted}),
-        "eval": datasets.Features({"messages": weighted}),
-        "dpo": datasets.Features({"prompt": plain, "chosen": plain, "rejected": plain}),
-        "kto": datasets.Features({"prompt": plain, "completion": plain, "label": datasets.Value("bool")}),
-    }
-    converters: dict[str, Callable[[Row], Row]] = {
-        "train": lambda row: {"messages": _weighted_or_null(row["messages"])},
-        "eval": lambda row: {"messages": _weighted_or_null(row["messages"])},
-        "dpo": lambda row: {k: _plain(row[k]) for k in ("prompt", "chosen", "rejected")},
-        "kto": lambda row: {k: _plain(row[k]) for k in ("prompt", "completion")} | {"label": row["label"]},
+    sft = datasets.Features({"messages": weighted})
+    dpo = datasets.Features({"prompt": plain, "chosen": plain, "rejected": plain})
+    kto = datasets.Features({"prompt": plain, "completion": plain, "label": datasets.Value("bool")})
+    kinds: dict[tuple[str, ...], tuple[datasets.Features, Callable[[Row], Row]]] = {
+        SFT_SPLITS: (sft, lambda row: {"messages": _weighted_or_null(row["messages"])}),
+        DPO_SPLITS: (dpo, lambda row: {k: _plain(row[k]) for k in ("prompt", "chosen", "rejected")}),
+        KTO_SPLITS: (kto, lambda row: {k: _plain(row[k]) for k in ("prompt", "completion")} | {"label": row["label"]}),
     }
     splits = {}
-    for split, split_features in features.items():
-        rows = [converters[split](row) for row in snapshot[split]]
+    for split in SPLITS:  # train, eval, dpo, kto, dpo_eval, kto_eval
+        split_features, convert = next(kind for names, kind in kinds.items() if split in names)
+        rows = [convert(row) for row in snapshot[split]]
         if rows:
             columns = {name: [row[name] for row in rows] for name in split_features}
             splits[split] = datasets.Dataset.from_dict(columns, features=split_features)

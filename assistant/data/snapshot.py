@@ -1,15 +1,15 @@
-"""Dataset snapshots on disk: `datasets/<snapshot-id>/` with train, eval, dpo and kto JSONL files
-and manifest.json, written to a staging directory as the builder hands out rows, flushed and renamed
-into place.
+"""Dataset snapshots on disk: `datasets/<snapshot-id>/` with a JSONL file per split (`FILES`: train,
+eval, dpo, kto, dpo_eval, kto_eval) and manifest.json, written to a staging directory as the builder
+hands out rows, flushed and renamed into place.
 
 The snapshot id is a hash of the files' content, so the same database state gives the same id and
 byte-identical files, and a rebuild of an unchanged state reuses the existing directory. Times and
 paths live in the database's `datasets` table, never in the files. The bytes: each row's line as
 `json.dumps(row, ensure_ascii=False, sort_keys=True)`; the manifest as
 `json.dumps(manifest, ensure_ascii=False, sort_keys=True, indent=1)`; the id the first 16 hex digits
-of SHA-256 over each file (name, NUL, content, NUL) and then the manifest without its id as
-`json.dumps(manifest, sort_keys=True)`. Its rows section (ids of every row, the biggest part) is
-written and hashed in pieces, never held as one string.
+of SHA-256 over each file in `FILES` order (name, NUL, content, NUL) and then the manifest without
+its id as `json.dumps(manifest, sort_keys=True)`. Its rows section (ids of every row, the biggest
+part) is written and hashed in pieces, never held as one string.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from assistant.settings import DataDir
 from assistant.store import DatasetRecord, Store
 from assistant.store.records import TrainingConversation
 
-FILES = ("train.jsonl", "eval.jsonl", "dpo.jsonl", "kto.jsonl")
+FILES = tuple(f"{split}.jsonl" for split in SPLITS)  # train, eval, dpo, kto, dpo_eval, kto_eval
 MANIFEST = "manifest.json"
 ID_LENGTH = 16
 CHUNK = 1 << 20
@@ -89,7 +89,8 @@ class StagingSink:
             handle.close()
 
     def resplit(self, moved: frozenset[int]) -> None:
-        """Rewrite the files with these conversations moved to eval (rare: only when eval is topped up)."""
+        """Rewrite the files with these conversations moved to the held-out side (train to eval, dpo to
+        dpo_eval, kto to kto_eval; rare: only when eval is topped up)."""
         self.close()
         old = {split: self.directory / f".old-{split}.jsonl" for split in SPLITS}
         for split in SPLITS:

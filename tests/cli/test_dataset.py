@@ -17,7 +17,7 @@ from tests.cli.helpers import open_store
 SYSTEM = "You are the Nimbus Home support assistant."
 ERASED = "Zebrafish"  # a word only in the conversation the forget tests erase
 BOBS = "Quokka"  # a word only in bob's conversation
-FILES = ("train.jsonl", "eval.jsonl", "dpo.jsonl", "kto.jsonl", "manifest.json")
+FILES = ("train.jsonl", "eval.jsonl", "dpo.jsonl", "kto.jsonl", "dpo_eval.jsonl", "kto_eval.jsonl", "manifest.json")
 NOT_A_CURATOR = "error: ann is not a curator (curators: zoe; an admin adds names to `curators` in config.toml)"
 
 
@@ -32,7 +32,8 @@ def _seed(store: Store) -> dict[str, int]:
     """Four approved replies in four conversations (one of them bob's), one with a rater's correction.
 
     The split hashes conversation ids: with the defaults, conversations 2 and 4 are held out for
-    evaluation, so the corrected reply (conversation 3) gives the training side DPO and KTO rows.
+    evaluation, so the corrected reply (conversation 3) gives the training side DPO and KTO rows, and
+    the thumbs-up of 2 and 4 give the held-out side KTO rows (kto_eval.jsonl).
     """
     ids: dict[str, int] = {}
     ids["billing"], a = _turn(store, "ann", "When is my bill due?", "On the 1st of each month.")
@@ -92,16 +93,19 @@ def test_build_writes_the_snapshot_files(build, data_dir: Path, conversations: d
     rows = manifest["counts"]["rows"]
     assert first == (
         f"built dataset {snapshot_id}: {rows['train']} train, {rows['eval']} eval, "
-        f"{rows['dpo']} DPO, {rows['kto']} KTO rows"
+        f"{rows['dpo']} DPO, {rows['kto']} KTO rows; held out for evaluation: 0 DPO, 2 KTO"
     )
     assert rows["train"] + rows["eval"] == 4  # one row per approved reply
     assert rows["eval"] > 0 and rows["dpo"] == 1 and rows["kto"] > 0  # the correction against the reply
-    for split in ("train", "eval", "dpo", "kto"):
+    assert (rows["dpo_eval"], rows["kto_eval"]) == (0, 2)  # the held-out replies' thumbs-up
+    assert manifest["counts"]["filters"]["preference_held_out"] == 2
+    for split in ("train", "eval", "dpo", "kto", "dpo_eval", "kto_eval"):
         lines = (path / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()
         assert len(lines) == rows[split]
         assert all(isinstance(json.loads(line), dict) for line in lines)
     assert sources == "  sources: approved_correction 1, approved_reply 3"
-    assert filtered.startswith("  filtered: ") and pii == "  PII replaced: none found"
+    assert filtered.startswith("  filtered: ") and "held out" not in filtered  # in the files, not filtered
+    assert pii == "  PII replaced: none found"
     assert "Yes: Visa, Mastercard and Amex." in _snapshot_text(path)
 
 
@@ -205,7 +209,8 @@ def test_stats_shows_counts_and_a_histogram(cli, data_dir: Path, built: dict) ->
     assert lines[0].startswith(f"dataset {built['snapshot_id']}  (") and "ERASED" not in lines[0]
     rows = built["rows"]
     assert lines[1].startswith(f"  rows: {rows['train']} train (")
-    assert f"{rows['dpo']} DPO, {rows['kto']} KTO" in lines[1]
+    assert lines[1].endswith(f"{rows['dpo']} DPO, {rows['kto']} KTO; held out for evaluation: {rows['dpo_eval']} DPO, "
+                             f"{rows['kto_eval']} KTO")
     assert "  sources: approved_correction 1, approved_reply 3" in lines
     assert any(line.startswith("  train tokens: min ") and "(max_length 2048)" in line for line in lines)
     assert "tokens per training example" in out
@@ -283,6 +288,7 @@ def test_export_writes_files_that_read_back(
         assert len(splits.get("dpo", [])) == rows["dpo"]
     if fmt == "hf":
         assert len(splits.get("kto", [])) == rows["kto"]
+        assert len(splits.get("kto_eval", [])) == rows["kto_eval"] > 0
 
 
 def test_export_refuses_a_non_empty_directory(cli, data_dir: Path, built: dict, tmp_path: Path) -> None:  # noqa: ANN001
@@ -338,6 +344,7 @@ def test_forget_a_conversation_marks_the_snapshot_and_the_next_build_leaves_it_o
 ) -> None:
     old = data_dir / "datasets" / built["snapshot_id"]
     assert ERASED in _snapshot_text(old)
+    assert ERASED in (old / "kto_eval.jsonl").read_text(encoding="utf-8")  # held out: its thumbs-up is there
 
     result = cli("forget", "--conversation", str(conversations["erase"]), "--yes", "--data-dir", data_dir)
 
@@ -350,6 +357,7 @@ def test_forget_a_conversation_marks_the_snapshot_and_the_next_build_leaves_it_o
     )
 
     assert not old.exists()  # the files that held it are gone; the record stays as a tombstone
+    assert not [p for p in data_dir.rglob("*.jsonl") if ERASED in p.read_text(encoding="utf-8")]
     listed = cli("dataset", "list", "--data-dir", data_dir, "--user", "cora")
     [line] = listed.out.splitlines()
     assert line.startswith(built["snapshot_id"])

@@ -18,6 +18,7 @@ from tests.cli.helpers import REPO, open_store, run_subprocess
 
 MARKER = "Xylophonist7731"  # only in the erased user's conversation
 NAME = "quentinbarrow"  # the erased user
+CORRECTION = "Marzipanvoucher"  # only in the erased user's correction of ann's reply
 LONG = 20_000
 CHAT = """
 import sys
@@ -33,7 +34,9 @@ store.close()
 
 
 def _seed(store: Store) -> tuple[int, int]:
-    """The erased user's conversation of LONG messages (the first reply rated and approved), and ann's."""
+    """The erased user's conversation of LONG messages (the first reply rated and approved), and ann's,
+    its reply corrected by the erased user and approved. Ann's is held out for evaluation (the top-up
+    takes the one whose id hashes lowest): the correction is in eval, dpo_eval and kto_eval."""
     messages = [
         ImportedMessage("user" if i % 2 == 0 else "assistant", f"message {i}: the {MARKER} case of {NAME}")
         for i in range(LONG)
@@ -46,8 +49,8 @@ def _seed(store: Store) -> tuple[int, int]:
     )
     first_reply = store.thread(theirs, store.thread(theirs)[1].id)[1]
     kept_reply = store.thread(anns)[1]
-    for reply in (first_reply, kept_reply):
-        store.rate(reply.id, NAME, 1)
+    store.rate(first_reply.id, NAME, 1)
+    store.rate(kept_reply.id, NAME, -1, correction=f"By card or {CORRECTION}.")
     store.approve([first_reply.id, kept_reply.id], "cora")
     return theirs, anns
 
@@ -117,6 +120,10 @@ def test_forget_leaves_no_byte_of_a_20000_message_conversation_while_a_chat_hold
     data_dir: Path, erased_world: dict
 ) -> None:
     assert _holding(data_dir, MARKER, NAME)  # everywhere before
+    snapshot = f"datasets/{erased_world['snapshot']}"
+    assert {f"{snapshot}/{name}.jsonl: {CORRECTION}" for name in ("eval", "dpo_eval", "kto_eval")} <= set(
+        _holding(data_dir, CORRECTION)
+    )
     chat = subprocess.Popen(
         [sys.executable, "-c", CHAT, str(data_dir / "assistant.db"), MARKER],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO,
@@ -129,7 +136,7 @@ def test_forget_leaves_no_byte_of_a_20000_message_conversation_while_a_chat_hold
 
         assert result.code == 0, result.err
         assert result.out.splitlines()[0] == f"erased 1 conversation ({LONG} messages)"
-        assert _holding(data_dir, MARKER, MARKER[-8:], NAME) == []
+        assert _holding(data_dir, MARKER, MARKER[-8:], NAME, CORRECTION) == []
         chat.stdin.write("\n")
         chat.stdin.flush()
         assert chat.stdout.readline().strip() == "0"

@@ -272,3 +272,57 @@ def test_with_sample_conversations_replayed_every_correction_trains(store: Store
 
     alone = build(store, policy, chat_tokenizer)
     assert corrected <= {r["conversation_id"] for r in alone.manifest["rows"]["eval"]}
+
+
+def test_a_held_out_conversations_preference_rows_go_to_the_eval_files(store: Store, log: Log, chat_tokenizer) -> None:  # noqa: ANN001
+    """Held out for evaluation, a conversation's DPO and KTO rows go to dpo_eval and kto_eval (counted
+    as preference_held_out), not dropped and never in dpo or kto: here "edited" (its id hashes below
+    0.5) is held out, "billing" trains, and "regen" (no SFT row) is never held out."""
+    assert split_point(log.conversations["edited"]) < 0.5 <= split_point(log.conversations["billing"])
+    dataset = build(store, BuildPolicy(eval_fraction=0.5, min_eval_examples=0), chat_tokenizer)
+
+    assert [(r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in dataset.dpo_eval] == [
+        ("Shipping is free on orders over $50.", "Never.")
+    ]
+    assert [(r["completion"][0]["content"], r["label"]) for r in dataset.kto_eval] == [
+        ("Never.", False), ("Shipping is free on orders over $50.", True)
+    ]
+    assert dataset.dpo_eval[0]["prompt"] == [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Is shipping free?"}]
+    pairs = {(r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in dataset.dpo}
+    assert pairs == {("Yes: Visa, Mastercard and Amex.", "No."), ("Hold the button for 10 seconds.", "Unplug it forever.")}
+    assert "Never." not in repr([dataset.dpo, dataset.kto])
+
+    manifest = dataset.manifest
+    rows = manifest["rows"]
+    assert {r["conversation_id"] for r in rows["dpo_eval"] + rows["kto_eval"]} == {log.conversations["edited"]}
+    assert rows["dpo_eval"][0]["message_ids"] == [log["q6"], log["a6"]]
+    assert manifest["counts"]["rows"] == {
+        "train": 2, "eval": 1, "dpo": 2, "kto": 6, "dpo_eval": 1, "kto_eval": 2
+    }
+    assert manifest["counts"]["filters"]["preference_held_out"] == 3 == len(dataset.dpo_eval) + len(dataset.kto_eval)
+
+
+def test_the_top_up_moves_preference_rows_with_their_conversation(store: Store, chat_tokenizer) -> None:  # noqa: ANN001
+    """Conversations moved to eval at the end (min_eval_examples) take their DPO and KTO rows to
+    dpo_eval and kto_eval, in conversation order; no conversation is on both sides of any pair of files."""
+    for n in range(20):
+        cid = store.create_conversation("ann", SYSTEM).id
+        _, a = turn(store, cid, f"question {n}", f"answer {n}")
+        store.rate(a, "bob", -1, correction=f"corrected answer {n}")
+        store.approve([a], "cora")
+    policy = BuildPolicy(eval_fraction=0.05, min_eval_examples=6)
+    dataset = build(store, policy, chat_tokenizer)
+
+    rows = dataset.manifest["rows"]
+    ids = {split: [r["conversation_id"] for r in rows[split]] for split in rows}
+    held_out = set(ids["eval"])
+    assert len(held_out) == 6 and any(split_point(cid) >= 0.05 for cid in held_out)  # topped up
+    assert set(ids["dpo_eval"]) == set(ids["kto_eval"]) == held_out
+    assert set(ids["dpo"]) == set(ids["kto"]) == set(ids["train"])
+    assert not set(ids["dpo"]) & held_out and not set(ids["kto"]) & held_out
+    for split in ("eval", "dpo_eval", "kto_eval"):
+        assert ids[split] == sorted(ids[split]), split  # in conversation order
+    assert [r["chosen"][0]["content"] for r in dataset.dpo_eval] == [f"corrected answer {cid - 1}" for cid in ids["dpo_eval"]]
+    assert len(dataset.kto_eval) == 12 and len(dataset.dpo) == 14
+    assert dataset.manifest["counts"]["filters"]["preference_held_out"] == 18
+    assert dataset.manifest["counts"]["rows"]["dpo_eval"] == 6

@@ -53,6 +53,15 @@ KTO = {
     "completion": [{"role": "assistant", "content": "Prüfen Sie die Verkabelung."}],
     "label": True,
 }
+DPO_EVAL = {  # a held-out conversation's pair
+    "prompt": [{"role": "user", "content": "Can I get a refund?"}],
+    "chosen": [{"role": "assistant", "content": "Yes, within 30 days."}],
+    "rejected": [{"role": "assistant", "content": "No."}],
+}
+KTO_EVAL = [
+    {"prompt": DPO_EVAL["prompt"], "completion": DPO_EVAL["rejected"], "label": False},
+    {"prompt": DPO_EVAL["prompt"], "completion": DPO_EVAL["chosen"], "label": True},
+]
 TRAIN = [MULTI_TURN, SINGLE, MARKED]
 
 
@@ -69,6 +78,8 @@ def snapshot(tmp_path: Path) -> Path:
     _write_jsonl(path / "eval.jsonl", [EVAL])
     _write_jsonl(path / "dpo.jsonl", [DPO])
     _write_jsonl(path / "kto.jsonl", [KTO])
+    _write_jsonl(path / "dpo_eval.jsonl", [DPO_EVAL])
+    _write_jsonl(path / "kto_eval.jsonl", KTO_EVAL)
     (path / "manifest.json").write_text("{}\n", encoding="utf-8")
     return path
 
@@ -86,8 +97,8 @@ def test_openai_keeps_messages_and_weights(snapshot: Path, tmp_path: Path) -> No
 
     counts = export_snapshot(snapshot, "openai", out)
 
-    assert counts == {"train.jsonl": 3, "eval.jsonl": 1, "dpo.jsonl": 1}
-    assert sorted(p.name for p in out.iterdir()) == ["dpo.jsonl", "eval.jsonl", "train.jsonl"]
+    assert counts == {"train.jsonl": 3, "eval.jsonl": 1, "dpo.jsonl": 1, "dpo_eval.jsonl": 1}  # no KTO format
+    assert sorted(p.name for p in out.iterdir()) == ["dpo.jsonl", "dpo_eval.jsonl", "eval.jsonl", "train.jsonl"]
     assert _jsonl(out / "train.jsonl") == TRAIN
     assert _jsonl(out / "eval.jsonl") == [EVAL]
     assert _jsonl(out / "dpo.jsonl") == [
@@ -95,6 +106,13 @@ def test_openai_keeps_messages_and_weights(snapshot: Path, tmp_path: Path) -> No
             "input": {"messages": DPO["prompt"]},
             "preferred_output": DPO["chosen"],
             "non_preferred_output": DPO["rejected"],
+        }
+    ]
+    assert _jsonl(out / "dpo_eval.jsonl") == [  # the held-out pairs: a preference job's validation file
+        {
+            "input": {"messages": DPO_EVAL["prompt"]},
+            "preferred_output": DPO_EVAL["chosen"],
+            "non_preferred_output": DPO_EVAL["rejected"],
         }
     ]
     # One row per "\n" line, even with U+2028 in a string; non-ASCII stays readable.
@@ -215,7 +233,7 @@ def test_hf_saves_a_dataset_dict_with_every_non_empty_split(snapshot: Path, tmp_
 
     counts = export_snapshot(snapshot, "hf", out)
 
-    assert counts == {"train": 3, "eval": 1, "dpo": 1, "kto": 1}
+    assert counts == {"train": 3, "eval": 1, "dpo": 1, "kto": 1, "dpo_eval": 1, "kto_eval": 2}
     loaded = datasets.load_from_disk(str(out))
     assert isinstance(loaded, datasets.DatasetDict)
     assert {name: split.num_rows for name, split in loaded.items()} == counts
@@ -228,13 +246,17 @@ def test_hf_saves_a_dataset_dict_with_every_non_empty_split(snapshot: Path, tmp_
     assert loaded["eval"][0]["messages"][-1] == {"role": "assistant", "content": "Yes, within 30 days.", "weight": 1}
     assert loaded["dpo"][0] == DPO
     assert loaded["kto"][0] == KTO
+    assert loaded["dpo_eval"].to_list() == [DPO_EVAL]
+    assert loaded["kto_eval"].to_list() == KTO_EVAL
 
 
 def test_hf_leaves_out_empty_splits(snapshot: Path, tmp_path: Path) -> None:
     datasets = pytest.importorskip("datasets")
     _write_jsonl(snapshot / "eval.jsonl", [])
-    (snapshot / "dpo.jsonl").unlink()  # dpo and kto are optional in a snapshot
+    (snapshot / "dpo.jsonl").unlink()  # the preference files are optional in a snapshot
     _write_jsonl(snapshot / "kto.jsonl", [])
+    (snapshot / "dpo_eval.jsonl").unlink()  # as in a snapshot built before they existed
+    _write_jsonl(snapshot / "kto_eval.jsonl", [])
 
     counts = export_snapshot(snapshot, "hf", tmp_path / "hf")
 
@@ -298,4 +320,18 @@ def test_a_malformed_row_is_refused_naming_the_line_and_nothing_is_written(snaps
 
     with pytest.raises(InputError, match="eval.jsonl line 2: the last message must be the assistant's answer"):
         export_snapshot(snapshot, "sharegpt", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("name", "row", "error"), [
+    ("dpo_eval.jsonl", {**DPO_EVAL, "rejected": []}, 'dpo_eval.jsonl line 2: "rejected" must be a non-empty list of messages'),
+    ("kto_eval.jsonl", {**KTO_EVAL[0], "label": "yes"}, 'kto_eval.jsonl line 2: "label" must be true or false'),
+])
+def test_held_out_preference_rows_are_checked_like_the_training_ones(
+    snapshot: Path, tmp_path: Path, name: str, row: dict, error: str
+) -> None:
+    _write_jsonl(snapshot / name, [KTO_EVAL[0] if name.startswith("kto") else DPO_EVAL, row])
+
+    with pytest.raises(InputError, match=error):
+        export_snapshot(snapshot, "sharegpt", tmp_path / "out")  # even by a format that leaves them out
     assert not (tmp_path / "out").exists()

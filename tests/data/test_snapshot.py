@@ -231,24 +231,31 @@ def test_files_are_json_dumps_of_the_rows_and_the_id_hashes_them(
     store: Store, log: Log, data_dir: Path, chat_tokenizer, fractions  # noqa: ANN001
 ) -> None:
     """The streamed files are byte for byte what rendering the rows in memory gives, whether the eval
-    split is known as rows stream (hashed) or topped up at the end (rows moved after writing)."""
+    split is known as rows stream (hashed) or topped up at the end (rows moved after writing): the
+    held-out conversations' preference rows in dpo_eval and kto_eval either way."""
     import hashlib
 
-    from assistant.data.builder import build_dataset
+    from assistant.data.builder import SPLITS, build_dataset
 
     tricky_log(store)
     eval_fraction, min_eval = fractions
     policy = BuildPolicy(eval_fraction=eval_fraction, min_eval_examples=min_eval)
     dataset = build_dataset(store.training_conversations(), policy, chat_tokenizer)
     snapshot = build_snapshot(store, data_dir, policy, chat_tokenizer, user="cora")
-    assert dataset.eval and dataset.dpo and dataset.kto
+    assert dataset.eval and dataset.dpo and dataset.kto and dataset.dpo_eval and dataset.kto_eval
     held_out = {row["conversation_id"] for row in dataset.manifest["rows"]["eval"]}
     topped_up = {cid for cid in held_out if split_point(cid) >= eval_fraction}
     assert bool(topped_up) == (min_eval > 1)
+    assert bool(topped_up & {row["conversation_id"] for row in dataset.manifest["rows"]["dpo_eval"]}) == (min_eval > 1)
+    for side, held in (("dpo", "dpo_eval"), ("kto", "kto_eval")):
+        ids = {split: {row["conversation_id"] for row in dataset.manifest["rows"][split]} for split in (side, held)}
+        assert ids[held] <= held_out and not ids[side] & held_out
 
     files = snapshot_bytes(snapshot.path)
     digest = hashlib.sha256()
-    for name, rows in zip(FILES, (dataset.train, dataset.eval, dataset.dpo, dataset.kto), strict=True):
+    assert FILES == tuple(f"{split}.jsonl" for split in SPLITS)
+    for name, split in zip(FILES, SPLITS, strict=True):
+        rows = getattr(dataset, split)
         expected = "".join(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for row in rows).encode()
         assert files[name] == expected, name
         digest.update(name.encode() + b"\0" + expected + b"\0")
