@@ -1,5 +1,6 @@
-"""What one adapter version is, as text: status, data, gate verdict, eval report, probe answers,
-the thumbs its replies got, and its loss curves as a terminal plot.
+"""What one adapter version is, as text: status, data, gate verdict, eval report (with the preference
+scores of a gate that had preference rows), probe answers, the thumbs its replies got, and its loss
+curves as terminal plots, one per training stage (SFT, and the preference stage where it ran).
 
 Shared by `assistant models show` and the chat app's models screen. No torch, no textual; the text
 that came from users or models is made terminal-safe here, and the screen shows it without markup.
@@ -33,6 +34,44 @@ def loss_plot(points: Sequence[MetricPoint], *, width: int = 72, height: int = 1
     plt.xticks(integer_ticks(min(steps), max(steps)))
     plt.xlabel("step")
     return plt.uncolorize(plt.build())
+
+
+def preference_title(metrics: dict[str, Any]) -> str:
+    """The preference stage's plot title: its kind (KTO, DPO) from the version's metrics, where known."""
+    stage = metrics.get("preference")
+    kind = stage.get("kind") if isinstance(stage, dict) else None
+    return f"Preference loss ({one_line(str(kind), 12).upper()})" if kind else "Preference loss"
+
+
+def preference_stage_line(metrics: dict[str, Any]) -> str | None:
+    """What the run's preference stage trained (None: it had none, or the version predates them)."""
+    stage = metrics.get("preference")
+    if not isinstance(stage, dict):
+        return None
+    kind = one_line(str(stage.get("kind") or "?"), 12).upper()
+    steps, total = stage.get("steps", "-"), stage.get("total_steps")
+    of = f" of {total}" if isinstance(total, int) and total != steps else ""
+    rows = _trained_on(str(stage.get("kind")), stage.get("rows") if isinstance(stage.get("rows"), dict) else {})
+    return (f"preference stage {kind}: {steps}{of} steps, train loss {_number(stage.get('train_loss'))}"
+            + (f" ({rows})" if rows else ""))
+
+
+def _trained_on(kind: str, rows: dict[str, Any]) -> str:
+    """The rows a preference stage trained on: DPO pairs, or KTO rows of each label."""
+    def count(key: str) -> int:
+        value = rows.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    parts = []
+    if kind != "kto" and count("pairs"):
+        parts.append(plural(count("pairs"), "pair", "pairs"))
+    if kind != "dpo":
+        labelled = [f"{count(key)} {key}" for key in ("desirable", "undesirable") if count(key)]
+        if labelled:
+            parts.append(", ".join(labelled) + (" row" if count("desirable") + count("undesirable") == 1 else " rows"))
+        if count("stand_ins"):
+            parts.append(f"{count('stand_ins')} approved answers standing in as desirable")
+    return "; ".join(parts)
 
 
 def _lowest(metrics: dict[str, Any]) -> str:
@@ -71,9 +110,46 @@ def gate_lines(report: dict[str, Any]) -> list[str]:
                 f"  regression loss {_number(score.get('regression_loss'))}"
                 + (f"  new rows loss {_number(score['new_loss'])}" if score.get("new_loss") is not None else "")
             )
+            lines += preference_lines(score.get("preference"))
+    rows = report.get("preference_rows")
+    if rows:
+        examples = report.get("preference_examples") or {}
+        counts = [f"{examples[key]} {name}" for key, name in (("pairs", "pairs"), ("kto", "KTO rows"))
+                  if isinstance(examples.get(key), int) and examples[key]]
+        lines.append(f"  preference rows scored: {one_line(str(rows), 20)}"
+                     + (f" ({', '.join(counts)})" if counts else ""))
     if report.get("forced"):
         lines.append(f"  promoted with --force: {one_line(str(report['forced']), 200)}")
     return lines
+
+
+def preference_lines(preference: Any) -> list[str]:
+    """One model's preference scores under its gate line: the DPO pairs' accuracy and margin, the KTO rows'
+    mean log-probabilities (nothing for a report without them)."""
+    if not isinstance(preference, dict):
+        return []
+    lines = []
+    pairs = preference.get("pairs")
+    if isinstance(pairs, int) and pairs > 0:
+        accuracy = preference.get("pair_accuracy")
+        shown = f"{accuracy:.1%}" if isinstance(accuracy, (int, float)) else "-"
+        lines.append(f"    preference  pair accuracy {shown} of {pairs} pairs, margin {_signed(preference.get('pair_margin'))}")
+    good, bad = preference.get("desirable"), preference.get("undesirable")
+    good_logp, bad_logp = preference.get("desirable_logp"), preference.get("undesirable_logp")
+    sides = [
+        f"{name} {_number(logp)} ({plural(count, 'row', 'rows')})"
+        for name, count, logp in (("desirable", good, good_logp), ("undesirable", bad, bad_logp))
+        if isinstance(count, int) and count > 0
+    ]
+    if sides:
+        both = isinstance(good_logp, (int, float)) and isinstance(bad_logp, (int, float))
+        gap = f", gap {_signed(good_logp - bad_logp)}" if both else ""
+        lines.append(f"    preference  KTO log-prob {', '.join(sides)}{gap}")
+    return lines
+
+
+def _signed(value: Any) -> str:
+    return f"{value:+.4f}" if isinstance(value, (int, float)) else "-"
 
 
 def probe_lines(report: dict[str, Any], *, width: int = 100) -> list[str]:
@@ -95,6 +171,7 @@ def describe(
 ) -> str:
     """The whole story of one version, as plain text."""
     meta_metrics = record.metrics or {}
+    stage_line = preference_stage_line(meta_metrics)
     lines = [
         f"{record.version}  {record.status}" + (f" - {one_line(record.reason, 160)}" if record.reason else ""),
         f"created {record.created_at}" + (f", active since {record.activated_at}" if record.activated_at else ""),
@@ -103,6 +180,7 @@ def describe(
         f"training run {record.run_id or '-'}: {meta_metrics.get('steps', '-')} steps, "
         f"train loss {_number(meta_metrics.get('train_loss'))}, eval loss {_number(meta_metrics.get('eval_loss'))}"
         + _lowest(meta_metrics),
+        *([stage_line] if stage_line else []),
         f"replies: {rating_line(ratings)}",
     ]
     if record.deleted_at:
@@ -111,7 +189,11 @@ def describe(
     probes = probe_lines(record.report, width=max(20, width - 16))
     if probes:
         lines += ["", "Probe answers (greedy)", *probes]
-    plot = loss_plot(metrics, width=width)
+    # One plot per stage (their steps each start at 1); a run without a preference stage keeps its one "Loss".
+    preference = loss_plot([p for p in metrics if p.stage == "preference"], width=width)
+    plot = loss_plot([p for p in metrics if p.stage != "preference"], width=width)
     if plot:
-        lines += ["", "Loss", plot]
+        lines += ["", "SFT loss" if preference else "Loss", plot]
+    if preference:
+        lines += ["", preference_title(meta_metrics), preference]
     return "\n".join(lines)

@@ -161,6 +161,7 @@ class RunProgress:
     elapsed_s: float
     seconds_per_step: float | None = None  # between the first and the last logged step
     since_step_s: float = 0.0  # since the last logged step
+    stage: str = "sft"  # the stage logging now: "sft", or "preference" (its steps start again at 1)
 
     @property
     def remaining_s(self) -> float | None:
@@ -174,13 +175,16 @@ class RunProgress:
         return max(0.0, self.elapsed_s * (1 - self.fraction) / self.fraction)
 
     def text(self) -> str:
+        what = "preference training" if self.stage == "preference" else "training"
         if self.fraction is None:
-            return "preparing the dataset and the model"
+            if not self.step and self.stage == "preference":
+                return "starting the preference stage"
+            return f"{what}, step {self.step}" if self.step else "preparing the dataset and the model"
         if self.fraction >= 1:
             return "checking the new version against the current one"
         left = self.remaining_s
         eta = f", about {_duration(left)} left" if left is not None else ""
-        return f"training, step {self.step} ({self.fraction:.0%}){eta}"
+        return f"{what}, step {self.step} ({self.fraction:.0%}){eta}"
 
 
 def run_progress(store: Store) -> RunProgress | None:
@@ -191,16 +195,21 @@ def run_progress(store: Store) -> RunProgress | None:
     run = runs[0]
     now = _moment(store.now())
     elapsed = (now - _moment(run.started_at)).total_seconds()
-    recent = store.recent_steps(run.id)
+    stage = _stage(store, run.id)
+    recent = store.recent_steps(run.id, stage=stage)  # the pace and the fraction of this stage's steps only
     if not recent:
         return RunProgress(run.id, run.pid, 0, None, elapsed)
     step, epoch, at = recent[0]  # the newest logged (a resumed run's, not a higher step its killed process left)
+    # The preference stage's length, where the run's config holds it (its own keys, prefixed).
+    prefix = "preference_" if stage == "preference" else ""
     fractions = []
-    if run.config.get("max_steps"):
-        fractions.append(step / run.config["max_steps"])
-    if epoch is not None and run.config.get("epochs"):
-        fractions.append(epoch / run.config["epochs"])
+    if run.config.get(f"{prefix}max_steps"):
+        fractions.append(step / run.config[f"{prefix}max_steps"])
+    if epoch is not None and run.config.get(f"{prefix}epochs"):
+        fractions.append(epoch / run.config[f"{prefix}epochs"])
     fraction = min(1.0, max(fractions)) if fractions else None
+    if stage == "sft" and fraction is not None and fraction >= 1 and run.config.get("preference_max_steps"):
+        return RunProgress(run.id, run.pid, 0, None, elapsed, stage="preference")  # SFT done; the next stage loads
     # The pace: the median time between consecutive steps logged one after the other (a resume's
     # downtime, between two processes' rows, is one interval among many and does not move it).
     gaps = [
@@ -210,7 +219,17 @@ def run_progress(store: Store) -> RunProgress | None:
     ]
     pace = statistics.median(gaps) if gaps else None
     since = max(0.0, (now - _moment(at)).total_seconds())
-    return RunProgress(run.id, run.pid, step, fraction, elapsed, pace, since)
+    return RunProgress(run.id, run.pid, step, fraction, elapsed, pace, since, stage)
+
+
+def _stage(store: Store, run_id: str) -> str:
+    """The stage that logged the run's newest step: the preference stage once it logs (it follows SFT),
+    unless SFT logged after it (a run that went back to its SFT stage)."""
+    preference = store.recent_steps(run_id, 1, stage="preference")
+    if not preference:
+        return "sft"
+    sft = store.recent_steps(run_id, 1, stage="sft")
+    return "preference" if not sft or preference[0][2] >= sft[0][2] else "sft"
 
 
 def _moment(stored: str) -> datetime:

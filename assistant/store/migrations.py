@@ -243,3 +243,34 @@ def m008_secure_deletion_since(db: Database) -> None:
         INSERT INTO secure_deletion (id, since) VALUES (1, NULL);
         """
     )
+
+
+@migrations()
+def m009_training_metrics_by_stage(db: Database) -> None:
+    # A run trains in stages: SFT, then (optionally) a preference stage (KTO or DPO) whose steps start
+    # again at 1. SQLite cannot change a primary key in place: the table is rebuilt, its rows kept as
+    # the SFT stage's. One statement at a time (not executescript, which would commit first): the
+    # rebuild stays inside the migration's transaction. Per-step metrics of each stage, written as
+    # training logs them (a resumed stage rewrites the steps it repeats).
+    db.execute("ALTER TABLE training_metrics RENAME TO training_metrics_m008")
+    db.execute(
+        """
+        CREATE TABLE training_metrics (
+            run_id TEXT NOT NULL REFERENCES training_runs (id) ON DELETE CASCADE,
+            stage TEXT NOT NULL DEFAULT 'sft' CHECK (stage IN ('sft', 'preference')),
+            split TEXT NOT NULL CHECK (split IN ('train', 'eval')),
+            step INTEGER NOT NULL,
+            epoch REAL,
+            loss REAL,
+            grad_norm REAL,
+            learning_rate REAL,
+            at TEXT NOT NULL,
+            PRIMARY KEY (run_id, stage, split, step)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute(
+        "INSERT INTO training_metrics (run_id, stage, split, step, epoch, loss, grad_norm, learning_rate, at)"
+        " SELECT run_id, 'sft', split, step, epoch, loss, grad_norm, learning_rate, at FROM training_metrics_m008"
+    )
+    db.execute("DROP TABLE training_metrics_m008")

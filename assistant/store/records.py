@@ -228,6 +228,7 @@ class MetricPoint:
     loss: float | None
     grad_norm: float | None
     learning_rate: float | None
+    stage: str = "sft"  # "sft" or "preference" (KTO or DPO, after SFT); each stage's steps start at 1
 
 
 @dataclass(frozen=True)

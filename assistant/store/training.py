@@ -25,6 +25,7 @@ from assistant.store.records import (
 )
 
 RUN_STATUSES = ("running", "interrupted", "failed", "nothing", "published")
+METRIC_STAGES = ("sft", "preference")
 _ADAPTERS = """
     SELECT a.*, d.erased_at AS dataset_erased_at
     FROM adapters a LEFT JOIN datasets d ON d.id = a.dataset_id
@@ -99,32 +100,45 @@ class TrainingStore:
     def record_metrics(self, run_id: str, points: Iterable[MetricPoint]) -> None:
         now = self._now()
         rows = [
-            (run_id, p.split, p.step, p.epoch, p.loss, p.grad_norm, p.learning_rate, now) for p in points
+            (run_id, p.stage, p.split, p.step, p.epoch, p.loss, p.grad_norm, p.learning_rate, now) for p in points
         ]
         if not rows:
             return
+        unknown = sorted({row[1] for row in rows} - set(METRIC_STAGES))
+        if unknown:
+            raise InputError(f"unknown training stage {unknown[0]!r}")
         with self._write() as db:
             db.conn.executemany(
-                "INSERT OR REPLACE INTO training_metrics (run_id, split, step, epoch, loss, grad_norm, learning_rate, at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO training_metrics"
+                " (run_id, stage, split, step, epoch, loss, grad_norm, learning_rate, at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
 
     def run_metrics(self, run_id: str) -> list[MetricPoint]:
+        """A run's logged points: the SFT stage's, then the preference stage's; in each, train before eval,
+        by step."""
         rows = self.db.query(
-            "SELECT * FROM training_metrics WHERE run_id = ? ORDER BY split DESC, step", [run_id]
+            "SELECT * FROM training_metrics WHERE run_id = ?"
+            " ORDER BY stage = 'preference', split DESC, step",
+            [run_id],
         )
         return [
-            MetricPoint(r["split"], r["step"], r["epoch"], r["loss"], r["grad_norm"], r["learning_rate"]) for r in rows
+            MetricPoint(r["split"], r["step"], r["epoch"], r["loss"], r["grad_norm"], r["learning_rate"], r["stage"])
+            for r in rows
         ]
 
-    def recent_steps(self, run_id: str, limit: int = 60) -> list[tuple[int, float | None, str]]:
-        """A run's newest logged training steps by when they were logged, newest first: (step, epoch, at).
-        After a resume the newest are the resumed process's, whatever higher steps the old one left."""
-        rows = self.db.query(
-            "SELECT step, epoch, at FROM training_metrics WHERE run_id = ? AND split = 'train' ORDER BY at DESC, step DESC LIMIT ?",
-            [run_id, limit],
-        )
+    def recent_steps(
+        self, run_id: str, limit: int = 60, stage: str | None = None
+    ) -> list[tuple[int, float | None, str]]:
+        """A run's newest logged training steps by when they were logged, newest first: (step, epoch, at);
+        `stage` ("sft", "preference"): that stage's only. After a resume the newest are the resumed
+        process's, whatever higher steps the old one left."""
+        sql = "SELECT step, epoch, at FROM training_metrics WHERE run_id = ? AND split = 'train'"
+        args: list[Any] = [run_id]
+        if stage is not None:
+            sql, args = sql + " AND stage = ?", [*args, stage]
+        rows = self.db.query(sql + " ORDER BY at DESC, step DESC LIMIT ?", [*args, limit])
         return [(r["step"], r["epoch"], r["at"]) for r in rows]
 
     # -- adapter versions ----------------------------------------------------------------------

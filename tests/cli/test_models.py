@@ -218,8 +218,79 @@ def test_show_json(models, seeded: dict) -> None:  # noqa: ANN001
     assert "\x1b" not in result.out  # escaped in the JSON text
     assert [(p["split"], p["step"]) for p in shown["loss"]][:2] == [("train", 1), ("train", 2)]
     assert len(shown["loss"]) == 12 and shown["loss"][-1] == {
-        "split": "eval", "step": 10, "epoch": 1.0, "loss": pytest.approx(1.1), "grad_norm": None, "learning_rate": None
+        "split": "eval", "step": 10, "epoch": 1.0, "loss": pytest.approx(1.1), "grad_norm": None, "learning_rate": None,
+        "stage": "sft",  # every point says its training stage
     }
+
+
+PREFERENCE_REPORT = {
+    "verdict": "promote",
+    "reason": "pair accuracy 66.7% (margin +0.2500) against the base model's 33.3%",
+    "scores": {
+        "candidate": {"version": None, "eval_loss": 1.3, "regression_loss": None, "preference": {
+            "pairs": 3, "pair_accuracy": 2 / 3, "pair_margin": 0.25, "desirable": 2, "undesirable": 1,
+            "desirable_logp": -0.75, "undesirable_logp": -3.0}},
+        "base": {"version": None, "eval_loss": 1.28, "regression_loss": None, "preference": {
+            "pairs": 3, "pair_accuracy": 1 / 3, "pair_margin": -0.125, "desirable": 2, "undesirable": 1,
+            "desirable_logp": -1.0, "undesirable_logp": -2.0}},
+    },
+    "preference_rows": "held out",
+    "preference_examples": {"pairs": 3, "kto": 3},
+}
+PREFERENCE_METRICS = {
+    "eval_loss": 1.3, "steps": 6, "train_loss": 1.6,
+    "sft": {"eval_loss": 1.3, "steps": 6, "train_loss": 1.6},
+    "preference": {"kind": "dpo", "steps": 20, "total_steps": 20, "train_loss": 0.3125,
+                   "rows": {"kind": "dpo", "pairs": 12, "desirable": 0, "undesirable": 0, "stand_ins": 0}},
+}
+
+
+@pytest.fixture
+def with_preference(store: Store, publish) -> None:  # noqa: ANN001
+    """v0001: a run with an SFT stage (6 steps) and a DPO stage (20 steps), gated on held-out preference rows."""
+    store.start_run("run-p", user="cora", pid=1, base_model="tiny", config={})
+    store.record_metrics(
+        "run-p",
+        [MetricPoint("train", s, s / 6, 2.0 - s / 10, 0.5, 1e-3) for s in range(1, 7)]
+        + [MetricPoint("eval", 6, 1.0, 1.3, None, None)]
+        + [MetricPoint("train", s, s / 20, 0.7 - s / 50, 0.5, 1e-5, "preference") for s in range(1, 21)]
+        + [MetricPoint("eval", s, s / 20, 0.6 - s / 100, None, None, "preference") for s in (10, 20)],
+    )
+    publish("v0001", run_id="run-p", metrics=PREFERENCE_METRICS, report=PREFERENCE_REPORT)
+
+
+def test_show_of_a_version_with_a_preference_stage(models, with_preference: None) -> None:  # noqa: ANN001
+    result = models("show", "v0001")
+
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert "training run run-p: 6 steps, train loss 1.6000, eval loss 1.3000" in lines
+    assert "preference stage DPO: 20 steps, train loss 0.3125 (12 pairs)" in lines
+    gate = lines.index("Eval gate")
+    assert lines[gate + 2].startswith("  candidate")
+    assert lines[gate + 3:gate + 9] == [
+        "    preference  pair accuracy 66.7% of 3 pairs, margin +0.2500",
+        "    preference  KTO log-prob desirable -0.7500 (2 rows), undesirable -3.0000 (1 row), gap +2.2500",
+        "  base                   eval loss 1.2800  regression loss -",
+        "    preference  pair accuracy 33.3% of 3 pairs, margin -0.1250",
+        "    preference  KTO log-prob desirable -1.0000 (2 rows), undesirable -2.0000 (1 row), gap +1.0000",
+        "  preference rows scored: held out (3 pairs, 3 KTO rows)",
+    ]
+    assert "Loss" not in lines
+    sft, preference = lines.index("SFT loss"), lines.index("Preference loss (DPO)")
+    assert gate < sft < preference
+    for plot in ("\n".join(lines[sft + 1:preference]), "\n".join(lines[preference + 1:])):
+        assert "train loss" in plot and "eval loss" in plot and "step" in plot
+
+    shown = json.loads(models("show", "v0001", "--json").out)
+    assert shown["metrics"]["preference"]["kind"] == "dpo" and shown["report"]["preference_rows"] == "held out"
+    assert shown["report"]["scores"]["candidate"]["preference"]["pair_margin"] == 0.25
+    assert [(p["stage"], p["split"], p["step"]) for p in shown["loss"]][5:8] == [
+        ("sft", "train", 6), ("sft", "eval", 6), ("preference", "train", 1)
+    ]
+    assert len(shown["loss"]) == 29 and shown["loss"][-1]["stage"] == "preference"
+    [listed] = json.loads(models("list", "--json").out)
+    assert listed["metrics"] == PREFERENCE_METRICS and listed["verdict"] == "promote"
 
 
 # -- promote ---------------------------------------------------------------------------------

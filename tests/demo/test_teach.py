@@ -173,6 +173,25 @@ def test_max_steps_bounds_the_progress_when_it_ends_the_run_first(store: Store) 
     assert run_progress(store).fraction == 0.25
 
 
+def test_a_preference_stages_progress_counts_its_own_steps(store: Store, clock) -> None:  # noqa: ANN001
+    from datetime import timedelta
+
+    store.start_run("r1", user="ann", pid=1, base_model="m", config={"epochs": 1.0, "max_steps": 0, "preference_epochs": 2.0})
+    _log_steps(store, clock, range(1, 101))  # the SFT stage, done
+    for step in range(1, 6):  # the preference stage's steps start at 1, at 10 s a step
+        clock.now += timedelta(seconds=9)
+        store.record_metrics("r1", [MetricPoint("train", step, step / 50, 0.6, 1.0, 1e-5, "preference")])
+    progress = run_progress(store)
+    assert (progress.stage, progress.step, progress.fraction, progress.seconds_per_step) == ("preference", 5, 0.05, 10.0)
+    assert progress.remaining_s == pytest.approx(95 * 10 - 1)
+    assert progress.text() == "preference training, step 5 (5%), about 16 min left"
+
+    # Without the stage's length in the run's config: its step, no share and no time left.
+    store.update_run("r1", config={"epochs": 1.0, "max_steps": 0, "preference_epochs": 0.0})
+    progress = run_progress(store)
+    assert (progress.step, progress.fraction, progress.text()) == (5, None, "preference training, step 5")
+
+
 def test_sample_ids_are_negative_increasing_and_each_reply_is_approved() -> None:
     conversations = sample_conversations(SYSTEM)
     ids = [c.id for c in conversations]

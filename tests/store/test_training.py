@@ -111,6 +111,54 @@ def test_metrics_of_a_resumed_run_replace_the_steps_it_repeats(store: Store) -> 
     assert store.run_metrics("r2") == []
 
 
+def _preference(split: str, step: int, loss: float) -> MetricPoint:
+    return MetricPoint(split, step, step / 4, loss, 0.5 if split == "train" else None, 5e-6, "preference")
+
+
+def test_each_stage_keeps_its_own_steps(store: Store) -> None:
+    store.start_run("r1", user="cora", pid=1, base_model="tiny", config={})
+    assert _train(1, 2.0).stage == "sft"  # the default: what every caller before preference training wrote
+    # The preference stage logs first here: the order of run_metrics does not come from the writes.
+    store.record_metrics("r1", [_preference("train", 1, 0.69), _preference("eval", 2, 0.6), _preference("train", 2, 0.5)])
+    store.record_metrics("r1", [_train(1, 2.0), _eval(2, 1.9), _train(2, 1.8)])
+
+    points = store.run_metrics("r1")
+    assert [(p.stage, p.split, p.step, p.loss) for p in points] == [
+        ("sft", "train", 1, 2.0), ("sft", "train", 2, 1.8), ("sft", "eval", 2, 1.9),
+        ("preference", "train", 1, 0.69), ("preference", "train", 2, 0.5), ("preference", "eval", 2, 0.6),
+    ]
+    assert points[3] == _preference("train", 1, 0.69)
+
+    # The newest steps of the run (the SFT stage's, logged last here), or of one stage.
+    assert [step for step, _, _ in store.recent_steps("r1")] == [2, 1, 2, 1]
+    assert [(step, epoch) for step, epoch, _ in store.recent_steps("r1", stage="preference")] == [(2, 0.5), (1, 0.25)]
+    assert [step for step, _, _ in store.recent_steps("r1", 1, stage="sft")] == [2]
+    assert store.recent_steps("r1", stage="preference")[0][2] < store.recent_steps("r1", stage="sft")[0][2]
+
+    with pytest.raises(InputError, match="unknown training stage 'orpo'"):
+        store.record_metrics("r1", [MetricPoint("train", 3, None, 1.0, None, None, "orpo")])
+    assert len(store.run_metrics("r1")) == 6
+
+
+def test_a_resumed_preference_stage_rewrites_its_steps_and_leaves_the_sft_stage_alone(store: Store) -> None:
+    store.start_run("r1", user="cora", pid=1, base_model="tiny", config={})
+    store.record_metrics("r1", [_train(1, 2.0), _train(2, 1.8), _eval(2, 1.9)])
+    store.record_metrics("r1", [_preference("train", 1, 0.69), _preference("train", 2, 0.6), _preference("train", 3, 0.55)])
+
+    # Killed after preference step 3, its last checkpoint at step 1: the resumed stage logs 2 and 3 again.
+    store.record_metrics("r1", [_preference("train", 2, 0.62), _preference("train", 3, 0.5), _preference("eval", 3, 0.58)])
+
+    points = store.run_metrics("r1")
+    assert [(p.stage, p.split, p.step, p.loss) for p in points] == [
+        ("sft", "train", 1, 2.0), ("sft", "train", 2, 1.8), ("sft", "eval", 2, 1.9),
+        ("preference", "train", 1, 0.69), ("preference", "train", 2, 0.62), ("preference", "train", 3, 0.5),
+        ("preference", "eval", 3, 0.58),
+    ]
+    # The resumed process's steps are the newest, the SFT stage's step 2 is not taken for the preference one's.
+    assert [step for step, _, _ in store.recent_steps("r1", stage="preference")] == [3, 2, 1]
+    assert [step for step, _, _ in store.recent_steps("r1")][:2] == [3, 2]
+
+
 def test_metrics_need_their_run(store: Store) -> None:
     with pytest.raises(StoreError):
         store.record_metrics("nope", [_train(1, 1.0)])
@@ -453,6 +501,63 @@ def test_upgrade_from_the_curation_release_adds_the_training_tables(tmp_path: Pa
         assert _active(again) == "v0001"
     finally:
         again.close()
+
+
+def test_upgrade_keeps_the_metrics_of_older_runs_as_their_sft_stage(tmp_path: Path, clock) -> None:  # noqa: ANN001
+    """A database written before training stages (up to m008) with a run's metrics: they survive the
+    rebuild of the table as the SFT stage's, and the same steps can then be logged for a preference stage."""
+    assert MIGRATION_NAMES[-1] == "m009_training_metrics_by_stage"
+    path = tmp_path / "assistant.db"
+    db = Database(path)
+    migrations.apply(db, stop_before="m009_training_metrics_by_stage")
+    assert "stage" not in db["training_metrics"].columns_dict
+    db.execute(
+        "INSERT INTO training_runs (id, started_at, status, user, base_model, config)"
+        " VALUES ('r1', '2026-01-01T00:00:00.000Z', 'published', 'cora', 'tiny', '{}')"
+    )
+    db.execute(
+        "INSERT INTO training_metrics (run_id, split, step, epoch, loss, grad_norm, learning_rate, at) VALUES"
+        " ('r1', 'train', 1, 0.5, 2.0, 0.4, 0.001, '2026-01-01T00:01:00.000Z'),"
+        " ('r1', 'train', 2, 1.0, 1.5, 0.3, 0.0005, '2026-01-01T00:02:00.000Z'),"
+        " ('r1', 'eval', 2, 1.0, 1.7, NULL, NULL, '2026-01-01T00:02:01.000Z')"
+    )
+    db.conn.commit()
+    db.close()
+
+    store = Store.open(path, clock=clock)
+    try:
+        assert store.applied_migrations() == MIGRATION_NAMES
+        assert set(store.db.table_names()) >= TRAINING_TABLES and "training_metrics_m008" not in store.db.table_names()
+        assert store.run_metrics("r1") == [
+            MetricPoint("train", 1, 0.5, 2.0, 0.4, 0.001, "sft"),
+            MetricPoint("train", 2, 1.0, 1.5, 0.3, 0.0005, "sft"),
+            MetricPoint("eval", 2, 1.0, 1.7, None, None, "sft"),
+        ]
+        assert store.recent_steps("r1") == [(2, 1.0, "2026-01-01T00:02:00.000Z"), (1, 0.5, "2026-01-01T00:01:00.000Z")]
+        assert store.recent_steps("r1", stage="sft") == store.recent_steps("r1")
+        assert store.recent_steps("r1", stage="preference") == []
+
+        # The new key: one step per stage, split and step; the stage is checked, its foreign key kept.
+        store.record_metrics("r1", [_preference("train", 2, 0.6)])
+        assert [(p.stage, p.step, p.loss) for p in store.run_metrics("r1") if p.split == "train"] == [
+            ("sft", 1, 2.0), ("sft", 2, 1.5), ("preference", 2, 0.6)
+        ]
+        with pytest.raises(sqlite3.IntegrityError):
+            store.db.execute(
+                "INSERT INTO training_metrics (run_id, stage, split, step, at) VALUES ('r1', 'rlhf', 'train', 1, 't')"
+            )
+        with pytest.raises(sqlite3.IntegrityError):
+            store.db.execute(
+                "INSERT INTO training_metrics (run_id, stage, split, step, at) VALUES ('r2', 'sft', 'train', 1, 't')"
+            )
+        store.db.execute("INSERT INTO training_metrics (run_id, split, step, at) VALUES ('r1', 'train', 9, 't')")
+        assert store.run_metrics("r1")[2] == MetricPoint("train", 9, None, None, None, None, "sft")  # the default stage
+        store.db.execute("DELETE FROM training_runs WHERE id = 'r1'")  # its metrics go with it
+        assert store.run_metrics("r1") == []
+        assert store.db.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        store.close()
 
 
 # -- known gaps ------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from textual.widgets import DataTable, Label, Static
 
 from assistant.engine.base import ChatMessage, GenerationParams, ModelIdentity, Reply
 from assistant.errors import ModelError
-from assistant.store import AdapterRecord, ReplyRecord, Store
+from assistant.store import AdapterRecord, MetricPoint, ReplyRecord, Store
 from assistant.tui.models_app import ModelsApp
 from assistant.tui.screens.dialogs import Confirm
 from assistant.tui.screens.models import ModelsScreen
@@ -68,7 +68,9 @@ class FakeBackend:
         self.closed = True
 
 
-def register(store: Store, version: str, *, eval_loss: float | None = None, report: dict | None = None) -> AdapterRecord:
+def register(
+    store: Store, version: str, *, eval_loss: float | None = None, report: dict | None = None, **more: object
+) -> AdapterRecord:
     """A version with real (tiny) files published in the store's data dir, so it may be promoted."""
     from safetensors.torch import save_file
     import torch
@@ -83,8 +85,7 @@ def register(store: Store, version: str, *, eval_loss: float | None = None, repo
         path=f"adapters/{version}",
         actor="ann",
         base_model="fake-base",
-        metrics={"eval_loss": eval_loss} if eval_loss is not None else {},
-        report=report or {},
+        **{"metrics": {"eval_loss": eval_loss} if eval_loss is not None else {}, "report": report or {}, **more},
     )
 
 
@@ -292,6 +293,48 @@ async def test_hostile_report_text_is_shown_literally(settings, store) -> None: 
         await pilot.press("n")
         await pilot.pause()
         assert app.is_running and app.return_code is None
+
+
+async def test_the_detail_shows_the_preference_stage_its_scores_and_a_plot_per_stage(settings, store) -> None:  # noqa: ANN001
+    store.start_run("r1", user="ann", pid=1, base_model="fake-base", config={})
+    store.record_metrics(
+        "r1",
+        [MetricPoint("train", s, s / 8, 2.0 - s / 10, 0.5, 1e-3) for s in range(1, 9)]
+        + [MetricPoint("train", s, s / 16, 0.7 - s / 40, 0.5, 1e-5, "preference") for s in range(1, 17)],
+    )
+    preference = {"pairs": 0, "pair_accuracy": None, "pair_margin": None, "desirable": 5, "undesirable": 2,
+                  "desirable_logp": -0.5, "undesirable_logp": -2.75}
+    report = gate_report(1.2, 1.5, "v0001", preference_rows="training", preference_examples={"pairs": 0, "kto": 7})
+    report["scores"]["candidate"]["preference"] = preference
+    report["scores"]["active"]["preference"] = dict(preference, desirable_logp=-0.75, undesirable_logp=-2.0)
+    report["scores"]["base"]["preference"] = None  # not scored: nothing shown for it
+    metrics = {"eval_loss": 1.2, "steps": 8, "train_loss": 1.3,
+               "preference": {"kind": "kto", "steps": 16, "total_steps": 16, "train_loss": 0.2875,
+                              "rows": {"pairs": 0, "desirable": 5, "undesirable": 2, "stand_ins": 0}}}
+    register(store, "v0002", report=report, run_id="r1", metrics=metrics)
+    register(store, "v0001", eval_loss=1.5, report=gate_report(1.5, 2.0, None))
+
+    app = ModelsApp(settings, store)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await models_screen(pilot)
+        lines = detail(screen).splitlines()
+        assert "preference stage KTO: 16 steps, train loss 0.2875 (5 desirable, 2 undesirable rows)" in lines
+        candidate = next(i for i, line in enumerate(lines) if line.startswith("  candidate"))
+        assert lines[candidate + 1] == (
+            "    preference  KTO log-prob desirable -0.5000 (5 rows), undesirable -2.7500 (2 rows), gap +2.2500"
+        )
+        assert lines[candidate + 2].startswith("  active (v0001)")
+        assert lines[candidate + 3] == (
+            "    preference  KTO log-prob desirable -0.7500 (5 rows), undesirable -2.0000 (2 rows), gap +1.2500"
+        )
+        assert lines[candidate + 4].startswith("  base") and lines[candidate + 5] == "  preference rows scored: training (7 KTO rows)"
+        assert "pair accuracy" not in detail(screen)  # no pairs scored
+        assert lines.index("SFT loss") < lines.index("Preference loss (KTO)") and "Loss" not in lines
+
+        await pilot.press("down")  # a version from before preference training reads as it did
+        await pilot.pause()
+        text = detail(screen)
+        assert text.startswith("v0001") and "preference" not in text.lower() and "SFT loss" not in text
 
 
 # -- the chat follows the active version -----------------------------------------------------------
