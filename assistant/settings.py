@@ -106,6 +106,7 @@ SECTIONS = ("engine", "chat", "curation", "dataset", "server", "training", "gate
 DEMO_RECIPES = ("demo", "tiny")
 FALLBACK_MODELS = ("smollm2", "demo")
 SERVE_PRECISIONS = ("auto", "4bit", "bf16")
+PREFERENCE_MODES = ("auto", "dpo", "kto", "off")
 
 
 def setting(default: Any, section: str, help: str, *, check: Check | None = None) -> Any:  # noqa: A002
@@ -426,6 +427,44 @@ class Settings:
         check=zero_or_more,
     )
     train_seed: int = setting(0, "training", "Seed of retrain (initialisation, shuffling, dropout).")
+    preference: str = setting(
+        "auto",
+        "training",
+        "The preference stage after SFT, learning from ratings and corrections: dpo (corrected answers against "
+        "the replies they correct, regenerated replies rated up against down), kto (every thumb, unpaired), "
+        "auto (dpo from preference_min_pairs pairs, else kto when there are thumbs both up and down, else none) "
+        "or off.",
+        check=one_of(*PREFERENCE_MODES),
+    )
+    preference_min_pairs: int = setting(
+        8, "training", "With preference = auto, DPO needs at least this many pairs (else KTO).", check=at_least(1)
+    )
+    preference_beta: float = setting(
+        0.1,
+        "training",
+        "How far the preference stage may move from its reference (the SFT adapter): higher stays closer.",
+        check=positive,
+    )
+    preference_learning_rate: float = setting(
+        0.0,
+        "training",
+        "Peak learning rate of the preference stage; 0: a tenth of the SFT learning rate.",
+        check=zero_or_more,
+    )
+    preference_epochs: float = setting(
+        0.0,
+        "training",
+        "Passes over the preference rows; 0: as many as give the stage at least 16 steps, from 1 to 30.",
+        check=zero_or_more,
+    )
+    kto_desirable_weight: float = setting(
+        0.0,
+        "training",
+        "KTO's weight of thumbs up; 0: balanced with kto_undesirable_weight so that both labels weigh alike "
+        "(TRL's advice for unbalanced data).",
+        check=zero_or_more,
+    )
+    kto_undesirable_weight: float = setting(0.0, "training", "KTO's weight of thumbs down; 0: balanced.", check=zero_or_more)
 
     # -- gate: the gate: whether a candidate replaces the active version -------------------------
     gate_margin: float = setting(
@@ -447,7 +486,8 @@ class Settings:
         "With the demo model's small-data schedule, a candidate that learned its new rows (what curators approved "
         "since the active version: their loss fell "
         "by gate_margin or more) is promoted while its eval loss rises by at most this much (nats per token): a few "
-        "corrections cannot make a model better at what it already answers well, only not break it. 0: off.",
+        "corrections cannot make a model better at what it already answers well, only not break it. With a "
+        "preference stage, the most its eval loss may rise. 0: off.",
         check=zero_or_more,
     )
     gate_max_examples: int = setting(200, "gate", "Most examples of each eval set the gate scores.", check=at_least(1))

@@ -78,14 +78,18 @@ def retrain(
         for line in preflight.lines():
             console.print(f"  {line}", markup=False)
 
+    stage = None
+
     def on_progress(progress) -> None:  # noqa: ANN001
-        nonlocal task
+        nonlocal task, stage
         losses = f"loss {progress.loss:.4f}" if progress.loss is not None else ""
         if progress.eval_loss is not None:
             losses += f"  eval loss {progress.eval_loss:.4f}"
         if task is None:
             bar.start()
-            task = bar.add_task("training", total=progress.total, losses=losses)
+        if task is None or progress.stage != stage:  # a bar per stage: SFT, then the preference stage
+            stage = progress.stage
+            task = bar.add_task("training" if stage == "sft" else "preference", total=progress.total, losses=losses)
         bar.update(task, completed=progress.step, total=progress.total, losses=losses)
 
     options = Options(

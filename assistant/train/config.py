@@ -91,6 +91,14 @@ class TrainConfig:
     new_passes: float = 0.0  # wanted passes over the team's rows (0: `epochs`); `sized` sets repeat_new
     repeat_budget: int = 0
     replay_held_out: bool = False  # train on the held-out sample rows too (a base built from them; `loop.training_rows`)
+    # The preference stage (assistant/train/preference.py); zeros are automatic there.
+    preference: str = "off"  # auto, dpo, kto or off
+    preference_min_pairs: int = 8
+    preference_beta: float = 0.1
+    preference_learning_rate: float = 0.0  # 0: a tenth of learning_rate
+    preference_epochs: float = 0.0  # 0: enough for PREFERENCE_MIN_STEPS steps, within 1 to 30 passes
+    kto_desirable_weight: float = 0.0  # 0: balanced against the undesirable rows
+    kto_undesirable_weight: float = 0.0
 
     @classmethod
     def from_settings(
@@ -120,6 +128,13 @@ class TrainConfig:
             new_passes=0.0 if settings.epochs else auto.new_passes,
             repeat_budget=auto.repeat_budget,
             replay_held_out=auto.built_from_samples,
+            preference=settings.preference,
+            preference_min_pairs=settings.preference_min_pairs,
+            preference_beta=settings.preference_beta,
+            preference_learning_rate=settings.preference_learning_rate,
+            preference_epochs=settings.preference_epochs,
+            kto_desirable_weight=settings.kto_desirable_weight,
+            kto_undesirable_weight=settings.kto_undesirable_weight,
         )
 
     @property

@@ -16,6 +16,7 @@ gradient norm aborts at once (the trainer's NaN filtering of logs is off, so not
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import math
 import os
@@ -45,6 +46,7 @@ class Progress:
     total: int
     loss: float | None
     eval_loss: float | None
+    stage: str = "sft"  # or "preference"
 
 
 @dataclass
@@ -186,6 +188,103 @@ def _length_grouping() -> dict[str, Any]:
     return {"group_by_length": True} if "group_by_length" in names else {}
 
 
+def save_adapter(model: Any, out: Path) -> Path:
+    """The trained adapter (only the one named "default": a preference stage also holds its frozen
+    reference) written beside `out` and renamed into place."""
+    partial = out.with_name(f"{out.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    kwargs = {"selected_adapters": ["default"]} if "default" in getattr(model, "peft_config", {}) else {}
+    model.save_pretrained(partial, safe_serialization=True, **kwargs)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(partial, out)
+    return out
+
+
+def Watch(report: Reporter, checkpoints: Path, total: int, history: list[MetricPoint], stage: str = "sft"):  # noqa: ANN201, N802
+    """A trainer callback that records every logged step (as `stage`), refuses non-finite numbers,
+    reports progress and marks each checkpoint COMPLETE once written."""
+    from transformers import TrainerCallback
+
+    class _Watch(TrainerCallback):
+        def __init__(self) -> None:
+            self.best_eval: float | None = None
+            self.last_eval: float | None = None
+            self.last_train: float | None = None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+            logs = logs or {}
+            step = state.global_step
+            points = []
+            if "loss" in logs:
+                points.append(MetricPoint(
+                    "train", step, logs.get("epoch"), logs["loss"], logs.get("grad_norm"), logs.get("learning_rate"), stage
+                ))
+                self.last_train = logs["loss"]
+            if "eval_loss" in logs:
+                points.append(MetricPoint("eval", step, logs.get("epoch"), logs["eval_loss"], None, None, stage))
+                self.last_eval = logs["eval_loss"]
+                if self.best_eval is None or logs["eval_loss"] < self.best_eval:
+                    self.best_eval = logs["eval_loss"]
+            for name in ("loss", "grad_norm", "eval_loss"):
+                value = logs.get(name)
+                if isinstance(value, (int, float)) and not math.isfinite(value):
+                    report.metrics(points)
+                    where = "" if stage == "sft" else f" of the {stage} stage"
+                    raise TrainingError(
+                        f"non-finite {name.replace('_', ' ')} ({value}) at step {step}{where}; the run is aborted"
+                    )
+            if points:
+                history.extend(points)
+                report.metrics(points)
+                report.progress(Progress(step, total, self.last_train, self.last_eval, stage))  # the latest of each
+
+        def on_save(self, args, state, control, **kwargs):  # noqa: ANN001
+            saved = checkpoints / f"checkpoint-{state.global_step}"
+            if saved.is_dir():
+                (saved / COMPLETE).write_text(str(state.global_step), encoding="utf-8")
+
+    return _Watch()
+
+
+def release_memory(on_cuda: bool) -> None:
+    """Free a finished stage's model before the next stage or the gate loads another: the trainer holds
+    reference cycles, so only a collection frees it (and only then can CUDA's cache be emptied)."""
+    gc.collect()
+    if on_cuda:
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def resume_point(checkpoints: Path) -> Path | None:
+    """The newest complete checkpoint to resume from (half-written ones are deleted), or None."""
+    discard_incomplete(checkpoints)
+    done = complete_checkpoints(checkpoints)
+    return done[-1] if done else None
+
+
+def load_for_training(base_path: Path, config: TrainConfig, *, on_cuda: bool, adapter: Path | None):  # noqa: ANN201
+    """(model, peft_config, four_bit): the base as trained (4-bit on CUDA, or where the config says, prepared
+    for k-bit training) with `adapter` on it, trainable; without one, the LoRA config of a fresh adapter."""
+    from peft import LoraConfig, PeftModel, prepare_model_for_kbit_training
+
+    four_bit = on_cuda or config.load_in_4bit
+    model = load_base_4bit(base_path, on_cuda=on_cuda, four_bit=four_bit)
+    if four_bit:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+    if adapter is not None:
+        return PeftModel.from_pretrained(model, adapter, is_trainable=True), None, four_bit
+    targets = config.target_modules
+    peft_config = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules="all-linear" if targets == ("all-linear",) else list(targets),
+        task_type="CAUSAL_LM",
+    )
+    return model, peft_config, four_bit
+
+
 def train_adapter(
     base_path: Path,
     dataset_dir: Path,
@@ -198,10 +297,8 @@ def train_adapter(
     reporter: Reporter | None = None,
 ) -> Outcome:
     """Train, and save the best adapter to run_dir/adapter (safetensors)."""
-    import torch
     from datasets import Dataset
-    from peft import LoraConfig, PeftModel, prepare_model_for_kbit_training
-    from transformers import EarlyStoppingCallback, PrinterCallback, TrainerCallback, set_seed
+    from transformers import EarlyStoppingCallback, PrinterCallback, set_seed
     from trl import SFTConfig, SFTTrainer
 
     report = reporter or Reporter()
@@ -212,31 +309,11 @@ def train_adapter(
     if not train_rows:
         raise TrainingError(f"the dataset {dataset_dir.name} has no training examples")
     checkpoints = run_dir / CHECKPOINTS
-    resume_from: Path | None = None
-    if resume:
-        discard_incomplete(checkpoints)
-        done = complete_checkpoints(checkpoints)
-        resume_from = done[-1] if done else None
-
+    resume_from = resume_point(checkpoints) if resume else None
     set_seed(config.seed)
     tokenizer = load_training_tokenizer(base_path)
-    four_bit = on_cuda or config.load_in_4bit
-    model = load_base_4bit(base_path, on_cuda=on_cuda, four_bit=four_bit)
-    if four_bit:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+    model, peft_config, four_bit = load_for_training(base_path, config, on_cuda=on_cuda, adapter=warm_start_from)
     cpu_bf16 = not four_bit and cpu_has_bf16()
-    peft_config = None
-    if warm_start_from is not None:
-        model = PeftModel.from_pretrained(model, warm_start_from, is_trainable=True)
-    else:
-        targets = config.target_modules
-        peft_config = LoraConfig(
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            target_modules="all-linear" if targets == ("all-linear",) else list(targets),
-            task_type="CAUSAL_LM",
-        )
 
     total = config.total_steps(len(train_rows))
     interval = config.interval(total)
@@ -249,42 +326,8 @@ def train_adapter(
     stop_early = has_eval and 0 < patience < total // interval  # evaluations happen at multiples of interval
     eval_every = total if patience > 0 and not stop_early else interval
     history: list[MetricPoint] = []
-    best = {"eval": None, "train": None}
-    last: dict[str, float | None] = {"eval": None}
-
-    class Watch(TrainerCallback):
-        """Records every logged step, refuses non-finite numbers, reports progress."""
-
-        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
-            logs = logs or {}
-            step = state.global_step
-            points = []
-            if "loss" in logs:
-                points.append(
-                    MetricPoint("train", step, logs.get("epoch"), logs["loss"], logs.get("grad_norm"), logs.get("learning_rate"))
-                )
-                best["train"] = logs["loss"]
-            if "eval_loss" in logs:
-                points.append(MetricPoint("eval", step, logs.get("epoch"), logs["eval_loss"], None, None))
-                last["eval"] = logs["eval_loss"]
-                if best["eval"] is None or logs["eval_loss"] < best["eval"]:
-                    best["eval"] = logs["eval_loss"]
-            for name in ("loss", "grad_norm", "eval_loss"):
-                value = logs.get(name)
-                if isinstance(value, (int, float)) and not math.isfinite(value):
-                    report.metrics(points)
-                    raise TrainingError(f"non-finite {name.replace('_', ' ')} ({value}) at step {step}; the run is aborted")
-            if points:
-                history.extend(points)
-                report.metrics(points)
-                report.progress(Progress(step, total, best["train"], last["eval"]))  # the latest of each
-
-        def on_save(self, args, state, control, **kwargs):  # noqa: ANN001
-            saved = checkpoints / f"checkpoint-{state.global_step}"
-            if saved.is_dir():
-                (saved / COMPLETE).write_text(str(state.global_step), encoding="utf-8")
-
-    callbacks: list[Any] = [Watch()]
+    watch = Watch(report, checkpoints, total, history)
+    callbacks: list[Any] = [watch]
     if stop_early:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     sft = SFTConfig(
@@ -338,25 +381,19 @@ def train_adapter(
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     steps = trainer.state.global_step
 
-    out = run_dir / ADAPTER
-    partial = run_dir / f"{ADAPTER}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    trainer.model.save_pretrained(partial, safe_serialization=True)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(partial, out)
-    best_eval = trainer.state.best_metric if stop_early else last["eval"]
+    out = save_adapter(trainer.model, run_dir / ADAPTER)
+    best_eval = trainer.state.best_metric if stop_early else watch.last_eval
     trainer_history = list(trainer.state.log_history)  # restored from the checkpoint on a resume
     del trainer, model
-    if on_cuda:
-        torch.cuda.empty_cache()
+    release_memory(on_cuda)
     return Outcome(
         adapter_dir=out,
         steps=steps,
         total_steps=total,
         train_loss=result.training_loss,
-        best_eval_loss=best_eval if best_eval is not None else best["eval"],
+        best_eval_loss=best_eval if best_eval is not None else watch.best_eval,
         stopped_early=steps < total,
         resumed_from=int(resume_from.name.rsplit("-", 1)[1]) if resume_from else None,
         history=history,
-        lowest_eval_loss=lowest_eval(trainer_history, best["eval"]),
+        lowest_eval_loss=lowest_eval(trainer_history, watch.best_eval),
     )

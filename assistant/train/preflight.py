@@ -31,6 +31,7 @@ class Preflight:
     cuda: bool
     bitsandbytes: str | None  # its version, None when it cannot be imported
     problems: list[str] = field(default_factory=list)
+    preference: dict[str, Any] | None = None  # the stage's plan (preference.Plan) and its answers' tokens
 
     @property
     def ok(self) -> bool:
@@ -49,8 +50,21 @@ class Preflight:
             *(f"  {describe_too_long(d)}" for d in self.too_long[:SHOWN]),
             *([f"  and {len(self.too_long) - SHOWN} more (`assistant dataset stats`)"] if len(self.too_long) > SHOWN else []),
             f"examples with no trainable token: {self.zero_trainable}",
+            *self._preference_lines(),
             f"device: {self.device}; CUDA {'yes' if self.cuda else 'no'}; bitsandbytes {self.bitsandbytes or 'missing'}",
         ]
+
+
+    def _preference_lines(self) -> list[str]:
+        stage = self.preference
+        if stage is None:
+            return []
+        counts = (f"{stage['pairs']} pairs; {stage['desirable']} desirable, {stage['undesirable']} undesirable rows"
+                  + (f" ({stage['stand_ins']} approved answers standing in)" if stage["stand_ins"] else ""))
+        if stage["kind"] is None:
+            return [f"preference stage: none ({stage['why']}); {counts}"]
+        return [f"preference stage: {stage['kind'].upper()} ({stage['why']}); {counts}; "
+                f"{stage.get('tokens', 0)} answer tokens"]
 
 
 def bitsandbytes_version() -> str | None:
@@ -72,6 +86,8 @@ def run_preflight(
     max_truncated_fraction: float,
     device: str,
     require_eval: bool = True,
+    preference: Any = None,  # preference.Plan
+    preference_rows: list[dict[str, Any]] | None = None,
 ) -> Preflight:
     """Gather the facts and the problems; nothing raises here (see `check`)."""
     import torch
@@ -105,7 +121,16 @@ def run_preflight(
     elif zero:
         problems.append(f"{zero} of {len(train_rows)} training examples have no trainable token (answers cut off by max_length {max_length})")
     tokens = manifest.get("tokens", {}).get("train", {})
+    stage = None
+    if preference is not None:
+        answers = [m["content"] for row in preference_rows or [] for key in ("chosen", "rejected", "completion")
+                   for m in row.get(key, [])]
+        counted = sum(len(ids) for ids in tokenizer(answers, add_special_tokens=False)["input_ids"]) if answers else 0
+        stage = {**preference.as_dict(), "tokens": counted}
+        if preference.kind is not None and not counted:
+            problems.append(f"the {preference.kind.upper()} rows have no answer tokens")
     return Preflight(
+        preference=stage,
         dataset_id=dataset_id,
         train_examples=len(train_rows),
         eval_examples=len(eval_rows),

@@ -141,20 +141,25 @@ class _Retrain:
             extra=samples_for(self.settings, choice),
         )
         train_rows = read_rows(snapshot.path / "train.jsonl")
-        if not train_rows:
-            dropped = sum(v for k, v in snapshot.manifest["counts"]["filters"].items() if k.startswith("dropped"))
-            why = f" ({dropped} filtered out: `assistant dataset stats` says why)" if dropped else ""
-            return Result("nothing", f"nothing to train: the dataset has no approved examples{why}", dataset_id=snapshot.id)
         from assistant.train.loop import team_row_flags
+        from assistant.train.preference import plan as preference_plan
 
         config = TrainConfig.from_settings(
             self.settings, is_demo=choice.is_demo, warm_start=self.options.warm_start, model_name=choice.name
         ).sized(sum(team_row_flags(snapshot.path)))
-        preflight = self._preflight(snapshot.id, snapshot.manifest, snapshot.path, train_rows, choice.path)
+        stage = preference_plan(config.preference, snapshot.path, min_pairs=config.preference_min_pairs)
+        if not train_rows and stage.kind is None:
+            dropped = sum(v for k, v in snapshot.manifest["counts"]["filters"].items() if k.startswith("dropped"))
+            why = f" ({dropped} filtered out: `assistant dataset stats` says why)" if dropped else ""
+            return Result("nothing", f"nothing to train: the dataset has no approved examples{why}, and no preference"
+                          f" stage ({stage.why})", dataset_id=snapshot.id)
+        preflight = self._preflight(snapshot.id, snapshot.manifest, snapshot.path, train_rows, choice.path, stage)
         if self.options.dry_run:
             return Result("dry-run", "preflight passed; nothing trained (--dry-run)", dataset_id=snapshot.id,
                           preflight=preflight.as_dict())
         warm = self._warm_start_dir() if self.options.warm_start else None
+        # Thumbs alone (no approved answer to train on): the preference stage continues the active version.
+        start = self._preference_start(choice.name) if not train_rows else None
         run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
         run_dir = self.settings.runs_dir / run_id
         run_dir.mkdir(parents=True)
@@ -167,13 +172,22 @@ class _Retrain:
             "config": config.as_dict(),
             "warm_start_from": str(warm[1]) if warm else None,
             "warm_start_version": warm[0] if warm else None,
+            "sft": bool(train_rows),
+            "preference": stage.as_dict(),
+            "preference_start_from": str(start[1]) if start else None,
+            "preference_start_version": start[0] if start else None,
         }
         (run_dir / RUN_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         for old in self.store.training_runs(limit=1000):
             if old.status == "interrupted":  # a new run supersedes it: --resume would train older data
                 self.store.update_run(old.id, status="failed", error=f"superseded by run {run_id}")
-                shutil.rmtree(self.settings.runs_dir / old.id / "checkpoints", ignore_errors=True)
-        self.store.start_run(run_id, user=self.settings.user, pid=os.getpid(), base_model=choice.name, config=config.as_dict())
+                _remove_leftovers(self.settings.runs_dir / old.id)
+        from assistant.train.preference import total_steps as preference_steps
+
+        # The preference stage's length beside SFT's, for the chat's progress (`demo.teach.run_progress`).
+        planned = preference_steps(config, stage.rows, stage.kind) if stage.kind else 0
+        self.store.start_run(run_id, user=self.settings.user, pid=os.getpid(), base_model=choice.name,
+                             config={**config.as_dict(), "preference_max_steps": planned})
         self.store.update_run(run_id, dataset_id=snapshot.id, data_until=data_until)
         return self._train_and_publish(run_dir, info, preflight, resume=False)
 
@@ -191,7 +205,7 @@ class _Retrain:
             raise TrainingError(f"cannot resume run {run.id}: its {RUN_INFO} is missing or unreadable") from None
         dataset_dir = Path(info["dataset_path"])
         train_rows = read_rows(dataset_dir / "train.jsonl")
-        if not train_rows:
+        if not dataset_dir.is_dir():
             raise TrainingError(f"cannot resume run {run.id}: its dataset {info['dataset_id']} is gone")
         erased = [d for d in self.store.datasets() if d.id == info["dataset_id"] and d.erased_at]
         if erased:
@@ -201,7 +215,12 @@ class _Retrain:
         from assistant.data.snapshot import read_manifest
 
         self.events.status(f"Resuming run {run.id}")
-        preflight = self._preflight(info["dataset_id"], read_manifest(dataset_dir), dataset_dir, train_rows, Path(info["base_model"]["path"]))
+        stage = _recorded_plan(info)
+        if not train_rows and info.get("sft", True):
+            raise TrainingError(f"cannot resume run {run.id}: its dataset {info['dataset_id']} is gone")
+        preflight = self._preflight(
+            info["dataset_id"], read_manifest(dataset_dir), dataset_dir, train_rows, Path(info["base_model"]["path"]), stage
+        )
         self.store.update_run(run.id, status="running", pid=os.getpid(), error=None)
         return self._train_and_publish(run_dir, info, preflight, resume=True)
 
@@ -236,6 +255,7 @@ class _Retrain:
         elif passed:
             status = "promoted"
         self.store.update_run(run_id, status="published", version=record.version, error=None)
+        _remove_leftovers(self.settings.runs_dir / run_id)
         return Result(status, f"run {run_id} had published {record.version}; finished it ({status})",
                       run_id=run_id, version=record.version, dataset_id=record.dataset_id,
                       metrics=record.metrics, report=record.report)
@@ -251,9 +271,35 @@ class _Retrain:
         return resolve_model(self.settings, progress)
 
     def _warm_start_dir(self) -> tuple[str, Path] | None:
+        found = self._active_dir()
+        if found is None:
+            raise TrainingError("--warm-start needs an active adapter to continue from; there is none")
+        return found
+
+    def _preference_start(self, base_name: str) -> tuple[str, Path] | None:
+        """The active version a preference-only run continues, or None (a fresh adapter over the base): not
+        one trained on data erased since, on another base model, or whose files do not check out."""
         active = self.store.active_adapter()
         if active is None:
-            raise TrainingError("--warm-start needs an active adapter to continue from; there is none")
+            return None
+        why = None
+        if active.dataset_erased_at:
+            why = "it was trained on data erased since"
+        elif active.base_model != base_name:
+            why = f"it was trained on {active.base_model}, not {base_name}"
+        else:
+            try:
+                return self._active_dir()
+            except AssistantError as exc:
+                why = exc.message
+        self.events.status(f"The preference stage trains a fresh adapter, not the active {active.version}: {why}")
+        return None
+
+    def _active_dir(self) -> tuple[str, Path] | None:
+        """The active version and its checked directory; None when no version is active."""
+        active = self.store.active_adapter()
+        if active is None:
+            return None
         path = self.settings.layout.version(active.version)
         registry.check_files(path)
         return active.version, path
@@ -263,8 +309,11 @@ class _Retrain:
 
         return self.settings.device != "cpu" and torch.cuda.is_available()
 
-    def _preflight(self, dataset_id: str, manifest: dict, dataset_dir: Path, train_rows: list, base_path: Path) -> Preflight:
+    def _preflight(
+        self, dataset_id: str, manifest: dict, dataset_dir: Path, train_rows: list, base_path: Path, stage
+    ) -> Preflight:  # noqa: ANN001
         from assistant.train.loop import load_training_tokenizer
+        from assistant.train.preference import stage_rows
         from assistant.train.preflight import check, run_preflight
 
         self.events.status("Preflight")
@@ -284,27 +333,19 @@ class _Retrain:
             max_truncated_fraction=self.settings.max_truncated_fraction,
             device=self.settings.device,
             require_eval=self.options.force_reason is None,
+            preference=stage,
+            preference_rows=stage_rows(stage, dataset_dir, self.settings.train_seed),
         )
         self.events.preflight(preflight)
         check(preflight)
         return preflight
 
     def _train_and_publish(self, run_dir: Path, info: dict[str, Any], preflight: Preflight, *, resume: bool) -> Result:
-        from assistant.train.loop import train_adapter
-
         run_id = info["run_id"]
-        config = TrainConfig.from_dict(info["config"])
-        base_path = Path(info["base_model"]["path"])
-        dataset_dir = Path(info["dataset_path"])
-        on_cuda = self._on_cuda()
-        warm = Path(info["warm_start_from"]) if info.get("warm_start_from") else None
         reporter = Reporter(metrics=lambda points: self.store.record_metrics(run_id, points), progress=self.events.progress)
-        self.probe_sources = _probe_sources(dataset_dir, self.settings)
-        self.events.status("Training")
+        self.probe_sources = _probe_sources(Path(info["dataset_path"]), self.settings)
         try:
-            outcome = train_adapter(
-                base_path, dataset_dir, run_dir, config, on_cuda=on_cuda, warm_start_from=warm, resume=resume, reporter=reporter
-            )
+            outcome = self._stages(run_dir, info, reporter, resume=resume)
         except TrainingError as exc:
             self.store.update_run(run_id, status="failed", error=exc.message)
             raise
@@ -332,13 +373,46 @@ class _Retrain:
             self.store.update_run(run_id, status="interrupted", error=f"after training: {message}")
             raise TrainingError(f"after training: {message} (`assistant retrain --resume` retries)") from None
 
+    def _stages(self, run_dir: Path, info: dict[str, Any], reporter: Reporter, *, resume: bool) -> Staged:
+        """SFT (when the dataset has approved answers), then the preference stage (when planned). A resumed run
+        whose SFT stage finished (`sft.json`) resumes the preference stage, not SFT."""
+        from assistant.train.loop import Outcome, train_adapter
+        from assistant.train.preference import train_preference
+
+        config = TrainConfig.from_dict(info["config"])
+        base_path = Path(info["base_model"]["path"])
+        dataset_dir = Path(info["dataset_path"])
+        on_cuda = self._on_cuda()
+        sft: Outcome | None = None
+        if info.get("sft", True):
+            done = _finished_stage(run_dir) if resume else None
+            if done is not None:
+                sft = done
+            else:
+                self.events.status("Training (SFT)")
+                warm = Path(info["warm_start_from"]) if info.get("warm_start_from") else None
+                sft = train_adapter(base_path, dataset_dir, run_dir, config, on_cuda=on_cuda, warm_start_from=warm,
+                                    resume=resume, reporter=reporter)
+                _record_stage(run_dir, sft)
+        stage = _recorded_plan(info)
+        if stage.kind is None:
+            assert sft is not None  # a run trains at least one stage (see `run`)
+            return Staged(sft, sft, None, stage)
+        start = sft.adapter_dir if sft is not None else (
+            Path(info["preference_start_from"]) if info.get("preference_start_from") else None)
+        self.events.status(f"Training (preference stage, {stage.kind.upper()}: {stage.why})")
+        pref = train_preference(base_path, dataset_dir, run_dir, config, stage, on_cuda=on_cuda, start_from=start,
+                                resume=resume, reporter=reporter)
+        return Staged(pref, sft, pref, stage)
+
     def _gate_and_publish(self, run_dir: Path, info: dict[str, Any], outcome, preflight: Preflight) -> Result:  # noqa: ANN001
         run_id = info["run_id"]
         base_path = Path(info["base_model"]["path"])
         self.events.status("Eval gate: scoring candidate, active adapter and base model")
         active_before = self.store.active_adapter()
         config = TrainConfig.from_dict(info["config"])
-        report, verdict = self._gate(outcome.adapter_dir, base_path, Path(info["dataset_path"]), info["dataset_id"], config)
+        report, verdict = self._gate(outcome.adapter_dir, base_path, Path(info["dataset_path"]), info["dataset_id"], config,
+                                     preference_stage=outcome.preference is not None)
         forced = self.options.force_reason
         if forced is not None and verdict.verdict != "promote":
             report["forced"] = forced
@@ -349,7 +423,7 @@ class _Retrain:
             "data_until": info["data_until"],
             "run_id": run_id,
             "training_config": info["config"],
-            "warm_start_from": info.get("warm_start_version"),
+            "warm_start_from": info.get("warm_start_version") or info.get("preference_start_version"),
             "metrics": outcome.metrics(),
             "eval_report": report,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -387,8 +461,7 @@ class _Retrain:
                 version, reason, expected_active=active_before.version if active_before else None
             )
         self.store.update_run(run_id, status="published", version=version)
-        for leftover in (run_dir / "checkpoints", outcome.adapter_dir):  # published: only run.json stays
-            shutil.rmtree(leftover, ignore_errors=True)
+        _remove_leftovers(run_dir)
         result.status = outcome_status
         if outcome_status == "promoted":
             result.message = f"{version} is active: {reason}"
@@ -414,7 +487,10 @@ class _Retrain:
         self.store.clear_wal()  # the report as registered is in the write-ahead log
         return self.store.adapter(version).report
 
-    def _gate(self, candidate: Path, base_path: Path, dataset_dir: Path, dataset_id: str, config: TrainConfig):  # noqa: ANN202
+    def _gate(  # noqa: ANN202
+        self, candidate: Path, base_path: Path, dataset_dir: Path, dataset_id: str, config: TrainConfig, *,
+        preference_stage: bool = False,
+    ):
         from assistant.train.gate import NEW_ROWS, Verdict, decide, evaluate, new_rows
 
         active = self.store.active_adapter()
@@ -436,7 +512,7 @@ class _Retrain:
         gone = active is not None and active_dataset is None
         wanted = config.small_data_schedule and not gone  # scoring them costs two forward passes a row
         new = new_rows(dataset_dir, active_dataset, min(NEW_ROWS, self.settings.gate_max_examples)) if wanted else []
-        max_rise = self.settings.gate_max_eval_rise if config.small_data_schedule else 0.0
+        max_rise = self.settings.gate_max_eval_rise if config.small_data_schedule or preference_stage else 0.0
         report = evaluate(
             base_path,
             candidate,
@@ -453,7 +529,7 @@ class _Retrain:
             new=new,
         )
         verdict = decide(report["scores"], margin=self.settings.gate_margin, tolerance=self.settings.gate_regression_tolerance,
-                         max_rise=max_rise)
+                         max_rise=max_rise, preference_stage=preference_stage)
         if unreadable and verdict.verdict == "promote":
             verdict = Verdict("keep", f"{unreadable}; compared with the base model only: {verdict.reason}")
         report.update(verdict=verdict.verdict, reason=verdict.reason, margin=self.settings.gate_margin,
@@ -503,3 +579,67 @@ def _base_identity(path: Path, source: str) -> dict[str, str]:
             digest.update(file.name.encode())
             digest.update(registry.sha256_file(file).encode())
     return {"sha256": digest.hexdigest()}
+
+
+@dataclass
+class Staged:
+    """What a run's stages produced: the adapter to gate (the last stage's) and each stage's outcome."""
+
+    final: Any  # loop.Outcome
+    sft: Any | None
+    preference: Any | None
+    plan: Any  # preference.Plan
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.final.adapter_dir
+
+    def metrics(self) -> dict[str, Any]:
+        """The SFT stage's numbers at the top level (as before there were stages), and each stage's."""
+        top = self.sft.metrics() if self.sft is not None else {}
+        pref = None
+        if self.preference is not None:
+            pref = {"kind": self.plan.kind, **self.preference.metrics(), "rows": self.plan.as_dict()}
+            for unused in ("eval_loss", "lowest_eval_loss", "stopped_early"):
+                pref.pop(unused, None)
+        return {**top, "sft": self.sft.metrics() if self.sft is not None else None, "preference": pref}
+
+
+SFT_DONE = "sft.json"
+
+
+def _remove_leftovers(run_dir: Path) -> None:
+    """A published or superseded run's training files (checkpoints, stage adapters): only run.json stays."""
+    from assistant.train.loop import ADAPTER, CHECKPOINTS
+    from assistant.train.preference import STAGE_DIR
+
+    for leftover in (CHECKPOINTS, ADAPTER, STAGE_DIR):
+        shutil.rmtree(run_dir / leftover, ignore_errors=True)
+    (run_dir / SFT_DONE).unlink(missing_ok=True)
+
+
+def _record_stage(run_dir: Path, outcome: Any) -> None:
+    """The finished SFT stage, so that a resume goes on with the preference stage."""
+    (run_dir / SFT_DONE).write_text(json.dumps({"adapter_dir": str(outcome.adapter_dir), **outcome.metrics()}) + "\n",
+                                    encoding="utf-8")
+
+
+def _finished_stage(run_dir: Path) -> Any | None:
+    from assistant.train.loop import Outcome
+
+    try:
+        done = json.loads((run_dir / SFT_DONE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    adapter = Path(done["adapter_dir"])
+    if not (adapter / "adapter_model.safetensors").is_file():
+        return None
+    return Outcome(adapter, done["steps"], done["total_steps"], done["train_loss"], done["eval_loss"],
+                   done["stopped_early"], done["resumed_from_step"], lowest_eval_loss=done.get("lowest_eval_loss"))
+
+
+def _recorded_plan(info: dict[str, Any]) -> Any:
+    from assistant.train.preference import Plan
+
+    recorded = info.get("preference")
+    return Plan(**recorded) if isinstance(recorded, dict) else Plan(None, "a run recorded before preference stages")

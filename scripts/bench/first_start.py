@@ -91,7 +91,7 @@ def main() -> int:
     process.wait()
     backend.close()
     run = next(r for r in store.training_runs(limit=5) if r.version == record.version)
-    steps = max((p.step for p in store.run_metrics(run.id) if p.split == "train"), default=0)
+    steps = max((p.step for p in store.run_metrics(run.id) if p.split == "train" and p.stage == "sft"), default=0)
     print(
         f"first version {record.version} active after {ready_at:.1f} s ({ready_at / 60:.1f} min; target {TARGET_S / 60:.0f} min): "
         f"{steps} steps, config {json.dumps({k: run.config[k] for k in ('learning_rate', 'epochs', 'load_in_4bit')})}; "

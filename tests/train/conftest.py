@@ -3,7 +3,8 @@
 Each answer is approved in four conversations that ask for it in different words, so the eval
 split (held-out conversations) asks for answers the training split teaches: training lowers the
 eval loss, as it does for a real support log. The training settings are the demo profile made
-deterministic (constant learning rate, no dropout, no early stopping), in the data dir's
+deterministic (constant learning rate, no dropout, no early stopping; no preference stage but where a
+test asks for one, tests/train/test_preference.py), in the data dir's
 config.toml so that `assistant retrain` in a subprocess reads them too.
 """
 
@@ -42,6 +43,7 @@ batch_size = 4
 lora_dropout = 0.0
 lr_scheduler_type = "constant_with_warmup"
 early_stopping_patience = 0
+preference = "off"
 probe_prompts = ["How do I reset my thermostat?", "Where is my parcel?"]
 """
 

@@ -214,7 +214,7 @@ def test_kill_9_during_training_then_resume_completes_from_the_checkpoint(data_c
     assert run.status == "running" and run.version is None
     assert store.active_adapter().version == "v0001"
     assert sorted(p.name for p in (data_copy / "adapters").iterdir()) == ["v0001"]
-    killed_at = max(p.step for p in store.run_metrics(run.id) if p.split == "train")
+    killed_at = max(p.step for p in store.run_metrics(run.id) if p.split == "train" and p.stage == "sft")
 
     result = retrain(settings, store, Options(resume=True))
     assert result.run_id == run.id and result.metrics["steps"] == 100
