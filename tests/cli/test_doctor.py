@@ -150,3 +150,14 @@ def test_doctor_says_what_zero_stands_for(cli, tmp_path) -> None:
     assert _line_of(result.out, "eval_steps").endswith("= 0  [default]  (0: about ten times per run (twice for SmolLM2-135M))")
     assert "(0: " in _line_of(result.out, "learning_rate") and "(0: " in _line_of(result.out, "epochs")
     assert "(0: " not in _line_of(result.out, "lora_dropout")  # 0 is a value there, not "automatic"
+
+
+def test_doctor_shows_the_preference_stage_settings_resolved(cli, tmp_path) -> None:
+    result = cli("doctor", "--data-dir", tmp_path / "data")
+
+    assert result.code == 0, result.err
+    assert _line_of(result.out, "preference").endswith("= 'auto'  [default]")
+    assert _line_of(result.out, "preference_learning_rate").endswith("(0: a tenth of the SFT learning rate)")
+    assert "(0: balanced" in _line_of(result.out, "kto_desirable_weight")
+    assert "(0: balanced" in _line_of(result.out, "kto_undesirable_weight")
+    assert "(0: " in _line_of(result.out, "preference_epochs")
