@@ -2,6 +2,7 @@
 
     assistant retrain                    # snapshot, preflight, train, gate, publish, promote
     assistant retrain --min-new 50       # only when 50 approvals arrived since the last adapter (cron)
+    assistant retrain --min-new 50 --min-new-ratings 200   # or 200 thumbs (the preference stage learns them)
     assistant retrain --dry-run          # stop after the preflight
     assistant retrain --resume           # continue an interrupted run from its last checkpoint
     assistant retrain --force --reason "hotfix for the refund answer"
@@ -24,6 +25,10 @@ from assistant.text import one_line
 
 @click.command()
 @click.option("--min-new", type=click.IntRange(min=0), default=0, help="Do nothing unless this many approvals are new.")
+@click.option(
+    "--min-new-ratings", type=click.IntRange(min=0), default=0,
+    help="Do nothing unless this many thumbs are new (with --min-new: either is enough).",
+)
 @click.option("--dry-run", is_flag=True, help="Stop after the preflight.")
 @click.option("--resume", is_flag=True, help="Continue the newest interrupted run from its last checkpoint.")
 @click.option("--warm-start", is_flag=True, help="Continue training the active adapter instead of a fresh one.")
@@ -36,6 +41,7 @@ from assistant.text import one_line
 def retrain(
     state: Context,
     min_new: int,
+    min_new_ratings: int,
     dry_run: bool,
     resume: bool,
     warm_start: bool,
@@ -52,8 +58,11 @@ def retrain(
     from assistant.train.retrain import Events, Options
     from assistant.train.retrain import retrain as run_retrain
 
-    if resume and (dry_run or warm_start or min_new or max_steps is not None or epochs is not None):
-        raise InputError("--resume continues a run as it was configured; it takes no --dry-run, --warm-start, --min-new, --max-steps or --epochs")
+    if resume and (dry_run or warm_start or min_new or min_new_ratings or max_steps is not None or epochs is not None):
+        raise InputError(
+            "--resume continues a run as it was configured; it takes no --dry-run, --warm-start, --min-new,"
+            " --min-new-ratings, --max-steps or --epochs"
+        )
     state.overrides.update({k: v for k, v in {"max_steps": max_steps, "epochs": epochs}.items() if v is not None})
     settings = state.settings
     console = Console(stderr=True, quiet=as_json, highlight=False)
@@ -94,6 +103,7 @@ def retrain(
 
     options = Options(
         min_new=min_new,
+        min_new_ratings=min_new_ratings,
         dry_run=dry_run,
         resume=resume,
         warm_start=warm_start,

@@ -98,6 +98,15 @@ class CurationStore:
         pending, approved, rejected, approved_since = (value or 0 for value in row)
         return CurationCounts(pending, approved, rejected, approved_since)
 
+    def ratings_since(self, since: str | None) -> int:
+        """Thumbs (each user's current rating of a reply) given or changed after `since` (None: all):
+        what a preference stage learns from, approved or not."""
+        row = self.db.execute(
+            "SELECT count(*) FROM feedback WHERE current = 1 AND (:since IS NULL OR updated_at > :since)",
+            {"since": since},
+        ).fetchone()
+        return row[0] or 0
+
     # -- decisions ---------------------------------------------------------------------------
 
     def approve(self, message_ids: Sequence[int], curator: str) -> list[ReviewItem]:

@@ -1,7 +1,7 @@
 """One `assistant retrain`: lock, dataset snapshot, preflight, QLoRA training, eval gate, publishing.
 
     lock (data_dir/retrain.lock; a second run fails at once)
-      -> enough new approvals? (--min-new)
+      -> enough new approvals or ratings? (--min-new, --min-new-ratings)
       -> dataset snapshot (the same builder as `assistant dataset build`)
       -> preflight (--dry-run stops here)
       -> training run in runs/<id>/ (checkpoints; --resume continues the newest interrupted run)
@@ -49,6 +49,7 @@ RUN_INFO = "run.json"
 @dataclass(frozen=True)
 class Options:
     min_new: int = 0
+    min_new_ratings: int = 0  # or this many thumbs since (a team that rates but does not curate)
     dry_run: bool = False
     resume: bool = False
     warm_start: bool = False
@@ -119,11 +120,17 @@ class _Retrain:
     def run(self) -> Result:
         if self.options.resume:
             return self._resume()
-        if self.options.min_new:
+        if self.options.min_new or self.options.min_new_ratings:  # either threshold met is enough
             since = self.store.last_data_until()
-            new = self.store.curation_counts(since=since).approved_since
-            if new < self.options.min_new:
-                return Result("nothing", f"nothing to train: {new} new approved examples < {self.options.min_new}")
+            wanted = []
+            if self.options.min_new:
+                new = self.store.curation_counts(since=since).approved_since
+                wanted.append((new >= self.options.min_new, f"{new} new approved examples < {self.options.min_new}"))
+            if self.options.min_new_ratings:
+                rated = self.store.ratings_since(since)
+                wanted.append((rated >= self.options.min_new_ratings, f"{rated} new ratings < {self.options.min_new_ratings}"))
+            if not any(met for met, _ in wanted):
+                return Result("nothing", "nothing to train: " + " and ".join(why for _, why in wanted))
         choice = self._resolve_model()
         from assistant.data.builder import BuildPolicy
         from assistant.data.snapshot import build_snapshot

@@ -300,3 +300,18 @@ def test_kill_9_during_the_preference_stage_then_resume_continues_it_not_sft(tmp
     assert store.recent_steps(run.id, limit=1000, stage="sft") == sft_logged  # SFT did not train again
     assert {p.stage for p in store.run_metrics(run.id)} == {"sft", "preference"}
     store.close()
+
+
+def test_min_new_ratings_starts_a_scheduled_run_for_a_team_that_only_rates(tmp_path: Path, tiny_model_dir: Path) -> None:
+    settings = configure(tmp_path / "data", tiny_model_dir, preference="auto", max_steps=20)
+    store = Store.open(settings.db_path)
+    _log(store, "Unplug it and call us.", approve_up=False)  # 8 thumbs, nothing approved
+    assert store.ratings_since(None) == 8
+    waiting = retrain(settings, store, Options(min_new=1, min_new_ratings=9))
+    assert waiting.status == "nothing"
+    assert waiting.message == "nothing to train: 0 new approved examples < 1 and 8 new ratings < 9"
+    result = retrain(settings, store, Options(min_new=1, min_new_ratings=8, force_reason="scheduled"))
+    assert result.version == "v0001" and result.metrics["preference"]["kind"] == "kto"
+    # Counted from the data of the newest version: nothing new since.
+    assert retrain(settings, store, Options(min_new_ratings=1)).message == "nothing to train: 0 new ratings < 1"
+    store.close()
