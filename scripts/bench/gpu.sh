@@ -23,6 +23,7 @@ if "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'
   CUDA=1; BUDGET=${BENCH_BUDGET_S:-570}
   STEPS=(
     "train-0.5b|$B/train_throughput.py --shape qwen2.5-0.5b --steps 20 --warmup 3 --json train-qwen2.5-0.5b.json"
+    "preference-0.5b|$B/preference.py --shape qwen2.5-0.5b --max-steps 40"
     "train-1.5b|$B/train_throughput.py --shape qwen2.5-1.5b --steps 15 --warmup 3 --json train-qwen2.5-1.5b.json"
     "chat-1.5b|$B/chat_latency.py --shape qwen2.5-1.5b --prompt-tokens 500 --new-tokens 128 --repeats 5"
     "swap-1.5b|$B/swap.py --shape qwen2.5-1.5b --swaps 100"

@@ -11,7 +11,7 @@ preference scores on the held-out pairs (`dpo_eval.jsonl`) of the SFT adapter an
 
     PYTHONPATH=. python scripts/bench/preference.py                 # the demo model, on this machine
     PYTHONPATH=. python scripts/bench/preference.py --model DIR     # any local model
-    PYTHONPATH=. python scripts/bench/preference.py --shape qwen2.5-0.5b   # built in code (GPU machine)
+    PYTHONPATH=. python scripts/bench/preference.py --shape qwen2.5-0.5b --max-steps 40   # built in code (GPU)
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ def main() -> int:
     parser.add_argument("--models", type=Path, default=DEFAULT_MODELS, help="Where the demo model is built once.")
     parser.add_argument("--every", type=int, default=2, help="A rated-down sibling in every this many conversations.")
     parser.add_argument("--kinds", default="dpo,kto", help="The preference stages to time (comma-separated).")
+    parser.add_argument("--max-steps", type=int, default=0, help="Cap every stage at this many steps (0: no cap).")
     args = parser.parse_args()
 
     quiet_libraries()
@@ -131,7 +132,8 @@ def main() -> int:
     data_dir = root / "data"
     data_dir.mkdir()
     (data_dir / "config.toml").write_text(
-        f'user = "bench"\nhub_model = ""\nsample_training = "off"\nmodel = "{model}"\n', encoding="utf-8"
+        f'user = "bench"\nhub_model = ""\nsample_training = "off"\nmodel = "{model}"\nmax_steps = {args.max_steps}\n',
+        encoding="utf-8",
     )
     settings = load_settings(data_dir=data_dir, environ={}).settings
     store = Store.open(settings.db_path)

@@ -43,3 +43,22 @@ def test_qlora_on_cuda_publishes_an_adapter_that_swaps_into_a_running_backend(tm
     reply = backend.stream([ChatMessage("user", PROBE)], GenerationParams(max_new_tokens=8, temperature=0))
     assert "".join(reply) == reply.text and reply.stats.token_count > 0
     assert reply.identity.adapter == "v0001"
+
+
+@pytest.mark.parametrize("kind", ["dpo", "kto"])
+def test_the_preference_stage_trains_on_the_cuda_4bit_base_after_sft(tmp_path: Path, tiny_model_dir: Path, kind: str) -> None:
+    """QLoRA's preference stage on CUDA: the SFT adapter continues on the same 4-bit base, as its own reference."""
+    from scripts.bench.shapes import QWEN2_5_0_5B, build_random_model
+
+    base = build_random_model(QWEN2_5_0_5B, tiny_model_dir, tmp_path / "qwen-shape")
+    settings = configure(tmp_path / "data", base, max_steps=4, device="cuda", learning_rate=2e-4, epochs=1,
+                         preference=kind)
+    store = Store.open(settings.db_path)
+    curate(store)  # corrections of rated-down replies: DPO pairs, and KTO rows of both labels
+    result = retrain(settings, store, Options(force_reason="random weights: the gate cannot judge them"))
+    assert result.metrics["preference"]["kind"] == kind and result.metrics["preference"]["steps"] == 4
+    assert {p.stage for p in store.run_metrics(result.run_id)} == {"sft", "preference"}
+    meta = registry.check_files(settings.data_dir / "adapters" / "v0001")
+    assert meta["metrics"]["preference"]["kind"] == kind
+    assert sorted(p.name for p in (settings.data_dir / "adapters" / "v0001").iterdir() if p.is_dir()) == []  # no "ref" copy
+    store.close()

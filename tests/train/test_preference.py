@@ -208,6 +208,8 @@ def test_dpo_from_corrections_raises_the_chosen_over_rejected_share_on_held_out_
     result = retrain(settings, store, Options(force_reason="score the pairs"))
     store.close()
     assert result.metrics["preference"]["kind"] == "dpo"
+    published = settings.layout.version(result.version)
+    assert not [p for p in published.iterdir() if p.is_dir()]  # the adapter alone: not its frozen reference copy
     held = result.report["scores"]
     assert result.report["preference_rows"] == "held out"
     for name in ("candidate", "base"):
