@@ -17,7 +17,8 @@ The same input always gives the same output; nothing here reads a clock or a fil
 - A rejected reply is never trained on, in any file.
 - Split by conversation, from a hash of its id: no conversation is on both sides. A held-out
   conversation's preference rows go to dpo_eval/kto_eval (counted as `preference_held_out`), never
-  to dpo/kto; a conversation without SFT rows is never held out.
+  to dpo/kto. A conversation with preference rows only (thumbs, nothing approved) is held out by the
+  same hash, so that the gate scores a preference stage on thumbs it did not train on.
 
 Rows stream: conversations are read one at a time, rows are deduplicated against the keys of the
 rows before them (never the rows themselves), measured in batches (each distinct text tokenised
@@ -505,7 +506,13 @@ class _Builder:
         # corrections all go to training there (one held out would be a correction never learned).
         if conversation_id > 0 and self.replays and any(e.source in CORRECTIONS for e, _ in sft):
             self.keep_in_train.add(conversation_id)
-        held_out = bool(sft) and conversation_id not in self.keep_in_train and split_point(conversation_id) < self.policy.eval_fraction
+        # Conversations with only preference rows (thumbs, no approved answer) are held out alike: the gate
+        # scores a preference stage on thumbs it did not train on.
+        held_out = (
+            bool(sft or preference)
+            and conversation_id not in self.keep_in_train
+            and split_point(conversation_id) < self.policy.eval_fraction
+        )
         if conversation_id < 0 and sft:
             self.replays = True
         if sft and conversation_id not in self.keep_in_train:
@@ -723,8 +730,9 @@ def _kto(cid: int, target: int, ids: list[int], prompt: tuple[Turn, ...], comple
 def _eval_conversations(rows_per: dict[int, int], hashed: set[int], policy: BuildPolicy) -> set[int]:
     """Conversations held out: those whose id hashes below eval_fraction (`hashed`, among those with
     rows), topped up (the next ones by hash) to min_eval_examples rows while at most half the rows and
-    one conversation go to eval."""
-    chosen = set(hashed)
+    one conversation go to eval. (`hashed` may hold conversations with preference rows only: no SFT rows
+    to count.)"""
+    chosen = {cid for cid in hashed if cid in rows_per}
     in_eval = sum(rows_per[cid] for cid in chosen)
     if in_eval >= policy.min_eval_examples or policy.eval_fraction == 0:
         return chosen
@@ -739,7 +747,7 @@ def _eval_conversations(rows_per: dict[int, int], hashed: set[int], policy: Buil
             break
         chosen.add(cid)
         in_eval += rows_per[cid]
-    return chosen
+    return chosen | set(hashed)
 
 
 def split_point(conversation_id: int) -> float:
