@@ -27,6 +27,7 @@ from assistant.commands.common import (
 from assistant.commands.dataset import dataset, forget
 from assistant.commands.demo import demo
 from assistant.commands.doctor import doctor
+from assistant.commands.eval import eval_
 from assistant.commands.feedback import feedback
 from assistant.commands.history import history
 from assistant.commands.models import models
@@ -179,6 +180,7 @@ cli.add_command(dataset)
 cli.add_command(forget)
 cli.add_command(retrain)
 cli.add_command(models)
+cli.add_command(eval_)
 cli.add_command(serve)
 
 

@@ -1,6 +1,7 @@
 """What one adapter version is, as text: status, data, gate verdict, eval report (with the preference
-scores of a gate that had preference rows), probe answers, the thumbs its replies got, and its loss
-curves as terminal plots, one per training stage (SFT, and the preference stage where it ran).
+scores of a gate that had preference rows), probe answers, its golden-set evals (`assistant eval`), the
+thumbs its replies got, and its loss curves as terminal plots, one per training stage (SFT, and the
+preference stage where it ran).
 
 Shared by `assistant models show` and the chat app's models screen. No torch, no textual; the text
 that came from users or models is made terminal-safe here, and the screen shows it without markup.
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from assistant.store.records import AdapterRecord, MetricPoint, RatingCounts
+from assistant.store.records import AdapterRecord, GoldenEval, MetricPoint, RatingCounts
 from assistant.text import integer_ticks, one_line, plural, terminal_safe
 
 
@@ -59,8 +60,7 @@ def preference_stage_line(metrics: dict[str, Any]) -> str | None:
 def _trained_on(kind: str, rows: dict[str, Any]) -> str:
     """The rows a preference stage trained on: DPO pairs, or KTO rows of each label."""
     def count(key: str) -> int:
-        value = rows.get(key)
-        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+        return _count(rows.get(key))
 
     parts = []
     if kind != "kto" and count("pairs"):
@@ -162,12 +162,45 @@ def probe_lines(report: dict[str, Any], *, width: int = 100) -> list[str]:
     return lines
 
 
+GOLDEN_SHOWN = 5  # the newest golden-set evals `describe` lists
+
+
+def golden_totals(totals: dict[str, Any]) -> str:
+    """A golden-set eval's totals in words: `ROUGE-L 0.842 over 3 questions, passed 2/4 (50%)`."""
+    parts = []
+    if isinstance(totals.get("rouge_l"), (int, float)):
+        parts.append(f"ROUGE-L {totals['rouge_l']:.3f} over {plural(_count(totals.get('rouge_l_questions')), 'question')}")
+    judged = _count(totals.get("phrase_questions"))
+    if judged:
+        rate = totals.get("pass_rate")
+        share = f" ({rate:.0%})" if isinstance(rate, (int, float)) else ""
+        parts.append(f"passed {_count(totals.get('passed'))}/{judged}{share}")
+    return ", ".join(parts) or "nothing scored"
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def golden_lines(evals: Sequence[GoldenEval], *, width: int = 100) -> list[str]:
+    """The newest golden-set evals, one line each: file, when, who, totals (nothing without any)."""
+    lines = [
+        f"  {one_line(e.file, max(20, width // 3))} (sha256 {e.sha256[:12]}) {e.at[:16].replace('T', ' ')}"
+        f" by {one_line(e.user, 20)}: {golden_totals(e.totals)}"
+        for e in evals[:GOLDEN_SHOWN]
+    ]
+    if len(evals) > GOLDEN_SHOWN:
+        lines.append(f"  and {len(evals) - GOLDEN_SHOWN} older (models show --json lists them all)")
+    return lines
+
+
 def describe(
     record: AdapterRecord,
     metrics: Sequence[MetricPoint],
     ratings: RatingCounts | None,
     *,
     width: int = 72,
+    evals: Sequence[GoldenEval] = (),
 ) -> str:
     """The whole story of one version, as plain text."""
     meta_metrics = record.metrics or {}
@@ -189,6 +222,8 @@ def describe(
     probes = probe_lines(record.report, width=max(20, width - 16))
     if probes:
         lines += ["", "Probe answers (greedy)", *probes]
+    if evals:
+        lines += ["", "Golden-set evals", *golden_lines(evals, width=width)]
     # One plot per stage (their steps each start at 1); a run without a preference stage keeps its one "Loss".
     preference = loss_plot([p for p in metrics if p.stage == "preference"], width=width)
     plot = loss_plot([p for p in metrics if p.stage != "preference"], width=width)

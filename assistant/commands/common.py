@@ -119,6 +119,7 @@ _USER_HELP = {  # what --user means, by command (module.function), else by modul
     "assistant.commands.dataset": f"Who builds the snapshot, recorded with it ({_LOGIN}).",
     "assistant.commands.retrain": f"Who starts the retrain, recorded with the run and the version ({_LOGIN}).",
     "assistant.commands.models": f"Who acts, recorded in the version's history ({_LOGIN}).",
+    "assistant.commands.eval": f"Who runs the evaluation, recorded with its results ({_LOGIN}).",
 }
 _READ_ONLY = f"Who is looking: nothing is recorded ({_LOGIN})."
 _USER_HELP |= {

@@ -1,7 +1,7 @@
 """`assistant models`: the published adapter versions, and which one every chat serves.
 
     assistant models list
-    assistant models show v0003          # gate report, probe answers, thumbs, loss curves
+    assistant models show v0003          # gate report, probe answers, golden-set evals, thumbs, loss curves
     assistant models promote v0003       # running chats switch to it within seconds
     assistant models rollback            # back to the version active before
     assistant models delete v0002
@@ -96,19 +96,20 @@ def list_(state: Context, show_all: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with the eval report and metrics).")
 @settings_options
 def show(state: Context, version: str, as_json: bool) -> None:
-    """One version: status, gate report, probe answers, thumbs on its replies, loss curves."""
+    """One version: status, gate report, probe answers, golden-set evals, thumbs on its replies, loss curves."""
     from assistant.adapters.report import describe
 
     store = state.store()
     record = store.adapter(registry.normalise_version(version))
     points = store.run_metrics(record.run_id) if record.run_id else []
     ratings = store.adapter_ratings()
+    evals = store.golden_evals(record.version)
     if as_json:
         click.echo(json_text({**_record_dict(record, ratings), "report": record.report,
-                              "loss": [p.__dict__ for p in points]}))
+                              "loss": [p.__dict__ for p in points], "golden_evals": [e.__dict__ for e in evals]}))
         return
     width = max(40, min(100, shutil.get_terminal_size((80, 24)).columns - 2))
-    click.echo(describe(record, points, ratings.get(record.version), width=width))
+    click.echo(describe(record, points, ratings.get(record.version), width=width, evals=evals))
 
 
 @models.command()

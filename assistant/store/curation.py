@@ -431,7 +431,7 @@ def _erase_name(db, user: str) -> None:  # noqa: ANN001
     """Replace `user`'s name in every record that keeps one (as a whole word in free text)."""
     for table, column in (
         ("reviews", "curator"), ("audit", "actor"), ("datasets", "created_by"), ("training_runs", "user"),
-        ("adapter_events", "actor"),
+        ("adapter_events", "actor"), ("golden_evals", "user"),
     ):
         db.execute(f"UPDATE {table} SET {column} = ? WHERE {column} = ?", [ERASED_NAME, user])
     name = re.compile(rf"(?<!\w){re.escape(user)}(?!\w)")

@@ -274,3 +274,30 @@ def m009_training_metrics_by_stage(db: Database) -> None:
         " SELECT run_id, 'sft', split, step, epoch, loss, grad_norm, learning_rate, at FROM training_metrics_m008"
     )
     db.execute("DROP TABLE training_metrics_m008")
+
+
+@migrations()
+def m010_golden_set_evals(db: Database) -> None:
+    # `assistant eval`: a golden set (its file name and the SHA-256 of its bytes) answered by one model.
+    # version: the adapter version, NULL for the bare base model; model: the base model's name. One run of
+    # the command writes a row per model, sharing one batch (the id of its first row). scores: per question
+    # (its line, question, ROUGE-L F1, the shares of must phrases present and of must_not phrases absent,
+    # passed) as a JSON list; totals: the mean ROUGE-L and the pass rate as a JSON object. One statement at
+    # a time (executescript would commit first): the migration stays one transaction.
+    db.execute(
+        """
+        CREATE TABLE golden_evals (
+            id INTEGER PRIMARY KEY,
+            batch INTEGER NOT NULL,
+            version TEXT REFERENCES adapters (version),
+            model TEXT NOT NULL DEFAULT '',
+            file TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            at TEXT NOT NULL,
+            user TEXT NOT NULL,
+            scores TEXT NOT NULL DEFAULT '[]',
+            totals TEXT NOT NULL DEFAULT '{}'
+        )
+        """
+    )
+    db.execute("CREATE INDEX golden_evals_version ON golden_evals (version, id)")

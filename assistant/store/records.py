@@ -272,3 +272,19 @@ class RatingCounts:
     def up_rate(self) -> float | None:
         rated = self.up + self.down
         return self.up / rated if rated else None
+
+
+@dataclass(frozen=True)
+class GoldenEval:
+    """One model's answers to a golden set, scored (`assistant eval`): one row of `golden_evals`."""
+
+    id: int
+    batch: int  # the id of the first row the same run of `assistant eval` wrote (one per model)
+    version: str | None  # None: the bare base model
+    model: str  # the base model's name
+    file: str  # the golden set's file name
+    sha256: str  # of the file's bytes
+    at: str
+    user: str
+    scores: list[dict[str, Any]]  # per question: line, question, rouge_l, must_share, must_not_share, passed
+    totals: dict[str, Any]  # questions, rouge_l (mean), rouge_l_questions, passed, phrase_questions, pass_rate

@@ -10,7 +10,7 @@ them. At most one version is active (a partial unique index); running chats poll
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from assistant.errors import ConflictError, InputError, NotFoundError
@@ -19,6 +19,7 @@ from assistant.store.records import (
     ADAPTER_STATUSES,
     AdapterEvent,
     AdapterRecord,
+    GoldenEval,
     MetricPoint,
     RatingCounts,
     TrainingRun,
@@ -310,6 +311,40 @@ class TrainingStore:
         )
         return {r["version"]: RatingCounts(r["replies"], r["up"], r["down"]) for r in rows}
 
+    # -- golden-set evals ------------------------------------------------------------------------
+
+    def record_golden_evals(
+        self,
+        *,
+        file: str,
+        sha256: str,
+        user: str,
+        model: str,
+        results: Sequence[tuple[str | None, list[dict[str, Any]], dict[str, Any]]],
+    ) -> list[GoldenEval]:
+        """Store one `assistant eval` run: (version or None for the base model, per-question scores, totals)
+        per model answered, in one transaction, sharing one batch. A version must exist (NotFoundError)."""
+        now = self._now()
+        with self._write() as db:
+            # Without AUTOINCREMENT the next row's id is the largest one plus one, under the write lock.
+            batch = db.execute("SELECT coalesce(max(id), 0) + 1 FROM golden_evals").fetchone()[0]
+            for version, scores, totals in results:
+                if version is not None:
+                    self._adapter_row(db, version)
+                db.execute(
+                    "INSERT INTO golden_evals (batch, version, model, file, sha256, at, user, scores, totals)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [batch, version, model, file, sha256, now, user,
+                     json.dumps(scores, sort_keys=True), json.dumps(totals, sort_keys=True)],
+                )
+        rows = self.db.query("SELECT * FROM golden_evals WHERE batch = ? ORDER BY id", [batch])
+        return [_golden_eval(row) for row in rows]
+
+    def golden_evals(self, version: str | None) -> list[GoldenEval]:
+        """The golden-set evals of a version (None: of the base model), newest first."""
+        rows = self.db.query("SELECT * FROM golden_evals WHERE version IS ? ORDER BY id DESC", [version])
+        return [_golden_eval(row) for row in rows]
+
     # -- helpers -------------------------------------------------------------------------------
 
     def _adapter_row(self, db, version: str) -> dict[str, Any]:  # noqa: ANN001
@@ -332,3 +367,8 @@ class TrainingStore:
         db["adapter_events"].insert(
             {"at": self._now(), "actor": actor, "action": action, "version": version, "previous": previous, "reason": reason}
         )
+
+
+def _golden_eval(row: dict[str, Any]) -> GoldenEval:
+    """The record of a `golden_evals` row (read here only)."""
+    return GoldenEval(**{**row, "scores": json.loads(row["scores"]), "totals": json.loads(row["totals"])})

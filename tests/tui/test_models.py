@@ -330,6 +330,7 @@ async def test_the_detail_shows_the_preference_stage_its_scores_and_a_plot_per_s
         assert lines[candidate + 4].startswith("  base") and lines[candidate + 5] == "  preference rows scored: training (7 KTO rows)"
         assert "pair accuracy" not in detail(screen)  # no pairs scored
         assert lines.index("SFT loss") < lines.index("Preference loss (KTO)") and "Loss" not in lines
+        assert "Golden-set evals" not in lines  # none run yet
 
         await pilot.press("down")  # a version from before preference training reads as it did
         await pilot.pause()
@@ -465,3 +466,16 @@ def test_the_swap_notice_compares_losses_on_the_same_eval_set(store) -> None:  #
     assert swapped_text(record, None) == "Now answering with v0002 (eval loss 1.234, was 2.500)"
     assert swapped_text(register(store, "v0003"), "v0002") == "Now answering with v0003"
     assert swapped_text(None, "v0002") == "Now answering with the base model (no adapter is active; was v0002)"
+
+
+async def test_the_detail_shows_the_golden_set_evals_of_the_version(settings, store) -> None:  # noqa: ANN001
+    register(store, "v0001", eval_loss=1.5, report=gate_report(1.5, 2.0, None))
+    scores = [{"line": 1, "question": "Reset?", "rouge_l": 0.75, "must_share": 1.0, "must_not_share": 1.0, "passed": True}]
+    totals = {"questions": 1, "rouge_l": 0.75, "rouge_l_questions": 1, "passed": 1, "phrase_questions": 1, "pass_rate": 1.0}
+    store.record_golden_evals(file="golden.jsonl", sha256="ab" * 32, user="ann", model="tiny",
+                              results=[("v0001", scores, totals)])
+    app = ModelsApp(settings, store)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await models_screen(pilot)
+        text = detail(screen)
+        assert "Golden-set evals" in text and "golden.jsonl" in text and "0.750" in text

@@ -125,14 +125,15 @@ class ModelsScreen(AppScreen):
             self.shown = None
             self.query_one("#models-detail", Static).update(Text(EMPTY))
             return
-        metrics = []
+        metrics, evals = [], []
         try:
             metrics = self.store.run_metrics(record.run_id) if record.run_id else []
+            evals = self.store.golden_evals(record.version)
         except AssistantError as exc:
             self.notify(f"Could not read the training metrics: {one_line(str(exc), 200)}", severity="warning",
                         markup=False)
         width = max(40, min(120, self.size.width - 6))
-        text = describe(record, metrics, self.ratings.get(record.version), width=width)
+        text = describe(record, metrics, self.ratings.get(record.version), width=width, evals=evals)
         self.query_one("#models-detail", Static).update(Text(text))
         self.shown = record.version
 
