@@ -491,6 +491,17 @@ class Settings:
         check=zero_or_more,
     )
     gate_max_examples: int = setting(200, "gate", "Most examples of each eval set the gate scores.", check=at_least(1))
+    gate_golden_set: str = setting(
+        "auto",
+        "gate",
+        "A golden set (JSONL, as `assistant eval` reads it) every candidate, the active version and the base "
+        "answer greedily in the gate: a candidate whose mean ROUGE-L or pass rate falls by more than "
+        "gate_golden_tolerance is not promoted. auto: 30 sample questions with their sample answers for the demo "
+        "model, none for other models; off: none.",
+    )
+    gate_golden_tolerance: float = setting(
+        0.05, "gate", "Largest allowed fall of the golden set's mean ROUGE-L and pass rate (0 to 1).", check=share
+    )
     probe_prompts: tuple[str, ...] = setting(
         (),
         "gate",

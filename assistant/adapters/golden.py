@@ -14,6 +14,7 @@ Used by `assistant eval`. No torch or textual; rouge-score is imported when the 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,3 +160,23 @@ def totals(questions: Sequence[GoldenQuestion], scores: Sequence[Score]) -> dict
         "pass_rate": sum(judged) / len(judged) if judged else None,
     }
 
+
+
+SAMPLE_QUESTIONS = 30  # the demo model's default golden set: this many sample questions, spread
+
+
+def sample_golden_set(limit: int = SAMPLE_QUESTIONS) -> GoldenSet:
+    """The demo model's default golden set for the gate: the first question of sample conversations
+    (spread over them) with its sample answer expected: what the demo model answers well, and a retrain
+    must not break."""
+    from assistant.demo.samples import load_samples
+
+    pairs = []
+    for conversation in load_samples():
+        user = next((i for i, m in enumerate(conversation) if m["role"] == "user"), None)
+        if user is not None and user + 1 < len(conversation) and conversation[user + 1]["role"] == "assistant":
+            pairs.append((conversation[user]["content"], conversation[user + 1]["content"]))
+    picked = [pairs[i * len(pairs) // limit] for i in range(limit)] if len(pairs) > limit else pairs
+    questions = tuple(GoldenQuestion(i, question, answer) for i, (question, answer) in enumerate(picked, start=1))
+    digest = hashlib.sha256(json.dumps([[q.question, q.expected] for q in questions]).encode()).hexdigest()
+    return GoldenSet("sample conversations", digest, questions)

@@ -111,6 +111,14 @@ def gate_lines(report: dict[str, Any]) -> list[str]:
                 + (f"  new rows loss {_number(score['new_loss'])}" if score.get("new_loss") is not None else "")
             )
             lines += preference_lines(score.get("preference"))
+            golden = score.get("golden")
+            if isinstance(golden, dict):
+                parts = [f"ROUGE-L {_number(golden.get('rouge_l'))}" if golden.get("rouge_l") is not None else "",
+                         f"pass rate {golden['pass_rate']:.0%}" if isinstance(golden.get("pass_rate"), (int, float)) else ""]
+                lines.append("    golden set  " + ("  ".join(p for p in parts if p) or "nothing scored"))
+    golden_set = report.get("golden_set")
+    if isinstance(golden_set, dict):
+        lines.append(f"  golden set: {one_line(str(golden_set.get('file', '?')), 80)} ({golden_set.get('questions', '?')} questions)")
     rows = report.get("preference_rows")
     if rows:
         examples = report.get("preference_examples") or {}

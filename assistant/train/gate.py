@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 PROBE_TOKENS = 64  # enough of an answer to read; each token is a decoding step of two models
 DEFAULT_PROBES = 3
 LOSS_BATCH = 8  # evaluation rows per forward pass
+GOLDEN_TOKENS = 128  # of each golden-set answer: enough to tell a right answer from a broken one
+GOLDEN_BATCH = 8  # golden-set questions decoded together
 NEW_ROWS = 32  # new rows scored: enough to tell whether a version learned them (SmolLM2: about 6 s a model)
 
 
@@ -66,6 +68,33 @@ class Verdict:
 
 
 def decide(
+    scores: dict[str, dict[str, Any]], *, margin: float, tolerance: float, max_rise: float = 0.0,
+    preference_stage: bool = False, golden_tolerance: float = 0.05,
+) -> Verdict:
+    verdict = _decide(scores, margin=margin, tolerance=tolerance, max_rise=max_rise, preference_stage=preference_stage)
+    if verdict.verdict == "promote":
+        dropped = _golden_dropped(scores, golden_tolerance)
+        if dropped:
+            return Verdict("keep", f"{dropped} (otherwise: {verdict.reason})")
+    return verdict
+
+
+def _golden_dropped(scores: dict[str, dict[str, Any]], tolerance: float) -> str | None:
+    """Why the candidate fails the golden set (`gate_golden_set`): its mean ROUGE-L or pass rate fell by
+    more than `tolerance` below the baseline's; None when it holds them, or there is no golden set."""
+    baseline_name = "active" if "active" in scores else "base"
+    new, old = scores["candidate"].get("golden"), scores[baseline_name].get("golden")
+    if not new or not old:
+        return None
+    label = f"the active adapter {scores[baseline_name].get('version')}" if baseline_name == "active" else "the base model"
+    for key, name in (("rouge_l", "mean ROUGE-L"), ("pass_rate", "pass rate")):
+        if new.get(key) is not None and old.get(key) is not None and old[key] - new[key] > tolerance + _SLACK:
+            return (f"the golden set's {name} fell from {label}'s {old[key]:.3f} to {new[key]:.3f}, more than"
+                    f" gate_golden_tolerance {tolerance}")
+    return None
+
+
+def _decide(
     scores: dict[str, dict[str, Any]], *, margin: float, tolerance: float, max_rise: float = 0.0, preference_stage: bool = False
 ) -> Verdict:
     candidate = scores["candidate"]
@@ -77,7 +106,7 @@ def decide(
         if judged is not None:
             return judged
         # Nothing to judge the preference stage on: the eval-loss rule, and no promotion.
-        verdict = decide(scores, margin=margin, tolerance=tolerance, max_rise=max_rise)
+        verdict = _decide(scores, margin=margin, tolerance=tolerance, max_rise=max_rise)
         unjudged = "a preference stage ran but there is no preference score to compare (no preference rows scored)"
         return Verdict("keep" if verdict.verdict == "promote" else verdict.verdict, f"{unjudged}; {verdict.reason}")
     new, old = candidate.get("eval_loss"), baseline.get("eval_loss")
@@ -313,6 +342,7 @@ def evaluate(
     new: Sequence[dict[str, Any]] = (),
     system_prompt: str,
     progress: Callable[[str], None] = lambda text: None,
+    golden: Any = None,  # adapters.golden.GoldenSet: answered greedily and scored by each model
 ) -> dict[str, Any]:
     """Score candidate, active and base; the report (without the verdict)."""
     import torch
@@ -437,11 +467,15 @@ def evaluate(
 
     pad = serving_tokenizer.pad_token_id if serving_tokenizer.pad_token_id is not None else (stop[0] if stop else 0)
 
-    def answer_all(prompts: Sequence[str]) -> list[str]:
+    def answer_all(prompts: Sequence[str], max_new_tokens: int = PROBE_TOKENS) -> list[str]:
         """Greedy answers to every probe in one batch (left-padded): a CPU decodes three rows for the
-        price of one, so the probes cost a third of asking them one by one."""
+        price of one, so the probes cost a third of asking them one by one. More than GOLDEN_BATCH
+        prompts (a golden set) go in batches of that many."""
         if not prompts:
             return []
+        if len(prompts) > GOLDEN_BATCH:
+            return [text for start in range(0, len(prompts), GOLDEN_BATCH)
+                    for text in answer_all(prompts[start : start + GOLDEN_BATCH], max_new_tokens)]
         system = [ChatMessage("system", system_prompt)] if system_prompt else []
         encoded_prompts = [encode_chat(serving_tokenizer, [*system, ChatMessage("user", p)]) for p in prompts]
         width = max(len(ids) for ids in encoded_prompts)
@@ -453,7 +487,7 @@ def evaluate(
             out = model.generate(
                 input_ids=ids,
                 attention_mask=attention,
-                max_new_tokens=PROBE_TOKENS,
+                max_new_tokens=max_new_tokens,
                 do_sample=False,
                 temperature=None,
                 top_p=None,
@@ -468,6 +502,11 @@ def evaluate(
         return texts
 
     scores: dict[str, dict[str, Any]] = {}
+    if golden is not None:
+        from assistant.adapters.golden import Scorer
+        from assistant.adapters.golden import totals as golden_totals
+
+        scorer = Scorer()
     answers: dict[str, dict[str, str]] = {p: {} for p in prompts}
 
     def score(name: str, version: str | None) -> None:
@@ -477,6 +516,10 @@ def evaluate(
                         "preference": preference_summary(dpo_pairs, kto_items, logps(answers_set)) if preference_source else None}
         for prompt, text in zip(prompts, answer_all(prompts), strict=True):
             answers[prompt][name] = text
+        if golden is not None:
+            asked = [q.question for q in golden.questions]
+            replies = answer_all(asked, GOLDEN_TOKENS)
+            scores[name]["golden"] = golden_totals(golden.questions, [scorer(q, a) for q, a in zip(golden.questions, replies, strict=True)])
 
     model.set_adapter("candidate")
     score("candidate", None)
@@ -495,5 +538,6 @@ def evaluate(
         "new_examples": len(new_set),
         "preference_rows": preference_source,
         "preference_examples": {"pairs": len(dpo_pairs), "kto": len(kto_items)},
+        "golden_set": {"file": golden.name, "sha256": golden.sha256, "questions": len(golden.questions)} if golden else None,
         "probes": [{"prompt": p, "answers": answers[p]} for p in prompts],
     }

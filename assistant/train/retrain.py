@@ -116,6 +116,7 @@ class _Retrain:
     def __init__(self, settings: Settings, store: Store, options: Options, events: Events) -> None:
         self.settings, self.store, self.options, self.events = settings, store, options, events
         self.probe_sources: dict[str, set[int]] | None = None  # see _probe_sources
+        self.golden = None  # adapters.golden.GoldenSet the gate also runs (`gate_golden_set`), read before training
 
     def run(self) -> Result:
         if self.options.resume:
@@ -132,6 +133,7 @@ class _Retrain:
             if not any(met for met, _ in wanted):
                 return Result("nothing", "nothing to train: " + " and ".join(why for _, why in wanted))
         choice = self._resolve_model()
+        self.golden = golden_set(self.settings, is_demo=choice.is_demo)  # a bad file fails before any training
         from assistant.data.builder import BuildPolicy
         from assistant.data.snapshot import build_snapshot
         from assistant.data.tokens import ChatTokenizer
@@ -223,6 +225,7 @@ class _Retrain:
 
         self.events.status(f"Resuming run {run.id}")
         stage = _recorded_plan(info)
+        self.golden = golden_set(self.settings, is_demo=bool(info["base_model"].get("is_demo")))
         if not train_rows and info.get("sft", True):
             raise TrainingError(f"cannot resume run {run.id}: its dataset {info['dataset_id']} is gone")
         preflight = self._preflight(
@@ -534,9 +537,11 @@ class _Retrain:
             system_prompt=self.settings.system_prompt,
             progress=self.events.status,
             new=new,
+            golden=self.golden,
         )
         verdict = decide(report["scores"], margin=self.settings.gate_margin, tolerance=self.settings.gate_regression_tolerance,
-                         max_rise=max_rise, preference_stage=preference_stage)
+                         max_rise=max_rise, preference_stage=preference_stage,
+                         golden_tolerance=self.settings.gate_golden_tolerance)
         if unreadable and verdict.verdict == "promote":
             verdict = Verdict("keep", f"{unreadable}; compared with the base model only: {verdict.reason}")
         report.update(verdict=verdict.verdict, reason=verdict.reason, margin=self.settings.gate_margin,
@@ -650,3 +655,16 @@ def _recorded_plan(info: dict[str, Any]) -> Any:
 
     recorded = info.get("preference")
     return Plan(**recorded) if isinstance(recorded, dict) else Plan(None, "a run recorded before preference stages")
+
+
+def golden_set(settings: Settings, *, is_demo: bool) -> Any:
+    """The golden set the gate runs (`gate_golden_set`): a file, the sample questions for the demo model
+    (auto), or None."""
+    from assistant.adapters.golden import read_golden_set, sample_golden_set
+
+    chosen = settings.gate_golden_set.strip()
+    if chosen in ("", "off"):
+        return None
+    if chosen == "auto":
+        return sample_golden_set() if is_demo else None
+    return read_golden_set(Path(chosen).expanduser(), settings)
