@@ -502,6 +502,20 @@ class Settings:
     gate_golden_tolerance: float = setting(
         0.05, "gate", "Largest allowed fall of the golden set's mean ROUGE-L and pass rate (0 to 1).", check=share
     )
+    ab_min_judgements: int = setting(
+        20,
+        "gate",
+        "Blind A/B judgements (in the chat) of a candidate against the active version needed before "
+        "promote_on_ab decides.",
+        check=at_least(1),
+    )
+    promote_on_ab: bool = setting(
+        False,
+        "gate",
+        "Promote the newest candidate when the lower bound of its win rate's 95% interval against the active "
+        "version is above 50% over at least ab_min_judgements blind A/B judgements; mark it rejected when the "
+        "upper bound is below 50%.",
+    )
     probe_prompts: tuple[str, ...] = setting(
         (),
         "gate",

@@ -1,7 +1,7 @@
 """What one adapter version is, as text: status, data, gate verdict, eval report (with the preference
-scores of a gate that had preference rows), probe answers, its golden-set evals (`assistant eval`), the
-thumbs its replies got, and its loss curves as terminal plots, one per training stage (SFT, and the
-preference stage where it ran).
+scores of a gate that had preference rows), probe answers, its golden-set evals (`assistant eval`), its
+blind A/B win rates against other versions, the thumbs its replies got, and its loss curves as
+terminal plots, one per training stage (SFT, and the preference stage where it ran).
 
 Shared by `assistant models show` and the chat app's models screen. No torch, no textual; the text
 that came from users or models is made terminal-safe here, and the screen shows it without markup.
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from assistant.store.records import AdapterRecord, GoldenEval, MetricPoint, RatingCounts
+from assistant.store.records import AdapterRecord, GoldenEval, MetricPoint, RatingCounts, VersionPair
 from assistant.text import integer_ticks, one_line, plural, terminal_safe
 
 
@@ -202,6 +202,13 @@ def golden_lines(evals: Sequence[GoldenEval], *, width: int = 100) -> list[str]:
     return lines
 
 
+def ab_lines(pairs: Sequence[VersionPair]) -> list[str]:
+    """One line per pair of versions judged against each other in blind A/B: the newer one's score."""
+    return [
+        f"  {pair.candidate or 'base model'} vs {pair.baseline or 'base model'}: {pair.score.text()}" for pair in pairs
+    ]
+
+
 def describe(
     record: AdapterRecord,
     metrics: Sequence[MetricPoint],
@@ -209,6 +216,7 @@ def describe(
     *,
     width: int = 72,
     evals: Sequence[GoldenEval] = (),
+    pairs: Sequence[VersionPair] = (),
 ) -> str:
     """The whole story of one version, as plain text."""
     meta_metrics = record.metrics or {}
@@ -232,6 +240,8 @@ def describe(
         lines += ["", "Probe answers (greedy)", *probes]
     if evals:
         lines += ["", "Golden-set evals", *golden_lines(evals, width=width)]
+    if pairs:
+        lines += ["", "Blind A/B (wins, losses, ties of the newer version)", *ab_lines(pairs)]
     # One plot per stage (their steps each start at 1); a run without a preference stage keeps its one "Loss".
     preference = loss_plot([p for p in metrics if p.stage == "preference"], width=width)
     plot = loss_plot([p for p in metrics if p.stage != "preference"], width=width)

@@ -1,7 +1,7 @@
 """`assistant models`: the published adapter versions, and which one every chat serves.
 
-    assistant models list
-    assistant models show v0003          # gate report, probe answers, golden-set evals, thumbs, loss curves
+    assistant models list                # and the blind A/B win rates of versions judged against each other
+    assistant models show v0003          # gate report, probe answers, golden-set evals, A/B win rates, thumbs, loss curves
     assistant models promote v0003       # running chats switch to it within seconds
     assistant models rollback            # back to the version active before
     assistant models delete v0002
@@ -38,7 +38,13 @@ def screen(state: Context) -> None:
     ModelsApp(state.settings, state.store()).run()
 
 
-def _record_dict(record, ratings) -> dict:  # noqa: ANN001
+def _ab(pairs, version: str) -> dict:  # noqa: ANN001
+    """The blind A/B pairs `version` is in, for --json (no key where there are none)."""
+    mine = [pair.as_dict() for pair in pairs if version in (pair.candidate, pair.baseline)]
+    return {"ab": mine} if mine else {}
+
+
+def _record_dict(record, ratings, pairs=()) -> dict:  # noqa: ANN001
     rating = ratings.get(record.version)
     return {
         "version": record.version,
@@ -54,6 +60,7 @@ def _record_dict(record, ratings) -> dict:  # noqa: ANN001
         "replies": rating.replies if rating else 0,
         "thumbs_up": rating.up if rating else 0,
         "thumbs_down": rating.down if rating else 0,
+        **_ab(pairs, record.version),
     }
 
 
@@ -66,13 +73,14 @@ def list_(state: Context, show_all: bool, as_json: bool) -> None:
     store = state.store()
     records = store.adapters(include_deleted=show_all)
     ratings = store.adapter_ratings()
+    pairs = store.version_pairs()
     if as_json:
-        click.echo(json_text([_record_dict(r, ratings) for r in records]))
+        click.echo(json_text([_record_dict(r, ratings, pairs) for r in records]))
         return
     if not records:
         click.echo("no adapter versions yet: `assistant retrain` makes the first")
         return
-    from assistant.adapters.report import rating_line
+    from assistant.adapters.report import ab_lines, rating_line
 
     for record in records:
         eval_loss = record.metrics.get("eval_loss")
@@ -87,6 +95,10 @@ def list_(state: Context, show_all: bool, as_json: bool) -> None:
             first = "promote another version or roll back, then " if record.status == "active" else ""
             click.echo(f"{record.version} was trained on data erased since: retrain without it (`assistant retrain`), "
                        f"then {first}`assistant models delete {record.version}`")
+    if pairs:
+        click.echo("blind A/B (wins, losses, ties of the newer version):")
+        for line in ab_lines(pairs):
+            click.echo(line)
     if store.active_adapter() is None:
         click.echo("no version is active: chats use the base model")
 
@@ -104,12 +116,13 @@ def show(state: Context, version: str, as_json: bool) -> None:
     points = store.run_metrics(record.run_id) if record.run_id else []
     ratings = store.adapter_ratings()
     evals = store.golden_evals(record.version)
+    pairs = store.version_pairs(record.version)
     if as_json:
-        click.echo(json_text({**_record_dict(record, ratings), "report": record.report,
+        click.echo(json_text({**_record_dict(record, ratings, pairs), "report": record.report,
                               "loss": [p.__dict__ for p in points], "golden_evals": [e.__dict__ for e in evals]}))
         return
     width = max(40, min(100, shutil.get_terminal_size((80, 24)).columns - 2))
-    click.echo(describe(record, points, ratings.get(record.version), width=width, evals=evals))
+    click.echo(describe(record, points, ratings.get(record.version), width=width, evals=evals, pairs=pairs))
 
 
 @models.command()

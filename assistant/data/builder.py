@@ -1,6 +1,6 @@
 """The dataset builder: a pure, deterministic function from a snapshot of the log to training rows.
 
-Input: the conversations with rated or reviewed replies (`Store.training_conversations()`, in
+Input: the conversations with rated, reviewed or judged replies (`Store.training_conversations()`, in
 increasing id order), the build policy (from the settings) and a tokenizer to measure lengths.
 Output: SFT rows in TRL's conversational format, DPO and KTO preference rows, each handed to a sink
 as its JSONL line as soon as it is final, and a manifest of what was kept and why the rest was not.
@@ -12,7 +12,8 @@ The same input always gives the same output; nothing here reads a clock or a fil
   conversation up to it as context, the curated answer as the target. Only the target trains:
   earlier assistant turns carry `"weight": 0` (the OpenAI fine-tuning convention, honoured by the
   training chat template); an earlier turn that was approved has its own row.
-- DPO: a curated answer against the reply it corrects; regenerated siblings rated up and down.
+- DPO: a curated answer against the reply it corrects; regenerated siblings rated up and down; the
+  reply picked in a blind A/B judgement against its sibling (nothing for a tie or both bad).
 - KTO: rated replies with their rating as the label; curated answers as desirable.
 - A rejected reply is never trained on, in any file.
 - Split by conversation, from a hash of its id: no conversation is on both sides. A held-out
@@ -660,7 +661,10 @@ def _conversation_examples(
     kto: list[Example] = []
     cid = conversation.id
     replies = [m for m in conversation.messages if m.role == "assistant" and (m.ratings or m.status != "pending")]
-    for message in replies:  # placeholders number in reading order: clean each path first
+    # Placeholders number in reading order: clean each path first (judged replies' too, in message order).
+    judged = {message_id for left, right, _ in conversation.judgements for message_id in (left, right)}
+    judged.update(m.id for m in replies)
+    for message in [m for m in conversation.messages if m.id in judged] if conversation.judgements else replies:
         for m in path(message):
             text(m.id)
         text(message.id)
@@ -688,7 +692,7 @@ def _conversation_examples(
             if curated and curated != original:
                 dpo.append(_dpo(cid, message.id, ids, plain, curated, original))
                 kto.append(_kto(cid, message.id, ids, plain, curated, True))
-    for chosen, rejected in _sibling_pairs(replies):
+    for chosen, rejected in _sibling_pairs(replies) + _judged_pairs(conversation, by_id, counts):
         context = path(chosen)
         if not any(m.role == "user" for m in context):
             continue
@@ -698,6 +702,23 @@ def _conversation_examples(
                  prompt(context, weights=False), chosen_text, text(rejected.id))
         )
     return sft, dpo, kto
+
+
+def _judged_pairs(
+    conversation: TrainingConversation, by_id: dict[int, TrainingMessage], counts: Counter[str]
+) -> list[tuple[TrainingMessage, TrainingMessage]]:
+    """Blind A/B judgements as (picked, other), oldest first: nothing for a tie or both bad, nor when a
+    curator rejected either reply (counted as `judged_reply_rejected`)."""
+    pairs = []
+    for left_id, right_id, outcome in conversation.judgements:
+        if outcome not in ("left", "right") or left_id not in by_id or right_id not in by_id:
+            continue
+        chosen, rejected = (by_id[left_id], by_id[right_id]) if outcome == "left" else (by_id[right_id], by_id[left_id])
+        if chosen.status == "rejected" or rejected.status == "rejected":
+            counts["judged_reply_rejected"] += 1
+            continue
+        pairs.append((chosen, rejected))
+    return pairs
 
 
 def _sibling_pairs(replies: list[TrainingMessage]) -> list[tuple[TrainingMessage, TrainingMessage]]:

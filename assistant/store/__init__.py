@@ -6,6 +6,8 @@ from assistant.store.records import (
     AdapterEvent,
     AdapterRecord,
     GoldenEval,
+    JUDGEMENT_OUTCOMES,
+    Judgement,
     MetricPoint,
     RatingCounts,
     TrainingRun,
@@ -25,6 +27,7 @@ from assistant.store.records import (
     SearchHit,
     TrainingConversation,
     TrainingMessage,
+    VersionPair,
 )
 
 __all__ = [
@@ -32,6 +35,8 @@ __all__ = [
     "AdapterEvent",
     "AdapterRecord",
     "GoldenEval",
+    "JUDGEMENT_OUTCOMES",
+    "Judgement",
     "MetricPoint",
     "RatingCounts",
     "TrainingRun",
@@ -45,6 +50,7 @@ __all__ = [
     "ReviewItem",
     "TrainingConversation",
     "TrainingMessage",
+    "VersionPair",
     "Conversation",
     "Feedback",
     "ImportedMessage",

@@ -215,8 +215,8 @@ class CurationStore:
     # -- what the dataset builder reads --------------------------------------------------------
 
     def training_conversations(self) -> Iterator[TrainingConversation]:
-        """Every conversation with a rated or reviewed reply, whole, with current ratings and
-        reviews, ordered by id: one consistent snapshot (a single read transaction)."""
+        """Every conversation with a rated, reviewed or judged (blind A/B) reply, whole, with current
+        ratings, reviews and judgements, ordered by id: one consistent snapshot (a single read transaction)."""
         conn = self.db.conn
         conn.execute("BEGIN")  # a read transaction: one snapshot across the queries below
         try:
@@ -230,6 +230,11 @@ class CurationStore:
                 row[0]: row[1:]
                 for row in conn.execute("SELECT message_id, status, answer, source FROM reviews")
             }
+            judgements: dict[int, list[tuple[int, int, str]]] = {}
+            for conversation_id, left_id, right_id, outcome in conn.execute(
+                "SELECT conversation_id, left_id, right_id, outcome FROM judgements ORDER BY id"
+            ):
+                judgements.setdefault(conversation_id, []).append((left_id, right_id, outcome))
             rows = conn.execute(
                 """
                 SELECT c.id, c.user, c.system_prompt, c.title, m.id, m.parent_id, m.role, m.content
@@ -238,7 +243,7 @@ class CurationStore:
                     SELECT conversation_id FROM messages
                     WHERE id IN (SELECT message_id FROM feedback WHERE current = 1)
                        OR id IN (SELECT message_id FROM reviews)
-                )
+                ) OR c.id IN (SELECT conversation_id FROM judgements)
                 ORDER BY c.id, m.id
                 """
             )
@@ -249,7 +254,9 @@ class CurationStore:
                     messages.append(
                         TrainingMessage(mid, parent_id, role, content, tuple(ratings.get(mid, ())), status, answer, source)
                     )
-                yield TrainingConversation(cid, user, system_prompt, tuple(messages), title)
+                yield TrainingConversation(
+                    cid, user, system_prompt, tuple(messages), title, judgements=tuple(judgements.get(cid, ()))
+                )
         finally:
             if conn.in_transaction:
                 conn.execute("COMMIT")
@@ -431,7 +438,7 @@ def _erase_name(db, user: str) -> None:  # noqa: ANN001
     """Replace `user`'s name in every record that keeps one (as a whole word in free text)."""
     for table, column in (
         ("reviews", "curator"), ("audit", "actor"), ("datasets", "created_by"), ("training_runs", "user"),
-        ("adapter_events", "actor"), ("golden_evals", "user"),
+        ("adapter_events", "actor"), ("golden_evals", "user"), ("judgements", "user"),
     ):
         db.execute(f"UPDATE {table} SET {column} = ? WHERE {column} = ?", [ERASED_NAME, user])
     name = re.compile(rf"(?<!\w){re.escape(user)}(?!\w)")

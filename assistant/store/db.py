@@ -49,6 +49,7 @@ Database = _import_sqlite_utils()
 from assistant.errors import InputError, NotFoundError, StoreError
 from assistant.text import one_line
 from assistant.store.curation import CurationStore, erase_conversations
+from assistant.store.judgements import JudgementStore
 from assistant.store.training import TrainingStore
 from assistant.store.migrations import migrations
 from assistant.store import rows as from_row
@@ -83,7 +84,7 @@ def title_from(text: str) -> str:
     return one_line(text, TITLE_LENGTH)
 
 
-class Store(CurationStore, TrainingStore):
+class Store(CurationStore, TrainingStore, JudgementStore):
     """The conversation log. Create with `Store.open(path)`; one per thread."""
 
     def __init__(self, db: Database, path: Path, clock: Clock) -> None:

@@ -301,3 +301,32 @@ def m010_golden_set_evals(db: Database) -> None:
         """
     )
     db.execute("CREATE INDEX golden_evals_version ON golden_evals (version, id)")
+
+
+@migrations()
+def m011_judgements(db: Database) -> None:
+    # Blind A/B judgements in the chat: two sibling assistant replies (same parent) shown side by side,
+    # and which one the user picked. left_version / right_version: the adapter version that wrote each
+    # (the message's `adapter`, copied so that win rates need no join; NULL: the base model). A judgement
+    # goes with either of its messages (ON DELETE CASCADE), so erasing a conversation erases it. One
+    # statement at a time (executescript would commit first): the migration stays one transaction.
+    db.execute(
+        """
+        CREATE TABLE judgements (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            left_id INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+            right_id INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+            left_version TEXT,
+            right_version TEXT,
+            outcome TEXT NOT NULL CHECK (outcome IN ('left', 'right', 'tie', 'both_bad')),
+            user TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            CHECK (left_id != right_id)
+        )
+        """
+    )
+    db.execute("CREATE INDEX judgements_conversation ON judgements (conversation_id, id)")
+    db.execute("CREATE INDEX judgements_left ON judgements (left_id)")
+    db.execute("CREATE INDEX judgements_right ON judgements (right_id)")
+    db.execute("CREATE INDEX judgements_versions ON judgements (left_version, right_version)")

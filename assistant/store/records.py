@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from assistant.adapters.winrate import WinRate
+
 ROLES = ("system", "user", "assistant")
 REASON_TAGS = ("wrong facts", "incomplete", "off-topic", "tone", "unsafe", "other")
 
@@ -199,6 +201,7 @@ class TrainingConversation:
     messages: tuple[TrainingMessage, ...]
     title: str = ""
     personal: bool = True  # customers' text, scrubbed of PII; False: the shipped sample conversations
+    judgements: tuple[tuple[int, int, str], ...] = ()  # blind A/B judgements: (left_id, right_id, outcome), oldest first
 
 
 ADAPTER_STATUSES = ("candidate", "active", "rejected", "retired")
@@ -288,3 +291,38 @@ class GoldenEval:
     user: str
     scores: list[dict[str, Any]]  # per question: line, question, rouge_l, must_share, must_not_share, passed
     totals: dict[str, Any]  # questions, rouge_l (mean), rouge_l_questions, passed, phrase_questions, pass_rate
+
+
+JUDGEMENT_OUTCOMES = ("left", "right", "tie", "both_bad")
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A blind A/B judgement: which of two sibling assistant replies, shown side by side, a user preferred."""
+
+    id: int
+    conversation_id: int
+    left_id: int
+    right_id: int
+    left_version: str | None  # the adapter version that wrote the left reply; None: the base model
+    right_version: str | None
+    outcome: str  # left, right, tie or both_bad
+    user: str
+    created_at: str
+
+    @property
+    def chosen_id(self) -> int | None:
+        """The reply picked (None for a tie or both bad)."""
+        return {"left": self.left_id, "right": self.right_id}.get(self.outcome)
+
+
+@dataclass(frozen=True)
+class VersionPair:
+    """Two versions judged against each other in blind A/B: the newer one's score against the older."""
+
+    candidate: str | None  # the newer version (None: the base model, only ever the older one)
+    baseline: str | None
+    score: WinRate
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"candidate": self.candidate, "baseline": self.baseline, **self.score.as_dict()}

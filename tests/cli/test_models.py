@@ -164,6 +164,61 @@ def test_list_json(models, seeded: dict) -> None:  # noqa: ANN001
     assert listed["v0001"]["dataset_id"] == "ds-old" and listed["v0001"]["base_model"] == "tiny"
 
 
+def _judge(store: Store, left: str | None, right: str | None, outcome: str) -> None:
+    """Two replies to one question, by `left` and `right` (None: the base model), judged blind."""
+    conversation = store.create_conversation("ann", "sys")
+    asked = store.add_message(conversation.id, "user", "Is the hub waterproof?")
+    ids = [
+        store.add_message(conversation.id, "assistant", text, parent_id=asked.id,
+                          reply=ReplyRecord(text, "tiny", version, {}, 10.0, 3, 30.0, "stop")).id
+        for text, version in (("Splash-proof.", left), ("Yes.", right))
+    ]
+    store.judge(*ids, outcome, "bob")
+
+
+@pytest.fixture
+def judged(store: Store, seeded: dict) -> None:  # noqa: ANN001
+    """v0002 (active) against v0001 in blind A/B: 3 wins, 1 loss, 1 tie (either side shown left); v0001
+    against the base model: 1 tie."""
+    for left, right, outcome in [("v0002", "v0001", "left"), ("v0001", "v0002", "right"), ("v0002", "v0001", "left"),
+                                 ("v0002", "v0001", "right"), ("v0001", "v0002", "both_bad"), (None, "v0001", "tie")]:
+        _judge(store, left, right, outcome)
+
+
+AB_V2 = "  v0002 vs v0001: 3 wins, 1 losses, 1 ties: win rate 70% (95% CI 30%-93%, n=5)"
+AB_V1 = "  v0001 vs base model: 0 wins, 0 losses, 1 ties: win rate 50% (95% CI 5%-95%, n=1)"
+
+
+def test_list_prints_a_line_per_version_pair_judged_blind(models, judged: None) -> None:  # noqa: ANN001
+    result = models("list")
+
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert lines[-3:] == ["blind A/B (wins, losses, ties of the newer version):", AB_V2, AB_V1]
+    assert lines[0].startswith("  v0003  rejected ")
+
+
+def test_list_json_gives_each_version_its_pairs(models, judged: None) -> None:  # noqa: ANN001
+    listed = {item["version"]: item for item in json.loads(models("list", "--json").out)}
+
+    assert "ab" not in listed["v0003"]  # never judged: as before
+    [pair] = listed["v0002"]["ab"]
+    assert pair == {"candidate": "v0002", "baseline": "v0001", "wins": 3, "losses": 1, "ties": 1, "judgements": 5,
+                    "win_rate": pytest.approx(0.7), "ci95": [pytest.approx(0.2988, abs=1e-3), pytest.approx(0.9274, abs=1e-3)]}
+    assert [(p["candidate"], p["baseline"]) for p in listed["v0001"]["ab"]] == [("v0002", "v0001"), ("v0001", None)]
+
+
+def test_show_lists_the_versions_pairs(models, judged: None) -> None:  # noqa: ANN001
+    lines = models("show", "v0001").out.splitlines()
+    at = lines.index("Blind A/B (wins, losses, ties of the newer version)")
+    assert lines[at + 1:at + 3] == [AB_V2, AB_V1]
+
+    shown = json.loads(models("show", "v0002", "--json").out)
+    assert [(p["candidate"], p["baseline"], p["wins"]) for p in shown["ab"]] == [("v0002", "v0001", 3)]
+    assert "Blind A/B" not in models("show", "v0003").out
+    assert "ab" not in json.loads(models("show", "v0003", "--json").out)
+
+
 # -- show ------------------------------------------------------------------------------------
 
 

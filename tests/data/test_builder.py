@@ -326,3 +326,83 @@ def test_the_top_up_moves_preference_rows_with_their_conversation(store: Store, 
     assert len(dataset.kto_eval) == 12 and len(dataset.dpo) == 14
     assert dataset.manifest["counts"]["filters"]["preference_held_out"] == 18
     assert dataset.manifest["counts"]["rows"]["dpo_eval"] == 6
+
+
+# -- blind A/B judgements ------------------------------------------------------------------------
+
+
+def judged(store: Store, question: str, left: str, right: str, outcome: str, *, first: tuple[str, str] | None = None) -> dict[str, int]:
+    """A conversation (optionally an earlier turn `first`) whose last question was answered twice, judged."""
+    cid = store.create_conversation("ann", SYSTEM).id
+    parent = turn(store, cid, *first)[1] if first else None
+    q = store.add_message(cid, "user", question, parent_id=parent).id
+    a = store.add_message(cid, "assistant", left, parent_id=q).id
+    b = store.add_message(cid, "assistant", right, parent_id=q).id
+    store.judge(a, b, outcome, "bob")
+    return {"cid": cid, "q": q, "left": a, "right": b, "first": parent}
+
+
+def test_a_judgement_with_a_pick_is_a_dpo_row_of_the_picked_reply_over_the_other(store: Store, policy, chat_tokenizer) -> None:  # noqa: ANN001
+    picked_right = judged(store, "Is the hub waterproof?", "Yes, dive with it.", "It is splash-proof.", "right",
+                          first=("Hi", "Hello! How can I help?"))
+    judged(store, "Does it need Wi-Fi?", "Yes, 2.4 GHz.", "No idea.", "left")
+    dataset = build(store, policy, chat_tokenizer)
+
+    assert [(r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in dataset.dpo] == [
+        ("It is splash-proof.", "Yes, dive with it."), ("Yes, 2.4 GHz.", "No idea.")
+    ]
+    assert dataset.dpo[0]["prompt"] == [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello! How can I help?"},
+        {"role": "user", "content": "Is the hub waterproof?"},
+    ]
+    first = dataset.manifest["rows"]["dpo"][0]
+    ids = picked_right
+    assert (first["target_id"], first["message_ids"]) == (
+        ids["right"], [ids["first"] - 1, ids["first"], ids["q"], ids["left"], ids["right"]]
+    )
+    assert dataset.train == dataset.kto == []  # a judgement is a preference, nothing else
+    assert dataset.conversation_ids == [ids["cid"], ids["cid"] + 1]
+    again = build(store, policy, chat_tokenizer)
+    assert (again.dpo, again.manifest) == (dataset.dpo, dataset.manifest)  # deterministic
+
+
+def test_ties_and_both_bad_give_no_row(store: Store, policy, chat_tokenizer) -> None:  # noqa: ANN001
+    judged(store, "Is the hub waterproof?", "Yes.", "No.", "tie")
+    judged(store, "Does it need Wi-Fi?", "Maybe.", "Perhaps.", "both_bad")
+    dataset = build(store, policy, chat_tokenizer)
+    assert dataset.dpo == dataset.dpo_eval == dataset.train == dataset.kto == []
+
+
+def test_judged_replies_are_cleaned_and_scrubbed_like_every_row(store: Store, policy, chat_tokenizer) -> None:  # noqa: ANN001
+    judged(store, "My mail is ana@gmail.com, \x1b[31mcan you help?",
+           "Sure ana@gmail.com, call +1 415 555 0199.", "I wrote to ana@gmail.com.", "left")
+    [row] = build(store, policy, chat_tokenizer).dpo
+    assert row["prompt"][-1]["content"] == "My mail is <EMAIL_1>, can you help?"
+    assert row["chosen"][0]["content"] == "Sure <EMAIL_1>, call <PHONE_1>."
+    assert row["rejected"][0]["content"] == "I wrote to <EMAIL_1>."
+    assert "ana@gmail.com" not in repr(row)
+
+
+def test_no_row_from_a_judgement_when_a_curator_rejected_either_reply(store: Store, policy, chat_tokenizer) -> None:  # noqa: ANN001
+    for outcome in ("left", "right"):
+        ids = judged(store, f"Refund {outcome}?", f"Refund approved {outcome}.", f"Ask the shop {outcome}.", outcome)
+        store.rate(ids["left"], "bob", -1)
+        store.reject([ids["left"]], "cora")
+    dataset = build(store, policy, chat_tokenizer)
+    assert dataset.dpo == []
+    assert "Refund approved" not in repr([dataset.train, dataset.dpo, dataset.kto, dataset.dpo_eval, dataset.kto_eval])
+    assert dataset.manifest["counts"]["filters"]["judged_reply_rejected"] == 2
+
+
+def test_a_held_out_conversations_judgements_go_to_dpo_eval(store: Store, chat_tokenizer) -> None:  # noqa: ANN001
+    made = [judged(store, f"Question {n}?", f"Good answer {n}.", f"Bad answer {n}.", "left") for n in range(12)]
+    dataset = build(store, BuildPolicy(eval_fraction=0.5, min_eval_examples=0), chat_tokenizer)
+    held_out = {m["cid"] for m in made if split_point(m["cid"]) < 0.5}
+    assert held_out and len(held_out) < len(made)
+    rows = dataset.manifest["rows"]
+    assert {r["conversation_id"] for r in rows["dpo_eval"]} == held_out
+    assert {r["conversation_id"] for r in rows["dpo"]} == {m["cid"] for m in made} - held_out
+    assert dataset.manifest["counts"]["filters"]["preference_held_out"] == len(held_out)
+    assert all(r["chosen"][0]["content"].startswith("Good") for r in dataset.dpo + dataset.dpo_eval)

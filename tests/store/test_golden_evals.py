@@ -61,7 +61,7 @@ def test_a_database_from_before_golden_evals_is_upgraded(tmp_path: Path, clock) 
 
     store = Store.open(path, clock=clock)
     try:
-        assert store.applied_migrations()[-1] == "m010_golden_set_evals"
+        assert "m010_golden_set_evals" in store.applied_migrations()
         assert store.golden_evals("v0001") == []
         [stored] = _record(store, ("v0001", SCORES, TOTALS))
         assert store.golden_evals("v0001") == [stored]

@@ -479,3 +479,25 @@ async def test_the_detail_shows_the_golden_set_evals_of_the_version(settings, st
         screen = await models_screen(pilot)
         text = detail(screen)
         assert "Golden-set evals" in text and "golden.jsonl" in text and "0.750" in text
+
+
+async def test_the_detail_shows_the_versions_blind_ab_win_rates(settings, store) -> None:  # noqa: ANN001
+    register(store, "v0001", eval_loss=1.4, report={"verdict": "promote", "reason": "first"})
+    register(store, "v0002", eval_loss=1.3, report={"verdict": "keep", "reason": "close"})
+    conversation = store.create_conversation("ann", "sys")
+    question = store.add_message(conversation.id, "user", "Hi")
+    left, right = (
+        store.add_message(conversation.id, "assistant", "Hello", parent_id=question.id,
+                          reply=ReplyRecord("Hello", "fake-base", version, {}, 10.0, 2, 20.0, "stop")).id
+        for version in ("v0001", "v0002")
+    )
+    store.judge(left, right, "right", "ann")
+
+    app = ModelsApp(settings, store)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await models_screen(pilot)
+        lines = detail(screen).splitlines()
+        at = lines.index("Blind A/B (wins, losses, ties of the newer version)")
+        assert lines[at + 1].startswith("  v0002 vs v0001: 1 wins, 0 losses, 0 ties: win rate 100%")
+        await pilot.press("escape")
+        await pilot.pause()

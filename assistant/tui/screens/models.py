@@ -125,15 +125,16 @@ class ModelsScreen(AppScreen):
             self.shown = None
             self.query_one("#models-detail", Static).update(Text(EMPTY))
             return
-        metrics, evals = [], []
+        metrics, evals, pairs = [], [], []
         try:
             metrics = self.store.run_metrics(record.run_id) if record.run_id else []
             evals = self.store.golden_evals(record.version)
+            pairs = self.store.version_pairs(record.version)
         except AssistantError as exc:
             self.notify(f"Could not read the training metrics: {one_line(str(exc), 200)}", severity="warning",
                         markup=False)
         width = max(40, min(120, self.size.width - 6))
-        text = describe(record, metrics, self.ratings.get(record.version), width=width, evals=evals)
+        text = describe(record, metrics, self.ratings.get(record.version), width=width, evals=evals, pairs=pairs)
         self.query_one("#models-detail", Static).update(Text(text))
         self.shown = record.version
 
