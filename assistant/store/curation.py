@@ -99,10 +99,12 @@ class CurationStore:
         return CurationCounts(pending, approved, rejected, approved_since)
 
     def ratings_since(self, since: str | None) -> int:
-        """Thumbs (each user's current rating of a reply) given or changed after `since` (None: all):
-        what a preference stage learns from, approved or not."""
+        """Thumbs (each user's current rating of a reply) given or changed, and blind A/B picks made, after
+        `since` (None: all): what a preference stage learns from, approved or not."""
         row = self.db.execute(
-            "SELECT count(*) FROM feedback WHERE current = 1 AND (:since IS NULL OR updated_at > :since)",
+            "SELECT (SELECT count(*) FROM feedback WHERE current = 1 AND (:since IS NULL OR updated_at > :since))"
+            " + (SELECT count(*) FROM judgements WHERE outcome IN ('left', 'right')"
+            " AND (:since IS NULL OR created_at > :since))",
             {"since": since},
         ).fetchone()
         return row[0] or 0

@@ -168,3 +168,11 @@ def test_a_database_from_before_judgements_is_upgraded(tmp_path: Path, clock) ->
         assert store.judge(left, right, "left", "bob").left_version == "v0002"
     finally:
         store.close()
+
+
+def test_picks_count_as_new_ratings_for_retrain_min_new_ratings_ties_do_not(store: Store) -> None:
+    judge_many(store, "v0002", "v0001", {"win": 2, "loss": 1, "tie": 2, "both_bad": 1})
+    assert store.ratings_since(None) == 3  # the picks: a tie or both bad prefers nothing
+    since = store.now()  # the clock moves a second per reading: later picks are after it
+    judge_many(store, "v0002", "v0001", {"win": 1})
+    assert store.ratings_since(since) == 1
