@@ -53,7 +53,7 @@ def preference_stage_line(metrics: dict[str, Any]) -> str | None:
     steps, total = stage.get("steps", "-"), stage.get("total_steps")
     of = f" of {total}" if isinstance(total, int) and total != steps else ""
     rows = _trained_on(str(stage.get("kind")), stage.get("rows") if isinstance(stage.get("rows"), dict) else {})
-    return (f"preference stage {kind}: {steps}{of} steps, train loss {_number(stage.get('train_loss'))}"
+    return (f"preference stage {kind}: {steps}{of} steps, train loss {number(stage.get('train_loss'))}"
             + (f" ({rows})" if rows else ""))
 
 
@@ -80,10 +80,11 @@ def _lowest(metrics: dict[str, Any]) -> str:
     lowest, final = metrics.get("lowest_eval_loss"), metrics.get("eval_loss")
     if not isinstance(lowest, (int, float)) or not isinstance(final, (int, float)) or lowest >= final:
         return ""
-    return f" (lowest during the run {_number(lowest)})"
+    return f" (lowest during the run {number(lowest)})"
 
 
-def _number(value: Any, digits: int = 4) -> str:
+def number(value: Any, digits: int = 4) -> str:
+    """A score as text with `digits` decimals; `-` for none."""
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
 
 
@@ -106,14 +107,14 @@ def gate_lines(report: dict[str, Any]) -> list[str]:
         if score:
             label = f"{name} ({score.get('version')})" if score.get("version") else name
             lines.append(
-                f"  {label:<22} eval loss {_number(score.get('eval_loss'))}"
-                f"  regression loss {_number(score.get('regression_loss'))}"
-                + (f"  new rows loss {_number(score['new_loss'])}" if score.get("new_loss") is not None else "")
+                f"  {label:<22} eval loss {number(score.get('eval_loss'))}"
+                f"  regression loss {number(score.get('regression_loss'))}"
+                + (f"  new rows loss {number(score['new_loss'])}" if score.get("new_loss") is not None else "")
             )
             lines += preference_lines(score.get("preference"))
             golden = score.get("golden")
             if isinstance(golden, dict):
-                parts = [f"ROUGE-L {_number(golden.get('rouge_l'))}" if golden.get("rouge_l") is not None else "",
+                parts = [f"ROUGE-L {number(golden.get('rouge_l'))}" if golden.get("rouge_l") is not None else "",
                          f"pass rate {golden['pass_rate']:.0%}" if isinstance(golden.get("pass_rate"), (int, float)) else ""]
                 lines.append("    golden set  " + ("  ".join(p for p in parts if p) or "nothing scored"))
     golden_set = report.get("golden_set")
@@ -145,7 +146,7 @@ def preference_lines(preference: Any) -> list[str]:
     good, bad = preference.get("desirable"), preference.get("undesirable")
     good_logp, bad_logp = preference.get("desirable_logp"), preference.get("undesirable_logp")
     sides = [
-        f"{name} {_number(logp)} ({plural(count, 'row', 'rows')})"
+        f"{name} {number(logp)} ({plural(count, 'row', 'rows')})"
         for name, count, logp in (("desirable", good, good_logp), ("undesirable", bad, bad_logp))
         if isinstance(count, int) and count > 0
     ]
@@ -227,7 +228,7 @@ def describe(
         f"base model {record.base_model or '-'}",
         f"dataset {record.dataset_id or '-'}" + (" (ERASED data since: retrain to drop it)" if record.dataset_erased_at else ""),
         f"training run {record.run_id or '-'}: {meta_metrics.get('steps', '-')} steps, "
-        f"train loss {_number(meta_metrics.get('train_loss'))}, eval loss {_number(meta_metrics.get('eval_loss'))}"
+        f"train loss {number(meta_metrics.get('train_loss'))}, eval loss {number(meta_metrics.get('eval_loss'))}"
         + _lowest(meta_metrics),
         *([stage_line] if stage_line else []),
         f"replies: {rating_line(ratings)}",

@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from assistant.adapters import registry
+from assistant.adapters.report import number
 from assistant.commands.common import TEXT, Context, load_backend, settings_options
 from assistant.errors import InputError, NotFoundError
 from assistant.formats import json_text
@@ -45,7 +46,7 @@ def eval_(state: Context, file: Path, versions: tuple[str, ...], as_json: bool) 
 
     from assistant.adapters import serving
     from assistant.adapters.golden import Scorer, read_golden_set, totals
-    from assistant.chat import generation_params
+    from assistant.chat import check_fits, generation_params
     from assistant.engine.base import ChatMessage
 
     settings = state.settings
@@ -58,9 +59,9 @@ def eval_(state: Context, file: Path, versions: tuple[str, ...], as_json: bool) 
     backend = load_backend(settings, quiet=as_json)
     answers: dict[str, list[str]] = {label: [] for label, _, _ in models}
     try:
-        for question, messages in zip(golden.questions, prompts, strict=True):
+        for question in golden.questions:
             try:
-                backend.check_prompt(messages, params)
+                check_fits(backend, settings.system_prompt, question.question, params)
             except InputError as exc:
                 raise InputError(f"{golden.name} line {question.line}: {exc}") from None
         console = Console(stderr=True, quiet=as_json, highlight=False)
@@ -68,8 +69,8 @@ def eval_(state: Context, file: Path, versions: tuple[str, ...], as_json: bool) 
             for label, version, path in models:
                 status.update(f"Loading {label}…" if version else "Answering with the base model…")
                 backend.swap_adapter(version, path)
-                for number, messages in enumerate(prompts, start=1):
-                    status.update(f"{label}: question {number} of {len(prompts)}")
+                for n, messages in enumerate(prompts, start=1):
+                    status.update(f"{label}: question {n} of {len(prompts)}")
                     reply = backend.stream(messages, params)
                     for _ in reply:
                         pass
@@ -131,12 +132,11 @@ def _as_json(golden, labels, answers, scores, summed, stored) -> dict[str, Any]:
         scored = {}
         for label in labels:
             score, text = scores[label][index], answers[label][index]
-            folded = text.casefold()
             scored[label] = {
                 "answer": text,
                 **score.as_dict(),
-                "must_missing": [p for p in question.must if p.casefold() not in folded],
-                "must_not_found": [p for p in question.must_not if p.casefold() in folded],
+                "must_missing": [p for p, hit in zip(question.must, score.must_present, strict=True) if not hit],
+                "must_not_found": [p for p, hit in zip(question.must_not, score.must_not_present, strict=True) if hit],
             }
         questions.append({"line": question.line, "question": question.question, "expected": question.expected,
                           "must": list(question.must), "must_not": list(question.must_not), "answers": scored})
@@ -172,7 +172,7 @@ def _print_table(golden, labels, scores, summed) -> None:  # noqa: ANN001
         table.add_row(Text(str(question.line)), Text(one_line(question.question)), *map(Text, cells))
     table.add_section()
     if any(q.expected is not None for q in golden.questions):
-        table.add_row(Text(""), Text("mean ROUGE-L"), *(Text(_number(summed[label]["rouge_l"])) for label in labels))
+        table.add_row(Text(""), Text("mean ROUGE-L"), *(Text(number(summed[label]["rouge_l"], 3)) for label in labels))
     if any(q.has_phrases for q in golden.questions):
         table.add_row(Text(""), Text("passed"), *(Text(_passed(summed[label])) for label in labels))
     console = Console(highlight=False)
@@ -182,14 +182,11 @@ def _print_table(golden, labels, scores, summed) -> None:  # noqa: ANN001
 
 def _cell(score) -> str:  # noqa: ANN001
     """`0.857 pass`: the ROUGE-L F1 (with an expected answer) and pass or FAIL (with phrases)."""
-    parts = [_number(score.rouge_l)] if score.rouge_l is not None else []
+    parts = [number(score.rouge_l, 3)] if score.rouge_l is not None else []
     if score.passed is not None:
         parts.append("pass" if score.passed else "FAIL")
     return " ".join(parts)
 
-
-def _number(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
 
 
 def _passed(totals: dict[str, Any]) -> str:

@@ -79,14 +79,20 @@ def decide(
     return verdict
 
 
+def _baseline(scores: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], str]:
+    """What the candidate is compared with, the active adapter or else the base model, and its name in reasons."""
+    if "active" in scores:
+        return scores["active"], f"the active adapter {scores['active'].get('version')}"
+    return scores["base"], "the base model"
+
+
 def _golden_dropped(scores: dict[str, dict[str, Any]], tolerance: float) -> str | None:
     """Why the candidate fails the golden set (`gate_golden_set`): its mean ROUGE-L or pass rate fell by
     more than `tolerance` below the baseline's; None when it holds them, or there is no golden set."""
-    baseline_name = "active" if "active" in scores else "base"
-    new, old = scores["candidate"].get("golden"), scores[baseline_name].get("golden")
+    baseline, label = _baseline(scores)
+    new, old = scores["candidate"].get("golden"), baseline.get("golden")
     if not new or not old:
         return None
-    label = f"the active adapter {scores[baseline_name].get('version')}" if baseline_name == "active" else "the base model"
     for key, name in (("rouge_l", "mean ROUGE-L"), ("pass_rate", "pass rate")):
         if new.get(key) is not None and old.get(key) is not None and old[key] - new[key] > tolerance + _SLACK:
             return (f"the golden set's {name} fell from {label}'s {old[key]:.3f} to {new[key]:.3f}, more than"
@@ -98,9 +104,7 @@ def _decide(
     scores: dict[str, dict[str, Any]], *, margin: float, tolerance: float, max_rise: float = 0.0, preference_stage: bool = False
 ) -> Verdict:
     candidate = scores["candidate"]
-    baseline_name = "active" if "active" in scores else "base"
-    baseline = scores[baseline_name]
-    label = f"the active adapter {baseline.get('version')}" if baseline_name == "active" else "the base model"
+    baseline, label = _baseline(scores)
     if preference_stage:
         judged = _decide_preference(candidate, baseline, label, margin=margin, tolerance=tolerance, max_rise=max_rise)
         if judged is not None:

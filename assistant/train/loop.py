@@ -256,6 +256,20 @@ def release_memory(on_cuda: bool) -> None:
         torch.cuda.empty_cache()
 
 
+def run_trainer(trainer: Any, resume_from: Path | None) -> Any:
+    """Train (from `resume_from`, a checkpoint, when given) without the trainer printing its logs: the
+    stage's `Watch` reports them."""
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    return trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+
+
+def checkpoint_step(checkpoint: Path | None) -> int | None:
+    """The step a checkpoint directory (`checkpoint-N`) was saved at; None for none."""
+    return int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else None
+
+
 def resume_point(checkpoints: Path) -> Path | None:
     """The newest complete checkpoint to resume from (half-written ones are deleted), or None."""
     discard_incomplete(checkpoints)
@@ -298,7 +312,7 @@ def train_adapter(
 ) -> Outcome:
     """Train, and save the best adapter to run_dir/adapter (safetensors)."""
     from datasets import Dataset
-    from transformers import EarlyStoppingCallback, PrinterCallback, set_seed
+    from transformers import EarlyStoppingCallback, set_seed
     from trl import SFTConfig, SFTTrainer
 
     report = reporter or Reporter()
@@ -377,8 +391,7 @@ def train_adapter(
         )
     except ValueError as exc:
         raise TrainingError(f"cannot set up training: {str(exc).splitlines()[0]}") from None
-    trainer.remove_callback(PrinterCallback)
-    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    result = run_trainer(trainer, resume_from)
     steps = trainer.state.global_step
 
     out = save_adapter(trainer.model, run_dir / ADAPTER)
@@ -393,7 +406,7 @@ def train_adapter(
         train_loss=result.training_loss,
         best_eval_loss=best_eval if best_eval is not None else watch.best_eval,
         stopped_early=steps < total,
-        resumed_from=int(resume_from.name.rsplit("-", 1)[1]) if resume_from else None,
+        resumed_from=checkpoint_step(resume_from),
         history=history,
         lowest_eval_loss=lowest_eval(trainer_history, watch.best_eval),
     )

@@ -31,12 +31,14 @@ from assistant.train.loop import (
     Outcome,
     Reporter,
     Watch,
+    checkpoint_step,
     cpu_has_bf16,
     load_for_training,
     load_training_tokenizer,
     read_rows,
     release_memory,
     resume_point,
+    run_trainer,
     save_adapter,
 )
 
@@ -135,16 +137,18 @@ def batch_size(config: TrainConfig, kind: str | None) -> int:
     return max(2, config.batch_size) if kind == "kto" else config.batch_size
 
 
+def _steps_per_epoch(config: TrainConfig, rows: int, kind: str | None) -> int:
+    return max(1, math.ceil(rows / (batch_size(config, kind) * config.gradient_accumulation_steps)))
+
+
 def epochs(config: TrainConfig, rows: int, kind: str | None = None) -> float:
     if config.preference_epochs:
         return config.preference_epochs
-    per_epoch = max(1, math.ceil(rows / (batch_size(config, kind) * config.gradient_accumulation_steps)))
-    return float(min(MAX_EPOCHS, max(1, math.ceil(MIN_STEPS / per_epoch))))
+    return float(min(MAX_EPOCHS, max(1, math.ceil(MIN_STEPS / _steps_per_epoch(config, rows, kind)))))
 
 
 def total_steps(config: TrainConfig, rows: int, kind: str | None = None) -> int:
-    per_epoch = max(1, math.ceil(rows / (batch_size(config, kind) * config.gradient_accumulation_steps)))
-    steps = max(1, math.ceil(per_epoch * epochs(config, rows, kind)))
+    steps = max(1, math.ceil(_steps_per_epoch(config, rows, kind) * epochs(config, rows, kind)))
     return min(steps, config.max_steps) if config.max_steps else steps
 
 
@@ -162,7 +166,7 @@ def train_preference(
 ) -> Outcome:
     """Train the stage; its adapter goes to run_dir/preference/adapter (safetensors)."""
     from datasets import Dataset
-    from transformers import PrinterCallback, set_seed
+    from transformers import set_seed
 
     if chosen.kind not in ("dpo", "kto"):
         raise TrainingError(f"no preference stage to train: {chosen.why}")
@@ -228,8 +232,7 @@ def train_preference(
             )
     except ValueError as exc:
         raise TrainingError(f"cannot set up the {chosen.kind.upper()} stage: {str(exc).splitlines()[0]}") from None
-    trainer.remove_callback(PrinterCallback)
-    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    result = run_trainer(trainer, resume_from)
     steps = trainer.state.global_step
     out = save_adapter(trainer.model, stage_dir / ADAPTER)
     del trainer, model
@@ -241,6 +244,6 @@ def train_preference(
         train_loss=result.training_loss,
         best_eval_loss=None,
         stopped_early=False,
-        resumed_from=int(resume_from.name.rsplit("-", 1)[1]) if resume_from else None,
+        resumed_from=checkpoint_step(resume_from),
         history=history,
     )

@@ -407,13 +407,13 @@ class _Retrain:
         stage = _recorded_plan(info)
         if stage.kind is None:
             assert sft is not None  # a run trains at least one stage (see `run`)
-            return Staged(sft, sft, None, stage)
+            return Staged(sft, None, stage)
         start = sft.adapter_dir if sft is not None else (
             Path(info["preference_start_from"]) if info.get("preference_start_from") else None)
         self.events.status(f"Training (preference stage, {stage.kind.upper()}: {stage.why})")
         pref = train_preference(base_path, dataset_dir, run_dir, config, stage, on_cuda=on_cuda, start_from=start,
                                 resume=resume, reporter=reporter)
-        return Staged(pref, sft, pref, stage)
+        return Staged(sft, pref, stage)
 
     def _gate_and_publish(self, run_dir: Path, info: dict[str, Any], outcome, preflight: Preflight) -> Result:  # noqa: ANN001
         run_id = info["run_id"]
@@ -595,26 +595,26 @@ def _base_identity(path: Path, source: str) -> dict[str, str]:
 
 @dataclass
 class Staged:
-    """What a run's stages produced: the adapter to gate (the last stage's) and each stage's outcome."""
+    """What a run's stages produced: each stage's outcome, and the plan of the preference stage."""
 
-    final: Any  # loop.Outcome
-    sft: Any | None
+    sft: Any | None  # loop.Outcome
     preference: Any | None
     plan: Any  # preference.Plan
 
     @property
     def adapter_dir(self) -> Path:
-        return self.final.adapter_dir
+        """The last stage's adapter: the one the gate judges."""
+        return (self.preference or self.sft).adapter_dir
 
     def metrics(self) -> dict[str, Any]:
         """The SFT stage's numbers at the top level (as before there were stages), and each stage's."""
-        top = self.sft.metrics() if self.sft is not None else {}
+        sft = self.sft.metrics() if self.sft is not None else None
         pref = None
         if self.preference is not None:
             pref = {"kind": self.plan.kind, **self.preference.metrics(), "rows": self.plan.as_dict()}
             for unused in ("eval_loss", "lowest_eval_loss", "stopped_early"):
                 pref.pop(unused, None)
-        return {**top, "sft": self.sft.metrics() if self.sft is not None else None, "preference": pref}
+        return {**(sft or {}), "sft": sft, "preference": pref}
 
 
 SFT_DONE = "sft.json"
