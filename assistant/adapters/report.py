@@ -1,7 +1,8 @@
 """What one adapter version is, as text: status, data, gate verdict, eval report (with the preference
 scores of a gate that had preference rows), probe answers, its golden-set evals (`assistant eval`), its
-blind A/B win rates against other versions, the thumbs its replies got, and its loss curves as
-terminal plots, one per training stage (SFT, and the preference stage where it ran).
+blind A/B win rates against other versions, the thumbs its replies got (in all, and their thumbs-up
+rate per day as a terminal plot beside the active version's), and its loss curves as terminal plots,
+one per training stage (SFT, and the preference stage where it ran).
 
 Shared by `assistant models show` and the chat app's models screen. No torch, no textual; the text
 that came from users or models is made terminal-safe here, and the screen shows it without markup.
@@ -9,10 +10,11 @@ that came from users or models is made terminal-safe here, and the screen shows 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import date, timedelta
 from typing import Any
 
-from assistant.store.records import AdapterRecord, GoldenEval, MetricPoint, RatingCounts, VersionPair
+from assistant.store.records import AdapterRecord, GoldenEval, MetricPoint, RatingCounts, ThumbsBucket, VersionPair
 from assistant.text import integer_ticks, one_line, plural, terminal_safe
 
 
@@ -35,6 +37,74 @@ def loss_plot(points: Sequence[MetricPoint], *, width: int = 72, height: int = 1
     plt.xticks(integer_ticks(min(steps), max(steps)))
     plt.xlabel("step")
     return plt.uncolorize(plt.build())
+
+
+# One marker per line of the thumbs plot, told apart without colour, and how the legend shows it. The legend
+# goes under the plot: plotext's own sits in the top left corner, over the 100% a good version reaches.
+THUMBS_MARKERS = {"braille": "⢕⢕", "dot": "••", "+": "++"}
+
+
+def thumbs_plot(
+    series: Sequence[tuple[str, Sequence[ThumbsBucket]]], *, width: int = 72, height: int = 14
+) -> str:
+    """The thumbs-up rate (up / rated, 0-100%) per day of each (label, days) line, on one axis of days,
+    plotted in plain characters with a legend line under it; at most three lines. A day without ratings
+    is no point, never a zero ('' without any rated day)."""
+    import plotext as plt
+
+    lines = [
+        (label, [(date.fromisoformat(d.day), 100 * d.up_rate) for d in days if d.up_rate is not None])
+        for label, days in series[: len(THUMBS_MARKERS)]
+    ]
+    lines = [(label, points) for label, points in lines if points]
+    if not lines:
+        return ""
+    first = min(day for _, points in lines for day, _ in points)
+    last = max(day for _, points in lines for day, _ in points)
+    plt.clear_figure()
+    plt.theme("clear")
+    plt.plotsize(width, height)
+    for (_, points), marker in zip(lines, THUMBS_MARKERS):
+        plt.plot([(day - first).days for day, _ in points], [rate for _, rate in points], marker=marker)
+    plt.ylim(0, 100)
+    plt.yticks(list(range(0, 101, 25)), [f"{share}%" for share in range(0, 101, 25)])
+    ticks = integer_ticks(0, (last - first).days)
+    end = first + timedelta(days=ticks[-1])
+    form = "%m-%d" if end.year == first.year else "%Y-%m-%d"  # the year only where the axis crosses one
+    plt.xticks(ticks, [(first + timedelta(days=tick)).strftime(form) for tick in ticks])
+    plt.xlabel("day (UTC)")
+    legend = "   ".join(f"{glyphs} {label}" for (label, _), glyphs in zip(lines, THUMBS_MARKERS.values()))
+    return plt.uncolorize(plt.build()) + "    " + legend + "\n"
+
+
+def thumbs_line(days: Sequence[ThumbsBucket]) -> str | None:
+    """The thumbs-up rate in one line, where there is too little for a plot: one rated day (None: none,
+    or enough days for `thumbs_plot`)."""
+    rated = [day for day in days if day.rated]
+    if len(rated) != 1:
+        return None
+    day = rated[0]
+    return f"thumbs-up rate: {day.up} of {day.rated} up on {day.day} (one day so far)"
+
+
+def thumbs_lines(
+    version: str, thumbs: Mapping[str, Sequence[ThumbsBucket]], *, active: str | None = None, width: int = 72
+) -> list[str]:
+    """`version`'s thumbs-up rate per day as a plot under a title, with the active version's line to compare
+    where that is another version, and the first and last day in numbers; nothing under two rated days."""
+    mine = [day for day in thumbs.get(version, ()) if day.rated]
+    if len(mine) < 2:
+        return []
+    series: list[tuple[str, Sequence[ThumbsBucket]]] = [(one_line(version, 16), mine)]
+    if active is not None and active != version and thumbs.get(active):
+        series.append((f"{one_line(active, 16)} (active)", thumbs[active]))
+    first, last = mine[0], mine[-1]
+    return [
+        f"Thumbs-up rate per day (UTC), {len(mine)} days rated",
+        thumbs_plot(series, width=width).rstrip("\n"),
+        f"{one_line(version, 16)}: {first.up_rate:.0%} up on {first.day} ({first.up} of {first.rated}),"
+        f" {last.up_rate:.0%} on {last.day} ({last.up} of {last.rated})",
+    ]
 
 
 def preference_title(metrics: dict[str, Any]) -> str:
@@ -218,10 +288,15 @@ def describe(
     width: int = 72,
     evals: Sequence[GoldenEval] = (),
     pairs: Sequence[VersionPair] = (),
+    thumbs: Mapping[str, Sequence[ThumbsBucket]] | None = None,
+    active: str | None = None,
 ) -> str:
-    """The whole story of one version, as plain text."""
+    """The whole story of one version, as plain text. `thumbs`: thumbs per day by version
+    (`Store.thumbs_over_time`): this version's, and the `active` version's to compare with."""
     meta_metrics = record.metrics or {}
     stage_line = preference_stage_line(meta_metrics)
+    thumbs = thumbs or {}
+    one_day = thumbs_line(thumbs.get(record.version, ()))
     lines = [
         f"{record.version}  {record.status}" + (f" - {one_line(record.reason, 160)}" if record.reason else ""),
         f"created {record.created_at}" + (f", active since {record.activated_at}" if record.activated_at else ""),
@@ -232,6 +307,7 @@ def describe(
         + _lowest(meta_metrics),
         *([stage_line] if stage_line else []),
         f"replies: {rating_line(ratings)}",
+        *([one_day] if one_day else []),
     ]
     if record.deleted_at:
         lines.append(f"deleted {record.deleted_at}")
@@ -243,6 +319,9 @@ def describe(
         lines += ["", "Golden-set evals", *golden_lines(evals, width=width)]
     if pairs:
         lines += ["", "Blind A/B (wins, losses, ties of the newer version)", *ab_lines(pairs)]
+    rate = thumbs_lines(record.version, thumbs, active=active, width=width)
+    if rate:
+        lines += ["", *rate]
     # One plot per stage (their steps each start at 1); a run without a preference stage keeps its one "Loss".
     preference = loss_plot([p for p in metrics if p.stage == "preference"], width=width)
     plot = loss_plot([p for p in metrics if p.stage != "preference"], width=width)

@@ -1,7 +1,8 @@
 """`assistant models`: the published adapter versions, and which one every chat serves.
 
     assistant models list                # and the blind A/B win rates of versions judged against each other
-    assistant models show v0003          # gate report, probe answers, golden-set evals, A/B win rates, thumbs, loss curves
+    assistant models show v0003          # gate report, probe answers, golden-set evals, A/B win rates, thumbs
+                                         # (and their rate per day, plotted), loss curves
     assistant models promote v0003       # running chats switch to it within seconds
     assistant models rollback            # back to the version active before
     assistant models delete v0002
@@ -105,10 +106,11 @@ def list_(state: Context, show_all: bool, as_json: bool) -> None:
 
 @models.command()
 @click.argument("version")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (with the eval report and metrics).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with the eval report, metrics and thumbs per day).")
 @settings_options
 def show(state: Context, version: str, as_json: bool) -> None:
-    """One version: status, gate report, probe answers, golden-set evals, thumbs on its replies, loss curves."""
+    """One version: status, gate report, probe answers, golden-set evals, thumbs on its replies (and their
+    thumbs-up rate per day beside the active version's), loss curves."""
     from assistant.adapters.report import describe
 
     store = state.store()
@@ -117,12 +119,17 @@ def show(state: Context, version: str, as_json: bool) -> None:
     ratings = store.adapter_ratings()
     evals = store.golden_evals(record.version)
     pairs = store.version_pairs(record.version)
+    active = store.active_adapter()
+    active_version = active.version if active else None
+    thumbs = store.thumbs_over_time([v for v in (record.version, active_version) if v])
     if as_json:
         click.echo(json_text({**_record_dict(record, ratings, pairs), "report": record.report,
-                              "loss": [p.__dict__ for p in points], "golden_evals": [e.__dict__ for e in evals]}))
+                              "loss": [p.__dict__ for p in points], "golden_evals": [e.__dict__ for e in evals],
+                              "thumbs_by_day": [day.as_dict() for day in thumbs.get(record.version, [])]}))
         return
     width = max(40, min(100, shutil.get_terminal_size((80, 24)).columns - 2))
-    click.echo(describe(record, points, ratings.get(record.version), width=width, evals=evals, pairs=pairs))
+    click.echo(describe(record, points, ratings.get(record.version), width=width, evals=evals, pairs=pairs,
+                        thumbs=thumbs, active=active_version))
 
 
 @models.command()

@@ -278,6 +278,26 @@ class RatingCounts:
 
 
 @dataclass(frozen=True)
+class ThumbsBucket:
+    """Current thumbs on the replies one adapter version produced in one period (`Store.thumbs_over_time`)."""
+
+    day: str  # the period's first day, UTC, YYYY-MM-DD: the day itself, or a week's Monday
+    up: int
+    down: int
+
+    @property
+    def rated(self) -> int:
+        return self.up + self.down
+
+    @property
+    def up_rate(self) -> float | None:
+        return self.up / self.rated if self.rated else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"day": self.day, "up": self.up, "down": self.down}
+
+
+@dataclass(frozen=True)
 class GoldenEval:
     """One model's answers to a golden set, scored (`assistant eval`): one row of `golden_evals`."""
 

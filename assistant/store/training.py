@@ -1,6 +1,6 @@
 """The store's training side: retrain runs and their per-step metrics, published adapter versions
 with their status (candidate, active, rejected, retired) and every change of it, and the ratings
-of the replies each version produced.
+of the replies each version produced (in all, and per day or week).
 
 A mixin of `Store` (see db.py): same connection, same short IMMEDIATE write transactions. The files
 of a version live in adapters/<version>/ (assistant/adapters/registry.py); here is what is known of
@@ -22,11 +22,17 @@ from assistant.store.records import (
     GoldenEval,
     MetricPoint,
     RatingCounts,
+    ThumbsBucket,
     TrainingRun,
 )
 
 RUN_STATUSES = ("running", "interrupted", "failed", "nothing", "published")
 METRIC_STAGES = ("sft", "preference")
+# The period of `thumbs_over_time`, as its first day (UTC) from a stored time (ISO 8601, UTC, "Z").
+THUMBS_BUCKETS = {
+    "day": "substr(m.created_at, 1, 10)",
+    "week": "date(substr(m.created_at, 1, 10), '-6 days', 'weekday 1')",  # the Monday on or before
+}
 _ADAPTERS = """
     SELECT a.*, d.erased_at AS dataset_erased_at
     FROM adapters a LEFT JOIN datasets d ON d.id = a.dataset_id
@@ -310,6 +316,34 @@ class TrainingStore:
             """
         )
         return {r["version"]: RatingCounts(r["replies"], r["up"], r["down"]) for r in rows}
+
+    def thumbs_over_time(
+        self, versions: Iterable[str] | None = None, *, bucket: str = "day"
+    ) -> dict[str, list[ThumbsBucket]]:
+        """Per version (all, or those named), its current thumbs up and down per day or week (UTC), oldest
+        first; only periods with a rating. A rating counts in the period its reply was produced, not when it
+        was given: so each point says how good the version's answers were then, over its life. The base
+        model's replies are no version's (as in `adapter_ratings`)."""
+        if bucket not in THUMBS_BUCKETS:
+            raise InputError(f"unknown period {bucket!r}; known: {', '.join(THUMBS_BUCKETS)}")
+        where, args = "", []
+        if versions is not None:
+            where, args = "AND m.adapter IN (SELECT value FROM json_each(?))", [json.dumps(list(versions))]
+        rows = self.db.query(
+            f"""
+            SELECT m.adapter AS version, {THUMBS_BUCKETS[bucket]} AS day,
+                   sum(f.rating = 1) AS up, sum(f.rating = -1) AS down
+            FROM messages m JOIN feedback f ON f.message_id = m.id AND f.current = 1
+            WHERE m.role = 'assistant' AND m.adapter IS NOT NULL {where}
+            GROUP BY version, day
+            ORDER BY version, day
+            """,
+            args,
+        )
+        series: dict[str, list[ThumbsBucket]] = {}
+        for r in rows:
+            series.setdefault(r["version"], []).append(ThumbsBucket(r["day"], r["up"], r["down"]))
+        return series
 
     # -- golden-set evals ------------------------------------------------------------------------
 

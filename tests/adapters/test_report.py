@@ -1,9 +1,11 @@
-"""A version's gate numbers as `models show` and the F2 screen print them."""
+"""A version's gate numbers and thumbs-up rate as `models show` and the F2 screen print them."""
 
 from __future__ import annotations
 
-from assistant.adapters.report import describe, gate_lines
-from assistant.store.records import AdapterRecord, MetricPoint
+import re
+
+from assistant.adapters.report import describe, gate_lines, thumbs_line, thumbs_lines, thumbs_plot
+from assistant.store.records import AdapterRecord, MetricPoint, RatingCounts, ThumbsBucket
 
 
 def test_the_new_rows_loss_is_shown_where_the_gate_scored_it() -> None:
@@ -140,3 +142,93 @@ def test_a_version_without_a_preference_stage_reads_as_before() -> None:
     # A preference stage logged nothing (yet): no empty plot, no title.
     metrics["preference"] = {"kind": "dpo", "steps": 0, "train_loss": None}
     assert "Preference loss" not in describe(_record(metrics, record.report), _points("sft", 10, 2.0), None)
+
+
+# -- thumbs-up rate per day ------------------------------------------------------------------------
+
+BRAILLE = re.compile("[\u2801-\u28ff]")  # a plotted braille dot (U+2800, the blank, draws nothing)
+
+
+def _rows(plot: str) -> dict[str, str]:
+    """The plot's rows by their y tick (`100%`, `75%`, ...), the canvas only."""
+    rows = {}
+    for line in plot.splitlines():
+        match = re.match(r"\s*(\d+%)┤(.*)│$", line)
+        if match:
+            rows[match[1]] = match[2]
+    return rows
+
+
+def test_the_thumbs_plot_draws_the_rate_on_rated_days_only() -> None:
+    # Everything rated up on the days rated; no rating on 11-03 and 11-04: the line stays at 100%.
+    always = thumbs_plot([("v0001", [ThumbsBucket("2026-11-02", 2, 0), ThumbsBucket("2026-11-05", 1, 0)])], width=60)
+    rows = _rows(always)
+    assert list(rows) == ["100%", "75%", "50%", "25%", "0%"]
+    assert BRAILLE.search(rows["100%"]) and not any(BRAILLE.search(rows[tick]) for tick in ("75%", "50%", "25%", "0%"))
+    lines = always.splitlines()
+    assert lines[-3].split() == ["11-02", "11-03", "11-04", "11-05"] and lines[-2].strip() == "day (UTC)"
+    assert lines[-1] == "    ⢕⢕ v0001"  # the legend, under the plot
+    assert max(len(line) for line in lines) <= 60
+
+    # A day all thumbs down is a real zero: the line reaches the 0% row.
+    falls = _rows(thumbs_plot([("v0001", [ThumbsBucket("2026-11-02", 2, 0), ThumbsBucket("2026-11-05", 0, 3)])]))
+    assert BRAILLE.search(falls["0%"]) and BRAILLE.search(falls["100%"])
+
+
+def test_the_thumbs_plot_puts_versions_on_one_axis_of_days() -> None:
+    plot = thumbs_plot([
+        ("v0002", [ThumbsBucket("2026-12-30", 1, 1), ThumbsBucket("2026-12-31", 1, 0)]),
+        ("v0003 (active)", [ThumbsBucket("2027-01-02", 0, 1)]),
+    ])
+    lines = plot.splitlines()
+    # The axis runs from the first day of either to the last; across a new year, the ticks say the year.
+    assert lines[-3].split() == ["2026-12-30", "2026-12-31", "2027-01-01", "2027-01-02"]
+    assert lines[-1] == "    ⢕⢕ v0002   •• v0003 (active)"
+    rows = _rows(plot)
+    assert "•" in rows["0%"] and "•" not in rows["50%"] + rows["100%"]  # the active version's one day, all down
+    assert BRAILLE.search(rows["50%"]) and not BRAILLE.search(rows["0%"])
+    assert thumbs_plot([]) == "" and thumbs_plot([("v0002", [ThumbsBucket("2026-11-02", 0, 0)])]) == ""
+
+
+def test_one_rated_day_is_a_line_of_text_and_two_a_plot() -> None:
+    one = [ThumbsBucket("2026-11-02", 3, 1)]
+    assert thumbs_line(one) == "thumbs-up rate: 3 of 4 up on 2026-11-02 (one day so far)"
+    assert thumbs_line([]) is None and thumbs_line(one + [ThumbsBucket("2026-11-04", 1, 1)]) is None
+    assert thumbs_lines("v0002", {"v0002": one}) == []
+    assert thumbs_lines("v0002", {}) == []
+
+    two = one + [ThumbsBucket("2026-11-04", 1, 1)]
+    lines = thumbs_lines("v0002", {"v0002": two, "v0003": one}, active="v0003")
+    assert lines[0] == "Thumbs-up rate per day (UTC), 2 days rated"
+    assert lines[1].splitlines()[-1] == "    ⢕⢕ v0002   •• v0003 (active)"
+    assert lines[2] == "v0002: 75% up on 2026-11-02 (3 of 4), 50% on 2026-11-04 (1 of 2)"
+    # The active version itself, or an active version without ratings: one line.
+    assert thumbs_lines("v0002", {"v0002": two}, active="v0002")[1].splitlines()[-1] == "    ⢕⢕ v0002"
+    assert thumbs_lines("v0002", {"v0002": two}, active="v0003")[1].splitlines()[-1] == "    ⢕⢕ v0002"
+
+
+def test_describe_shows_the_thumbs_up_rate_beside_the_rating_line_or_as_a_plot() -> None:
+    record = _record({"steps": 10, "train_loss": 1.5, "eval_loss": 1.2}, {})
+    ratings = RatingCounts(5, 3, 1)
+    one = {"v0002": [ThumbsBucket("2026-11-02", 3, 1)]}
+    lines = describe(record, [], ratings, thumbs=one).splitlines()
+    at = lines.index("replies: 5 replies, 3 👍 1 👎, 75% up")
+    assert lines[at + 1] == "thumbs-up rate: 3 of 4 up on 2026-11-02 (one day so far)"
+    assert not any(line.startswith("Thumbs-up rate per day") for line in lines)
+
+    days = {"v0002": [ThumbsBucket("2026-11-02", 3, 1), ThumbsBucket("2026-11-03", 0, 1)],
+            "v0001": [ThumbsBucket("2026-11-01", 2, 0), ThumbsBucket("2026-11-02", 1, 1)]}
+    text = describe(record, _points("sft", 10, 2.0), RatingCounts(6, 3, 2), thumbs=days, active="v0001", width=72)
+    lines = text.splitlines()
+    assert not any(line.startswith("thumbs-up rate:") for line in lines)
+    rate, loss = lines.index("Thumbs-up rate per day (UTC), 2 days rated"), lines.index("Loss")
+    assert rate < loss  # before the loss plot
+    plot = lines[rate + 1:loss - 1]
+    assert plot[-2] == "    ⢕⢕ v0002   •• v0001 (active)"
+    assert plot[-1] == "v0002: 75% up on 2026-11-02 (3 of 4), 0% on 2026-11-03 (0 of 1)"
+    assert plot[-4].split() == ["11-01", "11-02", "11-03"]  # the active version's first day starts the axis
+    assert max(len(line) for line in plot[:-1]) <= 72
+
+    # No rated reply of this version (only of the active one): neither.
+    text = describe(record, [], RatingCounts(2, 0, 0), thumbs={"v0001": days["v0001"]}, active="v0001")
+    assert "thumbs-up rate" not in text.lower() and "v0001" not in text

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import stat
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -258,7 +259,8 @@ def test_show_of_the_active_version_counts_its_thumbs(models, seeded: dict) -> N
     lines = result.out.splitlines()
     assert lines[0].startswith("v0002  active")
     assert ", active since " in lines[1]
-    assert any(re.fullmatch(r"replies: 1 repl(y|ies), 1 👍 0 👎, 100% up", line) for line in lines)
+    replies = next(i for i, line in enumerate(lines) if re.fullmatch(r"replies: 1 repl(y|ies), 1 👍 0 👎, 100% up", line))
+    assert lines[replies + 1] == "thumbs-up rate: 1 of 1 up on 2026-11-02 (one day so far)"  # too little to plot
     assert lines[lines.index("Eval gate") + 1] == "not evaluated"
     assert "Loss" not in lines and "Probe answers (greedy)" not in lines  # no run, no report
 
@@ -276,6 +278,47 @@ def test_show_json(models, seeded: dict) -> None:  # noqa: ANN001
         "split": "eval", "step": 10, "epoch": 1.0, "loss": pytest.approx(1.1), "grad_norm": None, "learning_rate": None,
         "stage": "sft",  # every point says its training stage
     }
+    assert shown["thumbs_by_day"] == []  # no rated reply
+    assert json.loads(models("show", "v0002", "--json").out)["thumbs_by_day"] == [{"day": "2026-11-02", "up": 1, "down": 0}]
+
+
+def test_show_plots_the_thumbs_up_rate_per_day_beside_the_active_versions(
+    models, store: Store, clock, seeded: dict  # noqa: ANN001
+) -> None:
+    # v0002 (active) has one thumbs up on 11-02; v0001 served on 11-02, 11-03 and 11-05 (not on 11-04).
+    for rating in (1, -1):
+        store.rate(_reply(store, "v0001"), "ann", rating)
+    clock.now += timedelta(days=1)
+    for rater in ("ann", "bob"):
+        store.rate(_reply(store, "v0001"), rater, 1)
+    store.rate(_reply(store, "v0002"), "ann", -1)
+    clock.now += timedelta(days=2)
+    store.rate(_reply(store, "v0001"), "ann", -1)
+    _reply(store, "v0001")  # not rated
+
+    result = models("show", "v0001")
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    title = lines.index("Thumbs-up rate per day (UTC), 3 days rated")
+    end = lines.index("Loss") - 2  # the line under the plot; a blank line before the loss plot
+    assert lines[end - 1] == "    ⢕⢕ v0001   •• v0002 (active)"
+    assert lines[end] == "v0001: 50% up on 2026-11-02 (1 of 2), 0% on 2026-11-05 (0 of 1)"
+    assert lines[end - 3].split() == ["11-02", "11-03", "11-04", "11-05"]
+    assert any("100%┤" in line for line in lines[title:end])
+    assert "thumbs-up rate:" not in result.out
+
+    shown = json.loads(models("show", "v0001", "--json").out)
+    assert shown["thumbs_by_day"] == [
+        {"day": "2026-11-02", "up": 1, "down": 1},
+        {"day": "2026-11-03", "up": 2, "down": 0},
+        {"day": "2026-11-05", "up": 0, "down": 1},
+    ]
+    assert (shown["thumbs_up"], shown["thumbs_down"]) == (3, 2)
+
+    # The active version's own detail: its two days, no second line.
+    lines = models("show", "v0002").out.splitlines()
+    assert "Thumbs-up rate per day (UTC), 2 days rated" in lines
+    assert "    ⢕⢕ v0002" in lines and "v0002: 100% up on 2026-11-02 (1 of 1), 0% on 2026-11-03 (0 of 1)" in lines
 
 
 PREFERENCE_REPORT = {

@@ -5,13 +5,14 @@ and the mark on a version whose dataset held data that was erased since."""
 from __future__ import annotations
 
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlite_utils import Database
 
 from assistant.errors import InputError, NotFoundError, StoreError
-from assistant.store import MetricPoint, RatingCounts, ReplyRecord, Store
+from assistant.store import MetricPoint, RatingCounts, ReplyRecord, Store, ThumbsBucket
 from assistant.store.migrations import migrations
 
 MIGRATION_NAMES = [m.name for m in migrations._migrations]
@@ -406,6 +407,70 @@ def test_adapter_ratings_count_replies_and_current_thumbs_per_version(store: Sto
     assert ratings["v0001"].up_rate == pytest.approx(2 / 3)
     assert ratings["v0002"].up_rate == 0.0
     assert RatingCounts(2, 0, 0).up_rate is None
+
+
+def test_thumbs_over_time_counts_current_thumbs_per_version_on_the_day_each_reply_was_produced(
+    store: Store, clock  # noqa: ANN001
+) -> None:
+    assert store.thumbs_over_time() == {}
+    # 2026-11-02 (the clock's first day, UTC)
+    a = _reply(store, "v0001")
+    b = _reply(store, "v0001")
+    late = _reply(store, "v0001")
+    _reply(store, "v0001")  # never rated: no thumbs, and alone no day
+    base = _reply(store, None)  # the base model's replies are no version's
+    store.rate(a, "ann", 1)
+    store.rate(a, "bob", 1)
+    store.rate(b, "ann", 1)
+    store.rate(b, "ann", -1)  # re-rated: the superseded thumbs up is not counted
+    store.rate(base, "bob", 1)
+    clock.now += timedelta(days=1)  # 2026-11-03
+    c = _reply(store, "v0001")
+    d = _reply(store, "v0002")
+    store.rate(c, "ann", -1)
+    store.rate(d, "bob", 1)
+    e = _reply(store, "v0002")  # produced on 11-03, rated two days later: counts on 11-03
+    clock.now += timedelta(days=2)  # 2026-11-05
+    store.rate(late, "cy", 1)  # a reply from 11-02 rated today: counts on 11-02
+    store.rate(e, "cy", -1)
+
+    thumbs = store.thumbs_over_time()
+    assert thumbs == {
+        "v0001": [ThumbsBucket("2026-11-02", 3, 1), ThumbsBucket("2026-11-03", 0, 1)],
+        "v0002": [ThumbsBucket("2026-11-03", 1, 1)],
+    }
+    # The totals agree with adapter_ratings' current thumbs.
+    ratings = store.adapter_ratings()
+    for version, days in thumbs.items():
+        assert (sum(d.up for d in days), sum(d.down for d in days)) == (ratings[version].up, ratings[version].down)
+    assert thumbs["v0001"][0].up_rate == pytest.approx(3 / 4) and thumbs["v0001"][1].up_rate == 0.0
+    assert ThumbsBucket("2026-11-04", 0, 0).up_rate is None
+
+
+def test_thumbs_over_time_of_the_versions_named(store: Store) -> None:
+    for version in ("v0001", "v0002", "v0003"):
+        store.rate(_reply(store, version), "ann", 1)
+
+    assert list(store.thumbs_over_time(["v0003", "v0001"])) == ["v0001", "v0003"]
+    assert list(store.thumbs_over_time(("v0002",))) == ["v0002"]
+    assert store.thumbs_over_time([]) == {} and store.thumbs_over_time(["v0009"]) == {}
+    assert list(store.thumbs_over_time()) == ["v0001", "v0002", "v0003"]
+
+
+def test_thumbs_over_time_by_week_starts_each_week_on_monday(store: Store, clock) -> None:  # noqa: ANN001
+    start = clock.now  # Monday 2026-11-02
+    for offset, rating in ((0, 1), (6, -1), (7, 1), (13, 1), (14, -1)):  # Mon, Sun, Mon, Sun, Mon
+        clock.now = start + timedelta(days=offset)
+        store.rate(_reply(store, "v0001"), "ann", rating)
+
+    assert store.thumbs_over_time(bucket="week") == {
+        "v0001": [ThumbsBucket("2026-11-02", 1, 1), ThumbsBucket("2026-11-09", 2, 0), ThumbsBucket("2026-11-16", 0, 1)]
+    }
+    assert [d.day for d in store.thumbs_over_time()["v0001"]] == [
+        "2026-11-02", "2026-11-08", "2026-11-09", "2026-11-15", "2026-11-16"
+    ]
+    with pytest.raises(InputError, match="unknown period 'month'"):
+        store.thumbs_over_time(bucket="month")
 
 
 def test_last_data_until_is_the_newest_versions_data(store: Store) -> None:

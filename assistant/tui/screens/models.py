@@ -1,6 +1,7 @@
 """The adapter versions screen (F2 in the chat, or an app of its own): every published version with
 its status, eval loss, gate verdict and the thumbs its replies got; the highlighted one in detail
-(`assistant.adapters.report.describe`, the same text as `assistant models show`); promote and roll back.
+(`assistant.adapters.report.describe`, the same text as `assistant models show`, with its thumbs-up rate
+per day beside the active version's); promote and roll back.
 
 Driven by the store's training API only (no SQL, no files, no model). Promoting or rolling back
 changes the registry's active version; running chats follow it (tui/swap.py). With a model server,
@@ -125,16 +126,19 @@ class ModelsScreen(AppScreen):
             self.shown = None
             self.query_one("#models-detail", Static).update(Text(EMPTY))
             return
-        metrics, evals, pairs = [], [], []
+        metrics, evals, pairs, thumbs = [], [], [], {}
+        active = next((r.version for r in self.records if r.status == "active"), None)
         try:
             metrics = self.store.run_metrics(record.run_id) if record.run_id else []
             evals = self.store.golden_evals(record.version)
             pairs = self.store.version_pairs(record.version)
+            thumbs = self.store.thumbs_over_time([v for v in (record.version, active) if v])
         except AssistantError as exc:
             self.notify(f"Could not read the training metrics: {one_line(str(exc), 200)}", severity="warning",
                         markup=False)
         width = max(40, min(120, self.size.width - 6))
-        text = describe(record, metrics, self.ratings.get(record.version), width=width, evals=evals, pairs=pairs)
+        text = describe(record, metrics, self.ratings.get(record.version), width=width, evals=evals, pairs=pairs,
+                        thumbs=thumbs, active=active)
         self.query_one("#models-detail", Static).update(Text(text))
         self.shown = record.version
 
