@@ -236,6 +236,13 @@ class Settings:
     top_p: float = setting(0.9, "chat", "Nucleus sampling threshold.", check=top_p_range)
     repetition_penalty: float = setting(1.0, "chat", "1.0 disables it.", check=positive)
     user: str = setting("", "chat", "Who is chatting; default: the OS login name.", check=not_blank)
+    ab_share: float = setting(
+        0.0,
+        "chat",
+        "Share of questions (0 to 1) answered twice in the chat, blind, by the version answering and the newest "
+        "candidate, for the agent to pick the better answer (`b` on a reply asks for it any time); 0: only on demand.",
+        check=share,
+    )
     max_message_chars: int = setting(
         100_000,
         "chat",

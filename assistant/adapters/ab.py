@@ -1,7 +1,7 @@
 """Promotion by use: blind A/B judgements in the chat decide between the newest candidate and the
 active version (`promote_on_ab`, `ab_min_judgements`; the rule is winrate.ab_verdict).
 
-The chat's A/B view (not built yet) calls `record_judgement` when an agent picks: it stores the
+The chat's A/B pair (tui/screens/chat.py) calls `record_judgement` when an agent picks: it stores the
 judgement and applies the rule right away, so a candidate is promoted or rejected by the judgement
 that settles it. Promoting checks the version's files and loads it on a model server first, as
 `assistant models promote` does (promotion.verify); a version that fails stays a candidate.

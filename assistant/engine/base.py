@@ -171,13 +171,27 @@ class Backend(Protocol):
     @property
     def identity(self) -> ModelIdentity: ...
 
-    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Reply: ...
+    @property
+    def alternate(self) -> ModelIdentity | None:
+        """Who answers replies asked with `alternate=True` (the version `load_alternate` loaded), or None."""
+        ...
+
+    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams, alternate: bool = False) -> Reply:
+        """Start a reply; `alternate`: the second version answers it instead of the one serving (blind A/B)."""
+        ...
 
     def swap_adapter(self, version: str | None, path: Path | None) -> ModelIdentity:
         """Serve adapter `version` from `path` (None: the bare base model) from the next reply on.
 
         Callable from any thread; a reply being generated finishes with the adapter it started with.
         A version that cannot be served raises ModelError and the current one keeps answering.
+        """
+        ...
+
+    def load_alternate(self, version: str | None, path: Path | None) -> ModelIdentity | None:
+        """Load adapter `version` from `path` beside the one serving, on the same base model (or on the
+        model server), to answer replies asked with `alternate=True`; None unloads it. Checked as a swap
+        is; what serves is unchanged. Returns `alternate`. Call it off the event loop.
         """
         ...
 

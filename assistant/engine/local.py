@@ -11,6 +11,10 @@ lock that generation holds. The new version is loaded beside the one serving, un
 adapter name, without reloading the base model; it is checked (every weight in its file loaded, a
 finite probe forward pass) before it serves, and the old one is then deleted, so memory stays flat.
 Serving no adapter keeps the peft wrapper with its adapter layers disabled.
+
+For blind A/B replies a second version can be loaded beside the one serving (`load_alternate`), on
+the same base model: a reply asked with `alternate=True` selects it for its generation, under the same
+lock, and the serving version is selected again when it ends.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ class LocalBackend:
         self._lock = threading.Lock()  # held by a generation or a swap
         self._adapter: str | None = _peft_adapter(model)  # the peft adapter name loaded, if any
         self._disabled = False  # the adapter layers are off: the bare base model answers
+        self._alternate: tuple[str, str] | None = None  # (version, peft adapter name) loaded for A/B replies
         self._loads = 0
         self._device = next(model.parameters()).device
         vocab = tokenizer.get_vocab()
@@ -108,10 +113,16 @@ class LocalBackend:
     def check_prompt(self, messages: Sequence[ChatMessage], params: GenerationParams) -> None:
         self.encode(messages, params.max_new_tokens)
 
-    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Reply:
+    @property
+    def alternate(self) -> ModelIdentity | None:
+        """Who answers a reply asked with `alternate=True`; None while no second version is loaded."""
+        alternate = self._alternate
+        return replace(self._identity, adapter=alternate[0]) if alternate is not None else None
+
+    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams, alternate: bool = False) -> Reply:
         cancel = threading.Event()
         started: list[ModelIdentity] = []
-        chunks, budget = self.generate(messages, params, cancel, on_start=started.append)
+        chunks, budget = self.generate(messages, params, cancel, on_start=started.append, alternate=alternate)
         return Reply(chunks, cancel, budget, identity=lambda: started[0] if started else None)
 
     def generate(
@@ -120,12 +131,16 @@ class LocalBackend:
         params: GenerationParams,
         cancel: CancelEvent,
         on_start: Callable[[ModelIdentity], None] | None = None,
+        alternate: bool = False,
     ) -> tuple[Iterator[tuple[str, int]], int]:
         """Start a reply in a thread: its (new text, new tokens) pieces as they come, and its token budget.
 
         Generation stops at the next token once `cancel` is set. `on_start` gets the identity that
         produces the reply, from the generation thread once it holds the model, before any piece.
+        `alternate`: the version loaded with `load_alternate` answers (ModelError when there is none).
         """
+        if alternate and self._alternate is None:
+            raise ModelError("no second version is loaded to answer beside the one serving")
         ids = self.encode(messages, params.max_new_tokens)
         max_new_tokens = min(params.max_new_tokens, self._context - len(ids))
         chunks = _Chunks(self.tokenizer)
@@ -150,9 +165,19 @@ class LocalBackend:
         def generate() -> None:
             try:
                 with self._lock, torch.inference_mode():
-                    if on_start is not None:
-                        on_start(self._identity)
-                    self.model.generate(**kwargs)
+                    identity = self._identity
+                    if alternate:
+                        if self._alternate is None:  # unloaded while this reply waited for the model
+                            raise ModelError("the second version was unloaded before its reply started")
+                        identity = replace(identity, adapter=self._alternate[0])
+                        self._select(self._alternate[1])
+                    try:
+                        if on_start is not None:
+                            on_start(identity)
+                        self.model.generate(**kwargs)
+                    finally:
+                        if alternate:
+                            self._select_serving()
             except BaseException as exc:  # reported to the reader of the stream
                 log.exception("generation failed")
                 chunks.fail(exc)
@@ -187,17 +212,7 @@ class LocalBackend:
         Waits for the reply being generated. The files are verified against the version's meta.json
         first; a version that cannot be served raises ModelError and the current one keeps answering.
         """
-        expected = None
-        if version is not None:
-            if path is None:
-                raise ModelError(f"adapter {version}: no directory given")
-            meta = check_files(path, verify=True) or {}
-            base = meta.get("base_model")
-            trained_on = base.get("name") if isinstance(base, dict) else base
-            if trained_on and trained_on != self._identity.model:
-                raise ModelError(f"adapter {version} was trained on {trained_on}, and this chat serves {self._identity.model}")
-            check_weights(path)  # what a promotion checks too: header, sizes, finite values, ranks
-            expected = _file_fingerprint(path / WEIGHTS, version)
+        expected = self._verified(version, path) if version is not None else None
         with self._lock:
             if version is None:
                 self._serve_base()
@@ -207,12 +222,88 @@ class LocalBackend:
             log.info("serving %s", self._identity.label)
             return self._identity
 
+    def _verified(self, version: str, path: Path | None) -> dict[str, tuple[list, float]]:
+        """The version's files checked against its meta.json and this model; the fingerprint of its weights."""
+        if path is None:
+            raise ModelError(f"adapter {version}: no directory given")
+        meta = check_files(path, verify=True) or {}
+        base = meta.get("base_model")
+        trained_on = base.get("name") if isinstance(base, dict) else base
+        if trained_on and trained_on != self._identity.model:
+            raise ModelError(f"adapter {version} was trained on {trained_on}, and this chat serves {self._identity.model}")
+        check_weights(path)  # what a promotion checks too: header, sizes, finite values, ranks
+        return _file_fingerprint(path / WEIGHTS, version)
+
+    def load_alternate(self, version: str | None, path: Path | None) -> ModelIdentity | None:
+        """Load adapter `version` from `path` beside the one serving, on the same base model, to answer
+        replies asked with `alternate=True` (blind A/B); None unloads it. What serves is unchanged.
+
+        Checked as a swap is (files, weights, a finite forward pass); a version that cannot be loaded
+        raises ModelError and the previous second version, if any, stays. Waits for the reply being
+        generated. Returns who answers the alternate replies.
+        """
+        if version is None:
+            with self._lock:
+                self._drop_alternate()
+            return None
+        if version == self._identity.adapter:
+            raise ModelError(f"adapter {version} is the version serving; it cannot also answer beside itself")
+        if self._alternate is not None and self._alternate[0] == version:
+            return self.alternate
+        expected = self._verified(version, path)
+        with self._lock:
+            name = self._load_checked(version, path, expected, "load")
+            self._select_serving()
+            self._drop_alternate()
+            self._alternate = (version, name)
+            log.info("loaded %s beside %s for A/B replies", version, self._identity.label)
+            return self.alternate
+
+    def _drop_alternate(self) -> None:
+        """Unload the second version (with the lock held)."""
+        if self._alternate is None:
+            return
+        name, self._alternate = self._alternate[1], None
+        if set(self.model.peft_config) == {name}:  # the only adapter: back to the bare model
+            self.model, self._adapter, self._disabled = _strip_adapter_layers(self.model), None, False
+            return
+        self.model.delete_adapter(name)
+        self._select_serving()
+
+    def _select(self, name: str | None) -> None:
+        """Let peft adapter `name` answer (None: the base model, adapter layers off); with the lock held."""
+        if name is None:
+            if _peft_adapter(self.model) is not None:
+                self.model.base_model.disable_adapter_layers()
+            return
+        self.model.set_adapter(name)
+        self.model.base_model.enable_adapter_layers()
+
+    def _select_serving(self) -> None:
+        """Back to the version serving (with the lock held)."""
+        self._select(None if self._disabled or self._adapter is None else self._adapter)
+
     def _serve_base(self) -> None:
         if self._adapter is not None and not self._disabled:
             self.model.base_model.disable_adapter_layers()
             self._disabled = True
 
     def _serve_adapter(self, version: str, path: Path, expected: dict[str, tuple[list, float]]) -> None:
+        old = self._adapter
+        if self._alternate is not None and self._alternate[0] == version:
+            # The second version of A/B replies becomes the one serving: loaded and checked already.
+            name, self._alternate = self._alternate[1], None
+        else:
+            name = self._load_checked(version, path, expected, "apply")
+        self._adapter, self._disabled = name, False
+        self._select(name)
+        if old is not None and old != name:
+            self.model.delete_adapter(old)
+
+    def _load_checked(self, version: str, path: Path, expected: dict[str, tuple[list, float]], doing: str) -> str:
+        """Load `version` as a new peft adapter beside what serves (wrapping the bare model in peft, its
+        adapter layers off, if it was not), select it and check it; its name. With the lock held. A
+        failure removes it and leaves what served as it was (ModelError)."""
         from peft import PeftModel
 
         name = self._new_adapter_name(version)
@@ -220,21 +311,18 @@ class LocalBackend:
         try:
             if wrapped:
                 self.model.load_adapter(path, adapter_name=name, is_trainable=False)
-                self.model.set_adapter(name)
-                if was_disabled:
-                    self.model.base_model.enable_adapter_layers()
             else:
                 self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name, is_trainable=False)
+                self._disabled = True  # the bare model served: it still does until the caller says otherwise
             self.model.eval()
+            self._select(name)
             self._check_loaded(version, name, expected)
         except Exception as exc:
             self._drop_new_adapter(name, old, was_disabled, wrapped)
             if isinstance(exc, ModelError):
                 raise
-            raise ModelError(f"cannot apply adapter {version}: {_first_line(exc)}") from None
-        if old is not None:
-            self.model.delete_adapter(old)
-        self._adapter, self._disabled = name, False
+            raise ModelError(f"cannot {doing} adapter {version}: {_first_line(exc)}") from None
+        return name
 
     def _new_adapter_name(self, version: str) -> str:
         """The version's name, unless a peft adapter of that name is loaded (a version promoted again)."""
@@ -265,16 +353,15 @@ class LocalBackend:
             raise ModelError(f"adapter {version} makes the model produce NaN or infinite scores; not serving it")
 
     def _drop_new_adapter(self, name: str, old: str | None, was_disabled: bool, wrapped: bool) -> None:
-        """Back to what served before a failed swap."""
+        """Back to what served before a failed swap (or a failed second version)."""
         if not wrapped:
             self.model = _strip_adapter_layers(self.model)
+            self._adapter, self._disabled = None, False
             return
-        if old is not None:
-            self.model.set_adapter(old)
-            if was_disabled:
-                self.model.base_model.disable_adapter_layers()
+        self._adapter, self._disabled = old, was_disabled
         if name in self.model.peft_config:
             self.model.delete_adapter(name)
+        self._select_serving()
         self.model.eval()
 
     def health(self) -> str | None:

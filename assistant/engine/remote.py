@@ -359,6 +359,7 @@ class RemoteBackend:
         self._base: ServedModel | None = None
         self._adapter: str | None = None
         self._adapter_path: Path | None = None  # where the adapter serving lives, to load it again
+        self._alternate: tuple[str, Path] | None = None  # the second version for A/B replies, and its directory
         self._special = special_token_pattern()
         self._identity = ModelIdentity(
             model=settings.server_model or "(model server)",
@@ -455,13 +456,25 @@ class RemoteBackend:
         if tokens > budget:
             raise too_long(tokens, budget, " on the server")
 
-    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Reply:
-        """Start a reply on the server. Raises ServerError when it cannot start (the server is down)."""
+    @property
+    def alternate(self) -> ModelIdentity | None:
+        """Who answers a reply asked with `alternate=True`; None while no second version is loaded."""
+        alternate = self._alternate
+        return replace(self._identity, adapter=alternate[0]) if alternate is not None else None
+
+    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams, alternate: bool = False) -> Reply:
+        """Start a reply on the server (`alternate`: the second version answers). Raises ServerError when
+        it cannot start (the server is down)."""
         import openai
 
         base = self.base
         with self._lock:
             adapter, adapter_path, identity = self._adapter, self._adapter_path, self._identity
+            if alternate:
+                if self._alternate is None:
+                    raise ModelError("no second version is loaded to answer beside the one serving")
+                adapter, adapter_path = self._alternate
+                identity = replace(identity, adapter=adapter)
         model = adapter or base.id
         request = self._request(messages, params, model)
         cancel = _StreamCancel()
@@ -573,7 +586,32 @@ class RemoteBackend:
             raise ModelError(f"adapter {version}: no directory given")
         return self._serve(version, path, verify=True)
 
+    def load_alternate(self, version: str | None, path: Path | None) -> ModelIdentity | None:
+        """Have the server answer replies asked with `alternate=True` with adapter `version` (blind A/B),
+        loaded there beside the one serving and checked as a swap is; None forgets it. What serves is
+        unchanged. Errors as `swap_adapter`."""
+        if version is None:
+            with self._lock:
+                self._alternate = None
+            return None
+        if path is None:
+            raise ModelError(f"adapter {version}: no directory given")
+        self._load(version, path, verify=True)
+        with self._lock:
+            self._alternate = (version, path)
+        log.info("answering A/B replies with %s beside %s", version, self._identity.label)
+        return self.alternate
+
     def _serve(self, version: str, path: Path, *, verify: bool) -> ModelIdentity:
+        self._load(version, path, verify=verify)
+        with self._lock:
+            self._adapter, self._adapter_path = version, path
+            self._identity = replace(self._identity, adapter=version)
+            log.info("serving %s from the model server at %s", self._identity.label, self.api.address)
+            return self._identity
+
+    def _load(self, version: str, path: Path, *, verify: bool) -> None:
+        """Check the version's files and base model, load it into the server and prove it answers."""
         meta = check_files(path, verify=verify) or {}
         base = self.base
         trained = meta.get("base_model")
@@ -583,11 +621,6 @@ class RemoteBackend:
             raise ModelError(f"adapter {version} was trained on {trained_on}, and the model server serves {base.id}")
         if self.api.load_adapter(version, self._server_path(path)):
             self.api.probe(version)  # loaded here: prove it answers (one found loaded was proven by its loader)
-        with self._lock:
-            self._adapter, self._adapter_path = version, path
-            self._identity = replace(self._identity, adapter=version)
-            log.info("serving %s from the model server at %s", self._identity.label, self.api.address)
-            return self._identity
 
     def _server_path(self, path: Path) -> str:
         """Where the server reads an adapter directory: under `server_adapters_dir` when it is set."""

@@ -13,10 +13,10 @@ directory and releases its lock) and exits without a word; the load waiting for 
 it if it has not gone within ABORT_GRACE_S. SIGHUP (the terminal closed) stops it the same way, and
 so does finding the app gone (a broken pipe).
 
-Protocol (parent -> worker): ("stream", messages, params), ("swap", version, path or None),
-("check", messages, params), ("stop",). Worker -> parent: ("progress", text, fraction), ("ready", identity),
-("start", token_budget, identity), ("chunk", text, tokens), ("end",), ("swapped", identity), ("checked",),
-("error", kind, message, hint).
+Protocol (parent -> worker): ("stream", messages, params, alternate), ("swap", version, path or None),
+("alternate", version or None, path or None), ("check", messages, params), ("stop",). Worker -> parent:
+("progress", text, fraction), ("ready", identity), ("start", token_budget, identity), ("chunk", text, tokens),
+("end",), ("swapped", identity), ("alternated", identity or None), ("checked",), ("error", kind, message, hint).
 
 This module must stay importable without torch: the parent never loads it.
 """
@@ -62,6 +62,7 @@ class ProcessBackend:
         )
         self._child_conn = child
         self._identity: ModelIdentity | None = None
+        self._alternate: ModelIdentity | None = None  # who answers alternate replies (A/B), once loaded
         self._idle = threading.Condition()  # guards the pipe between replies; notified when a reply closes
         self._open = False  # a reply was requested and its end not read yet
         self._starting = threading.Lock()  # orders starting the worker and aborting it
@@ -140,14 +141,20 @@ class ProcessBackend:
         except (BrokenPipeError, OSError):
             raise errors.ModelError("the model process is gone; restart the app") from None
 
-    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Reply:
-        """Start a reply. One at a time: a reply left unread is stopped first. Waits for a swap in progress."""
+    @property
+    def alternate(self) -> ModelIdentity | None:
+        """Who answers a reply asked with `alternate=True`; None while no second version is loaded."""
+        return self._alternate
+
+    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams, alternate: bool = False) -> Reply:
+        """Start a reply (`alternate`: the second version answers). One at a time: a reply left unread is
+        stopped first. Waits for a swap in progress."""
         with self._idle:
             if self._open:
                 self._finish_open_reply()
             self._cancel.clear()
             started = time.perf_counter()
-            self._send(("stream", [ChatMessage(m.role, m.content) for m in messages], params))
+            self._send(("stream", [ChatMessage(m.role, m.content) for m in messages], params, alternate))
             self._open = True
             kind, *payload = self._receive()
             if kind == "error":
@@ -169,7 +176,21 @@ class ProcessBackend:
             if kind == "error":
                 raise _error(*payload)
             self._identity = payload[0]
+            if self._alternate is not None and self._alternate.adapter == version:
+                self._alternate = None  # the second version now serves (the worker reused it)
             return self._identity
+
+    def load_alternate(self, version: str | None, path: Path | None) -> ModelIdentity | None:
+        """Load adapter `version` beside the one serving, to answer replies asked with `alternate=True`
+        (None: unload it). Waits until the open reply has been read to its end. Errors as `swap_adapter`."""
+        with self._idle:
+            self._idle.wait_for(lambda: not self._open)
+            self._send(("alternate", version, None if path is None else str(path)))
+            kind, *payload = self._receive()
+            if kind == "error":
+                raise _error(*payload)
+            self._alternate = payload[0]
+            return self._alternate
 
     def check_prompt(self, messages: Sequence[ChatMessage], params: GenerationParams) -> None:
         """InputError when the model would refuse `messages` as too long (the worker's tokenizer counts)."""
@@ -341,21 +362,25 @@ def _serve(conn, cancel, settings: Settings) -> None:  # noqa: ANN001
             _, version, path = request
             _answer(conn, lambda: ("swapped", backend.swap_adapter(version, None if path is None else Path(path))))
             continue
+        if request[0] == "alternate":
+            _, version, path = request
+            _answer(conn, lambda: ("alternated", backend.load_alternate(version, None if path is None else Path(path))))
+            continue
         if request[0] == "check":
             _, messages, params = request
             _answer(conn, lambda: (backend.check_prompt(messages, params), ("checked",))[1])
             continue
         if request[0] != "stream":
             return
-        _, messages, params = request
+        _, messages, params, alternate = request
         try:
-            chunks, budget = backend.generate(messages, params, cancel)
+            chunks, budget = backend.generate(messages, params, cancel, alternate=alternate)
         except Stopped:
             raise
         except BaseException as exc:
             _report(conn, exc)
             continue
-        conn.send(("start", budget, backend.identity))
+        conn.send(("start", budget, backend.alternate if alternate else backend.identity))
         try:
             for text, tokens in chunks:
                 conn.send(("chunk", text, tokens))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import random
 import signal
 
 from textual import work
@@ -90,6 +91,7 @@ class AssistantApp(App):
         self.load_error: str | None = None
         self.backend_problem: str | None = None  # why the backend cannot answer now, if it cannot
         self.swaps = SwapPolicy()
+        self.ab_random = random.Random()  # which questions are answered twice (ab_share), and on which side
 
     def on_mount(self) -> None:
         self.push_screen(ChatScreen())

@@ -93,3 +93,23 @@ class HealthChecked(Message):
 
 class ActiveAdapterChanged(Message):
     """The registry's active version was changed in this app (promote, rollback): look again now."""
+
+
+@dataclass
+class PairUnavailable(Message):
+    """The second version of a blind A/B pair could not be loaded: the question gets one reply instead."""
+
+    key: int
+    version: str
+    reason: str
+
+
+@dataclass
+class PairJudged(Message):
+    """A blind A/B pick was stored (`error`: why not), with what the promotion rule made of it."""
+
+    key: int
+    outcome: str
+    error: str | None = None
+    verdict: str | None = None
+    why: str = ""

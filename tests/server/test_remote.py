@@ -72,6 +72,24 @@ def test_adapters_load_into_the_server_and_each_reply_says_which_one_answered(
     assert answer(backend)[0] == base_text
 
 
+def test_a_second_version_answers_alternate_replies_and_the_one_serving_stays(
+    backend: RemoteBackend, adapters: dict[str, Path]
+) -> None:
+    backend.swap_adapter("v0001", adapters["v0001"])
+    assert backend.load_alternate("v0002", adapters["v0002"]).adapter == "v0002"
+    assert backend.identity.adapter == "v0001"
+    for alternate, version in ((True, "v0002"), (False, "v0001"), (True, "v0002")):
+        reply = backend.stream(ASK, GREEDY, alternate=alternate)
+        assert ("".join(reply), reply.identity.adapter) == (TAUGHT[version], version)
+    # Forgotten by the server (a restart): loaded again for the next alternate reply.
+    assert backend.api.unload_adapter("v0002")
+    reply = backend.stream(ASK, GREEDY, alternate=True)
+    assert "".join(reply) == TAUGHT["v0002"]
+    backend.load_alternate(None, None)
+    with pytest.raises(ModelError, match="no second version"):
+        backend.stream(ASK, GREEDY, alternate=True)
+
+
 def test_an_adapter_the_server_forgot_is_loaded_again(backend: RemoteBackend, adapters: dict[str, Path]) -> None:
     backend.swap_adapter("v0001", adapters["v0001"])
     assert backend.api.unload_adapter("v0001")  # a promotion elsewhere, or a restart, dropped it

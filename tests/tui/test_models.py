@@ -11,6 +11,7 @@ from assistant.adapters.registry import publish
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,14 @@ class FakeBackend:
     def identity(self) -> ModelIdentity:
         return self._identity
 
-    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Reply:
+    @property
+    def alternate(self) -> ModelIdentity | None:
+        return None  # no blind A/B here (tests/tui/test_ab.py)
+
+    def load_alternate(self, version: str | None, path: Path | None) -> ModelIdentity | None:
+        raise ModelError("this fake backend answers with one version")
+
+    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams, alternate: bool = False) -> Reply:
         identity = replace(self._identity, adapter=self.reply_adapter or self._identity.adapter)
         chunks = iter([("Restart ", 1), ("the router.", 1)])
         return Reply(chunks, threading.Event(), params.max_new_tokens, identity=identity)
@@ -501,3 +509,35 @@ async def test_the_detail_shows_the_versions_blind_ab_win_rates(settings, store)
         assert lines[at + 1].startswith("  v0002 vs v0001: 1 wins, 0 losses, 0 ties: win rate 100%")
         await pilot.press("escape")
         await pilot.pause()
+
+
+async def test_the_detail_plots_the_thumbs_up_rate_per_day_beside_the_active_version(settings, store, clock) -> None:  # noqa: ANN001
+    register(store, "v0001", eval_loss=1.4, report={"verdict": "promote", "reason": "first"})
+    register(store, "v0002", eval_loss=1.3, report={"verdict": "promote", "reason": "better"})
+    store.promote("v0002", actor="ann")
+    conversation = store.create_conversation("ann", "sys")
+    question = store.add_message(conversation.id, "user", "Hi")
+
+    def rate(version: str, rating: int) -> None:
+        record = ReplyRecord("Hello", "fake-base", version, {}, 10.0, 2, 20.0, "stop")
+        store.rate(store.add_message(conversation.id, "assistant", "Hello", parent_id=question.id, reply=record).id,
+                   "ann", rating)
+
+    rate("v0001", 1)
+    rate("v0002", 1)
+    clock.now += timedelta(days=1)
+    rate("v0001", -1)
+
+    app = ModelsApp(settings, store)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await models_screen(pilot)
+        assert screen.shown == "v0002"  # the active one, rated on one day: a line of text
+        assert "thumbs-up rate: 1 of 1 up on 2026-11-02 (one day so far)" in detail(screen).splitlines()
+        await pilot.press("down")
+        await pilot.pause()
+        assert screen.shown == "v0001"
+        lines = detail(screen).splitlines()
+        title = lines.index("Thumbs-up rate per day (UTC), 2 days rated")
+        assert "    ⢕⢕ v0001   •• v0002 (active)" in lines[title:]
+        assert "v0001: 100% up on 2026-11-02 (1 of 1), 0% on 2026-11-03 (0 of 1)" in lines[title:]
+        assert "thumbs-up rate:" not in detail(screen)

@@ -99,3 +99,22 @@ def test_main_screen_in_a_small_terminal(snap_compare, seeded, size) -> None:  #
         await pilot.pause()
 
     assert snap_compare(seeded, terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", [(110, 34), (60, 34)], ids=["wide", "narrow"])
+def test_blind_ab_pair(snap_compare, settings, store, size) -> None:  # noqa: ANN001
+    """Both answers written, waiting for the pick: side by side, stacked when narrow."""
+    from tests.tui.test_ab import ANSWERS, Scripted, ab_app, fake_version, wait_pick, wait_serving
+    from tests.tui.helpers import send
+
+    fake_version(store, settings, "v0001", "active")
+    fake_version(store, settings, "v0002", "candidate")
+    answers = {**ANSWERS, "v0002": "Unplug it for **ten seconds**, then:\n\n1. plug it back in\n2. hold the dial"}
+    app = ab_app(settings, store, Scripted(answers, serving="v0001"), seed=0, ab_share=1.0)
+
+    async def ready(pilot) -> None:  # noqa: ANN001
+        await wait_serving(pilot, "v0001")
+        await send(pilot, "My thermostat is off")
+        await wait_pick(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=ready)

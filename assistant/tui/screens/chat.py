@@ -41,10 +41,19 @@ from assistant.engine.base import Backend, GenerationParams, ModelIdentity, Repl
 from assistant.errors import AssistantError, InputError
 from assistant.store import Conversation, Message, ReplyRecord
 from assistant.text import one_line, terminal_safe
-from assistant.tui.messages import ConversationErased, MessageChecked, ReplyChunk, ReplyFailed, ReplyFinished
+from assistant.tui.messages import (
+    ConversationErased,
+    MessageChecked,
+    PairJudged,
+    PairUnavailable,
+    ReplyChunk,
+    ReplyFailed,
+    ReplyFinished,
+)
 from assistant.tui.screens.base import AppScreen
 from assistant.tui.screens.dialogs import Confirm, TextPrompt
 from assistant.tui.screens.feedback import FeedbackDraft, FeedbackScreen
+from assistant.tui.widgets.ab import LABELS, ABPair
 from assistant.tui.widgets.chatlog import MessageList, MessageView, ReplyStream
 from assistant.tui.widgets.composer import Composer
 from assistant.tui.widgets.sidebar import Sidebar
@@ -60,6 +69,8 @@ MAX_CHUNK_INTERVAL_S = 0.25
 CHARS_PER_SECOND = 20_000  # a reply of n characters is redrawn at most every n / 20,000 s
 TYPING_QUIET_S = 0.3  # a key typed this recently means the user is typing
 TYPING_CHUNK_INTERVAL_S = 0.5
+PICK_FIRST = "Pick the better answer first: a, b, t (tie) or n (both bad); Esc skips the pick."
+OUTCOME_TEXT = {"left": "A is better", "right": "B is better", "tie": "a tie", "both_bad": "both bad"}
 
 
 @dataclass
@@ -80,11 +91,31 @@ class ActiveReply:
     reply: Reply | None = None
     cancelled: bool = False
     discarded: bool = False  # its conversation was deleted: nothing to store
+    blind: bool = False  # one answer of a blind A/B pair (the pair decides what the thread continues with)
 
     def cancel(self) -> None:
         self.cancelled = True
         if self.reply is not None:
             self.reply.cancel()
+
+
+@dataclass
+class PairState:
+    """A blind A/B pair: one question answered by the version serving and by a candidate, shown as A
+    (left) and B (right) in random order, written one after the other, then picked."""
+
+    key: int
+    conversation_id: int
+    question: Message
+    candidate: str
+    sides: tuple[ActiveReply, ActiveReply]  # left (A), right (B)
+    alternate_side: int  # which side the candidate writes
+    widget: ABPair | None
+    ended: dict[int, Message | None]  # side -> its stored reply (None: not stored), once it ended
+    judging: bool = False
+
+    def side_of(self, active: ActiveReply) -> int | None:
+        return next((i for i, side in enumerate(self.sides) if side is active), None)
 
 
 class ChatScreen(AppScreen):
@@ -98,6 +129,8 @@ class ChatScreen(AppScreen):
         self.conversation: Conversation | None = None
         self.thread: list[Message] = []
         self.active: ActiveReply | None = None
+        self.pair: PairState | None = None  # a blind A/B pair being written or waiting for its pick
+        self.ab_refused: dict[str, str] = {}  # candidate versions the backend could not load, and why
         self.waiting: Message | None = None  # a question sent before the model was ready
         self.checking: str | None = None  # a question being measured against the model's context
         self.erasing: set[int] = set()  # conversations deleted and being erased: no longer listed
@@ -213,7 +246,12 @@ class ChatScreen(AppScreen):
         self.update_title()
         replies = [m for m in self.thread if m.role == "assistant"]
         self.status.reply_speed(replies[-1].tokens_per_s if replies else None)
-        if self.active and self.active.conversation_id == conversation_id and self.active.view is None:
+        if (
+            self.active
+            and self.active.conversation_id == conversation_id
+            and self.active.view is None
+            and not self.active.blind
+        ):
             # Back to the conversation whose reply is still streaming: show it again.
             streamed = self.active.reply.text if self.active.reply is not None else ""
             view = await self.messages.append(MessageView("assistant", text=streamed))
@@ -236,7 +274,15 @@ class ChatScreen(AppScreen):
         return siblings.index(message.id) + 1, len(siblings)
 
     async def _detach_active_view(self) -> None:
-        """The list is about to be rebuilt: a streaming reply keeps going, but stops drawing."""
+        """The list is about to be rebuilt: a streaming reply keeps going, but stops drawing. A blind
+        A/B pair is not judged then: its answers are written and stored, and the thread goes on as stored."""
+        if self.pair is not None:
+            pair = self.pair
+            pair.widget = None
+            for side in pair.sides:
+                side.view = None
+            if len(pair.ended) == 2:
+                self.pair = None
         if self.active and self.active.stream is not None:
             stream, self.active.stream, self.active.view = self.active.stream, None, None
             await stream.stop()
@@ -326,6 +372,10 @@ class ChatScreen(AppScreen):
             if self.active and self.active.conversation_id == conversation_id:
                 self.active.discarded = True
                 self.active.cancel()
+            if self.pair is not None and self.pair.conversation_id == conversation_id:
+                for side in self.pair.sides:
+                    side.discarded = True
+                    side.cancel()
             if self.waiting is not None and self.waiting.conversation_id == conversation_id:
                 self.waiting = None
             self.erasing.add(conversation_id)
@@ -376,9 +426,11 @@ class ChatScreen(AppScreen):
         except AssistantError as exc:
             self.notify(str(exc), severity="warning", markup=False)
             return
-        if self.active is not None or self.waiting is not None or self.checking is not None:
+        if self.active is not None or self.waiting is not None or self.checking is not None or self.pair is not None:
             self.composer.restore(text)
-            if self.waiting is not None:
+            if self.pair is not None and self.active is None:
+                self.notify(PICK_FIRST, markup=False)
+            elif self.waiting is not None:
                 self.notify("The model is still loading; your earlier question is answered first.", markup=False)
             elif self.active is not None:
                 self.notify("A reply is still being written: wait, or press Esc to stop it.", markup=False)
@@ -432,6 +484,10 @@ class ChatScreen(AppScreen):
         self.thread.append(question)
         self.update_title()
         self.touch_sidebar()
+        candidate = self._ab_by_share()
+        if candidate is not None:
+            await self.start_pair(question, candidate, shown_with=MessageView("user", question))
+            return
         await self.start_reply(question, shown_with=MessageView("user", question))
 
     async def start_reply(self, question: Message, shown_with: MessageView | None = None) -> None:
@@ -486,7 +542,13 @@ class ChatScreen(AppScreen):
 
     @work(thread=True, group="reply", exit_on_error=False)
     def _consume(self, active: ActiveReply, backend: Backend, messages: list, params: GenerationParams) -> None:
-        """Start the reply and read it, off the event loop; hand the text over in batches.
+        """Start the reply and read it, off the event loop."""
+        self._read_reply(active, backend, messages, params)
+
+    def _read_reply(
+        self, active: ActiveReply, backend: Backend, messages: list, params: GenerationParams, alternate: bool = False
+    ) -> None:
+        """Start a reply and read it (in a thread worker); hand the text over in batches.
 
         Tokens can come faster than a screen can usefully show them, and each redraw of a growing
         message costs a full layout: batches are 1/15 s apart for short replies and up to 1/4 s apart
@@ -494,7 +556,7 @@ class ChatScreen(AppScreen):
         """
         key = active.key
         try:
-            reply = backend.stream(messages, params)
+            reply = backend.stream(messages, params, alternate=True) if alternate else backend.stream(messages, params)
         except Exception as exc:  # reported in the UI; the app keeps running
             self.post_message(ReplyFailed(key, None, str(exc)))
             return
@@ -536,10 +598,12 @@ class ChatScreen(AppScreen):
             await active.stream.stop()
         self.status.set_streaming(False)
         if active.discarded:
+            await self._pair_side_ended(active, None)
             return
         answer = await self._store_reply(active, reply_record(event.reply, active.identity, active.params))
-        if answer is not None:
+        if answer is not None and not active.blind:  # a blind answer's speed could tell the versions apart
             self.status.reply_speed(answer.tokens_per_s)
+        await self._pair_side_ended(active, answer)
 
     async def _store_reply(self, active: ActiveReply, record: ReplyRecord) -> Message | None:
         """Store a finished or failed reply and show it as stored, with its place among its siblings."""
@@ -551,7 +615,8 @@ class ChatScreen(AppScreen):
         if answer is None:
             return None
         if self.conversation and self.conversation.id == active.conversation_id:
-            self.thread.append(answer)
+            if not active.blind:  # a blind answer joins the thread once picked
+                self.thread.append(answer)
             if active.view is not None:
                 active.view.alternatives = self._sibling_position(answer)
                 await active.view.set_message(answer)
@@ -576,6 +641,9 @@ class ChatScreen(AppScreen):
         self.app.check_backend_health()
         if too_long_for_the_model(event.error):
             self._give_back_to_edit(active, event.error)
+        elif active.blind:
+            self.notify(f"Answer {self._side_label(active)} failed: {one_line(event.error, 200)}", severity="error",
+                        markup=False, timeout=10)  # fmt: skip
         else:
             self.notify(
                 f"The reply failed: {one_line(event.error, 200)}. Your question is kept: Esc, then r, asks again.",
@@ -584,12 +652,13 @@ class ChatScreen(AppScreen):
                 timeout=10,
             )
         if active.discarded:
+            await self._pair_side_ended(active, None)
             return
         if event.reply is not None and event.reply.stats is not None:
             record = reply_record(event.reply, active.identity, active.params, error=event.error)
         else:
             record = failed_record(active.identity, active.params, event.error)
-        await self._store_reply(active, record)
+        await self._pair_side_ended(active, await self._store_reply(active, record))
 
     def _give_back_to_edit(self, active: ActiveReply, error: str) -> None:
         """Asking again cannot help a question too long for the model: its text goes back into the input
@@ -606,6 +675,9 @@ class ChatScreen(AppScreen):
             return
         if self.active is not None:
             self.active.cancel()
+            return
+        if self.pair is not None and self.pair.widget is not None and len(self.pair.ended) == 2:
+            self.run_worker(self._skip_pick(self.pair), group="pick")
             return
         if self.waiting is not None:
             self.waiting = None
@@ -695,25 +767,35 @@ class ChatScreen(AppScreen):
 
     async def action_regenerate(self) -> None:
         view = self._highlighted_reply()
-        if view is None:
+        if view is None or self._busy():
             return
-        if self.active is not None or self.app.backend is None:
+        question = await self._rewind(view)
+        if question is not None:
+            await self.start_reply(question)
+            self.messages.highlight_latest_reply()
+
+    def _busy(self) -> bool:
+        """A reply or a blind pair is being written or picked, or no model yet: said, and True."""
+        if self.active is not None or self.pair is not None or self.app.backend is None:
             self.notify("Wait for the current reply (or the model) first.", markup=False)
-            return
+            return True
+        return False
+
+    async def _rewind(self, view: MessageView) -> Message | None:
+        """The thread cut back to the question of reply `view`, and shown: to answer it again."""
         assert view.message is not None and self.conversation is not None
         question_id = view.message.parent_id
         if question_id is None:
-            return
+            return None
         self.thread = self.store.thread(self.conversation.id, question_id)
         await self.messages.show(self._views(self.thread))
-        await self.start_reply(self.store.message(question_id))
-        self.messages.highlight_latest_reply()
+        return self.store.message(question_id)
 
     async def action_sibling(self, step: int) -> None:
         view = self._highlighted_reply()
         if view is None or self.conversation is None:
             return
-        if self.active is not None:
+        if self.active is not None or self.pair is not None:
             self.notify("Wait for the current reply first.", markup=False)
             return
         assert view.message is not None
@@ -725,3 +807,236 @@ class ChatScreen(AppScreen):
         leaf = self.store.latest_descendant(siblings[index].id)
         await self.open_conversation(self.conversation.id, leaf)
         self.messages.highlighted = position
+
+    # -- blind A/B: one question answered by the version serving and by the candidate -------------
+
+    def ab_candidate(self, *, say_why: bool = False) -> str | None:
+        """The newest candidate version, when it can answer beside the one serving: not a chat pinned to
+        one adapter, not the version serving, not one this chat could not load. `say_why`: a notice when not."""
+        from assistant.adapters.ab import newest_candidate
+
+        why = None
+        backend = self.app.backend
+        candidate = None
+        if self.settings.adapter:
+            why = "This chat is pinned to one adapter (the adapter setting): there is nothing to compare."
+        elif backend is None:
+            why = "The model is still loading."
+        else:
+            try:
+                record = newest_candidate(self.store)
+            except AssistantError as exc:
+                record, why = None, f"Could not read the versions: {one_line(str(exc), 160)}"
+            if record is None:
+                why = why or ("No candidate version to compare with: a retrain keeps one when it is better but not "
+                              "enough to promote (assistant models lists the versions).")  # fmt: skip
+            elif record.version == backend.identity.adapter:
+                why = f"{record.version} is the version answering: there is nothing to compare it with."
+            elif record.version in self.ab_refused:
+                why = f"{record.version} could not be loaded beside this version: {one_line(self.ab_refused[record.version], 160)}"
+            else:
+                candidate = record.version
+        if candidate is None and say_why and why:
+            self.notify(why, markup=False, timeout=8)
+        return candidate
+
+    def _ab_by_share(self) -> str | None:
+        """The candidate, for the share of questions (`ab_share`) answered twice; else None."""
+        share = self.settings.ab_share
+        if share <= 0 or self.app.backend is None or self.app.ab_random.random() >= share:
+            return None
+        return self.ab_candidate()
+
+    async def action_compare(self) -> None:
+        """`b` on a reply: its question answered again, by the version serving and by the candidate, blind."""
+        view = self._highlighted_reply()
+        if view is None or self._busy():
+            return
+        candidate = self.ab_candidate(say_why=True)
+        if candidate is None:
+            return
+        question = await self._rewind(view)
+        if question is not None:
+            await self.start_pair(question, candidate)
+
+    async def start_pair(self, question: Message, candidate: str, shown_with: MessageView | None = None) -> None:
+        """Answer `question` (in the open conversation) twice, blind: the version serving and `candidate`,
+        on sides drawn at random, written one after the other; then the agent picks."""
+        backend = self.app.backend
+        assert backend is not None and self.conversation is not None
+        messages = context(self.conversation, self.thread)
+        widget = ABPair()
+        await self.messages.append(*[w for w in (shown_with, widget) if w is not None])
+        params = generation_params(self.settings)
+        sides = tuple(
+            ActiveReply(
+                key=next(self._keys),
+                identity=backend.identity,
+                params=params,
+                conversation_id=question.conversation_id,
+                question=question,
+                view=view,
+                stream=None,
+                blind=True,
+            )
+            for view in widget.sides
+        )
+        self.pair = PairState(
+            key=next(self._keys),
+            conversation_id=question.conversation_id,
+            question=question,
+            candidate=candidate,
+            sides=sides,  # type: ignore[arg-type]
+            alternate_side=0 if self.app.ab_random.random() < 0.5 else 1,
+            widget=widget,
+            ended={},
+        )
+        first = sides[0]
+        first.stream = widget.sides[0].stream()
+        self.active = first
+        widget.focus()
+        self.status.set_streaming(True)
+        self._consume_pair(self.pair, backend, messages, params)
+
+    @work(thread=True, group="reply", exit_on_error=False)
+    def _consume_pair(self, pair: PairState, backend: Backend, messages: list, params: GenerationParams) -> None:
+        """Load the candidate beside the version serving if it is not yet, then write both answers in turn."""
+        try:
+            loaded = backend.alternate
+            if loaded is None or loaded.adapter != pair.candidate:
+                backend.load_alternate(pair.candidate, self.settings.layout.version(pair.candidate))
+        except Exception as exc:  # the question is answered once instead; the log has the details
+            log.warning("could not load %s for a blind A/B pair: %s", pair.candidate, exc)
+            self.post_message(PairUnavailable(pair.key, pair.candidate, str(exc)))
+            return
+        for index, side in enumerate(pair.sides):
+            alternate = index == pair.alternate_side
+            identity = backend.alternate if alternate else backend.identity
+            if identity is not None:
+                side.identity = identity
+            self._read_reply(side, backend, messages, params, alternate=alternate)
+
+    async def on_pair_unavailable(self, event: PairUnavailable) -> None:
+        pair = self.pair
+        if pair is None or pair.key != event.key:
+            return
+        self.pair, self.active = None, None
+        self.status.set_streaming(False)
+        self.ab_refused[event.version] = event.reason
+        self.notify(f"Could not compare with {event.version}: {one_line(event.reason, 160)}. The version answering "
+                    "answers alone.", severity="warning", markup=False, timeout=10)  # fmt: skip
+        if pair.widget is not None:
+            await pair.widget.remove()
+        if any(side.discarded for side in pair.sides):
+            return
+        await self.start_reply(pair.question)
+
+    def _side_label(self, active: ActiveReply) -> str:
+        pair = self.pair
+        index = pair.side_of(active) if pair is not None else None
+        return LABELS[index] if index is not None else "?"
+
+    async def _pair_side_ended(self, active: ActiveReply, answer: Message | None) -> None:
+        """One answer of the pair is written and stored (or not): the other starts, or the pick is asked for."""
+        pair = self.pair
+        index = pair.side_of(active) if pair is not None else None
+        if pair is None or index is None:
+            return
+        pair.ended[index] = answer
+        if len(pair.ended) < 2:
+            following = pair.sides[1 - index]
+            self.active = following
+            if following.view is not None:
+                following.stream = following.view.stream()
+                following.view.writing = True
+                following.view.refresh_header()
+            self.status.set_streaming(True)
+            return
+        if pair.widget is None or any(side.discarded for side in pair.sides):
+            self.pair = None  # left behind (another conversation opened) or deleted: not judged
+            return
+        usable = [i for i, message in pair.ended.items() if message is not None and message.finish_reason != "error"]
+        if len(usable) < 2:
+            self.notify("Not both answers could be written: no comparison this time.", severity="warning",
+                        markup=False)  # fmt: skip
+            await self._continue_with(pair, usable[0] if usable else None)
+            return
+        pair.widget.ready()
+        if self.focused is None or self.focused is pair.widget or not self.composer.text.strip():
+            pair.widget.focus()
+
+    def action_ab_pick(self, outcome: str) -> None:
+        pair = self.pair
+        if pair is None or pair.widget is None or pair.judging:
+            return
+        if len(pair.ended) < 2:
+            self.notify("Wait for both answers (Esc stops the one being written).", markup=False)
+            return
+        left, right = pair.ended[0], pair.ended[1]
+        assert left is not None and right is not None
+        pair.judging = True
+        self._judge(pair.key, left.id, right.id, outcome)
+
+    @work(thread=True, group="judge", exit_on_error=False)
+    def _judge(self, key: int, left_id: int, right_id: int, outcome: str) -> None:
+        """Store the pick and apply the promotion rule (a promotion may load the version on the model
+        server: off the event loop, on a connection of this thread's own)."""
+        from assistant.adapters.ab import record_judgement
+
+        try:
+            store = self.store.reopen()
+            try:
+                _, verdict, why = record_judgement(store, self.settings, left_id, right_id, outcome)
+            finally:
+                store.close()
+        except AssistantError as exc:
+            self.post_message(PairJudged(key, outcome, error=str(exc)))
+            return
+        except Exception as exc:  # reported in the UI; the app keeps running
+            log.exception("storing a blind A/B judgement failed")
+            self.post_message(PairJudged(key, outcome, error=f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(PairJudged(key, outcome, verdict=verdict, why=why))
+
+    async def on_pair_judged(self, event: PairJudged) -> None:
+        pair = self.pair
+        if pair is None or pair.key != event.key:
+            return
+        if event.error is not None:
+            pair.judging = False
+            self.notify(f"The pick was not saved: {one_line(event.error, 200)}", severity="error", markup=False)
+            return
+        serving = 1 - pair.alternate_side
+        kept = {"left": 0, "right": 1}.get(event.outcome, serving)
+        who = [pair.sides[i].identity.adapter or "the base model" for i in (0, 1)]
+        roles = ["candidate" if i == pair.alternate_side else "answering now" for i in (0, 1)]
+        self.notify(f"Saved: {OUTCOME_TEXT[event.outcome]}. A was {who[0]} ({roles[0]}), B was {who[1]} ({roles[1]}).",
+                    markup=False, timeout=8)  # fmt: skip
+        if event.verdict is not None:
+            self.notify(one_line(event.why, 300), markup=False, timeout=15)
+            self.app.check_active_adapter()  # a promotion: this chat swaps to it now
+        await self._continue_with(pair, kept)
+        if event.outcome == "both_bad":
+            self.messages.highlight_latest_reply()
+            self.action_feedback()  # a correction for the answer the conversation goes on with
+
+    async def _skip_pick(self, pair: PairState) -> None:
+        """Esc with both answers written: no pick; the version answering now goes on."""
+        if self.pair is pair and not pair.judging:
+            self.notify("No pick: the conversation goes on with the answer of the version answering now.",
+                        markup=False)  # fmt: skip
+            await self._continue_with(pair, 1 - pair.alternate_side)
+
+    async def _continue_with(self, pair: PairState, index: int | None) -> None:
+        """The pair is settled: the thread goes on through answer `index` (the other stays its sibling)."""
+        self.pair = None
+        message = pair.ended.get(index) if index is not None else None
+        if message is None:
+            message = next((m for m in pair.ended.values() if m is not None), None)
+        if self.conversation is None or self.conversation.id != pair.conversation_id:
+            return
+        leaf = message.id if message is not None else pair.question.id
+        self.thread = self.store.thread(pair.conversation_id, leaf)
+        await self.messages.show(self._views(self.thread))
+        self.messages.highlight_latest_reply()
+        self.composer.focus()

@@ -37,10 +37,21 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
             ("-", "thumbs down"),
             ("c", "feedback: reasons, comment, better answer"),
             ("r", "regenerate (the earlier answer is kept)"),
+            ("b", "blind A/B: answered again by the version answering and the candidate, side by side"),
             ("left / right (h / l)", "earlier / later answers to the same question"),
             ("y", "copy the reply"),
             ("enter / i", "back to the input"),
             ("esc", "stop a streaming reply"),
+        ],
+    ),
+    (
+        "Blind A/B pair",
+        [
+            ("a / left / 1", "answer A is better"),
+            ("b / right / 2", "answer B is better"),
+            ("t / 3", "a tie"),
+            ("n / x / 4", "both bad: the feedback dialog opens for a better answer"),
+            ("esc", "stop the answer being written; once both are written, skip the pick"),
         ],
     ),
     (

@@ -40,10 +40,12 @@ class MessageView(Vertical):
     or `1.` stays what it was.
     """
 
-    def __init__(self, role: str, message: Message | None = None, *, text: str = "") -> None:
+    def __init__(self, role: str, message: Message | None = None, *, text: str = "", blind: str | None = None) -> None:
         super().__init__(classes=f"message -{role}")
         self.role = role
         self.message = message
+        self.blind = blind  # a blind A/B answer's neutral label: who wrote it is not shown
+        self.writing = blind is None  # a blind answer says "waiting…" until its turn comes
         self.rating: Feedback | None = None
         self.alternatives = (1, 1)
         self._body_text, self.gaps = shown(role, message.content if message else text)
@@ -66,6 +68,8 @@ class MessageView(Vertical):
 
     def _header_text(self) -> Text:
         text = Text()
+        if self.blind is not None:
+            return self._blind_header_text()
         if self.role == "user":
             text.append("You", style="bold")
         elif self.role == "assistant":
@@ -101,6 +105,17 @@ class MessageView(Vertical):
                     text.append("  ▼ not helpful", style="bold red")
                 if self.rating.correction:
                     text.append("  ✎ corrected", style="bold")
+        return text
+
+    def _blind_header_text(self) -> Text:
+        text = Text(f"Answer {self.blind}", style="bold")
+        message = self.message
+        if message is None:
+            text.append("  writing…" if self.writing else "  waiting…", style="italic")
+        elif message.finish_reason == "cancelled":
+            text.append("  stopped", style="italic")
+        elif message.finish_reason == "error":
+            text.append(f"  ⚠ failed: {one_line(message.error or 'unknown error', 80)}", style="bold red")
         return text
 
     def refresh_header(self) -> None:
@@ -195,6 +210,7 @@ class MessageList(VerticalScroll, can_focus=True):
         Binding("minus", "screen.rate(-1)", "Not helpful"),
         Binding("c", "screen.feedback", "Feedback"),
         Binding("r", "screen.regenerate", "Regenerate"),
+        Binding("b", "screen.compare", "A/B"),
         Binding("y", "screen.copy", "Copy"),
         Binding("left,h", "screen.sibling(-1)", "Prev answer", show=False),
         Binding("right,l", "screen.sibling(1)", "Next answer", show=False),
