@@ -252,6 +252,10 @@ class LocalBackend:
             return self.alternate
         expected = self._verified(version, path)
         with self._lock:
+            if version == self._identity.adapter:  # swapped in meanwhile
+                raise ModelError(f"adapter {version} is the version serving; it cannot also answer beside itself")
+            if self._alternate is not None and self._alternate[0] == version:
+                return self.alternate
             name = self._load_checked(version, path, expected, "load")
             self._select_serving()
             self._drop_alternate()

@@ -596,6 +596,8 @@ class RemoteBackend:
             return None
         if path is None:
             raise ModelError(f"adapter {version}: no directory given")
+        if version == self._adapter:
+            raise ModelError(f"adapter {version} is the version serving; it cannot also answer beside itself")
         self._load(version, path, verify=True)
         with self._lock:
             self._alternate = (version, path)
@@ -605,6 +607,8 @@ class RemoteBackend:
     def _serve(self, version: str, path: Path, *, verify: bool) -> ModelIdentity:
         self._load(version, path, verify=verify)
         with self._lock:
+            if self._alternate is not None and self._alternate[0] == version:
+                self._alternate = None  # the second version of A/B replies now serves
             self._adapter, self._adapter_path = version, path
             self._identity = replace(self._identity, adapter=version)
             log.info("serving %s from the model server at %s", self._identity.label, self.api.address)

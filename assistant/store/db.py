@@ -387,10 +387,19 @@ class Store(CurationStore, TrainingStore, JudgementStore):
             message_id = db["messages"].insert(row).last_pk
             title = conversation["title"] or (title_from(content) if role == "user" else "")
             db.execute(
-                "UPDATE conversations SET updated_at = ?, title = ? WHERE id = ?",
-                [now, title, conversation_id],
+                "UPDATE conversations SET updated_at = ?, title = ?, leaf_id = ? WHERE id = ?",
+                [now, title, message_id, conversation_id],
             )
         return self.message(message_id)
+
+    def set_leaf(self, conversation_id: int, message_id: int) -> None:
+        """Make the branch through `message_id` the conversation's current one (what `thread` shows by
+        default): an answer picked among siblings continues the conversation, also after it is reopened."""
+        with self._write() as db:
+            found = db.execute("SELECT conversation_id FROM messages WHERE id = ?", [message_id]).fetchone()
+            if found is None or found[0] != conversation_id:
+                raise NotFoundError(f"no message {message_id} in conversation {conversation_id}")
+            db.execute("UPDATE conversations SET leaf_id = ? WHERE id = ?", [message_id, conversation_id])
 
     def _conversation_row(self, conversation_id: int) -> dict[str, Any]:
         rows = list(self.db.query("SELECT * FROM conversations WHERE id = ?", [conversation_id]))
@@ -405,11 +414,16 @@ class Store(CurationStore, TrainingStore, JudgementStore):
         return from_row.message(rows[0])
 
     def thread(self, conversation_id: int, leaf_id: int | None = None) -> list[Message]:
-        """The messages from the first one down to `leaf_id` (default: the newest message)."""
+        """The messages from the first one down to `leaf_id` (default: the end of the current branch, the
+        newest message below the one last added or picked (`set_leaf`); the newest message if none is)."""
         if leaf_id is None:
             row = self.db.execute(
-                "SELECT max(id) FROM messages WHERE conversation_id = ?", [conversation_id]
+                "SELECT coalesce((SELECT leaf_id FROM conversations WHERE id = :c),"
+                " (SELECT max(id) FROM messages WHERE conversation_id = :c))",
+                {"c": conversation_id},
             ).fetchone()
+            if row[0] is not None:
+                row = (self.latest_descendant(row[0]),)
             if row[0] is None:
                 self._conversation_row(conversation_id)
                 return []

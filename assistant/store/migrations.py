@@ -330,3 +330,12 @@ def m011_judgements(db: Database) -> None:
     db.execute("CREATE INDEX judgements_left ON judgements (left_id)")
     db.execute("CREATE INDEX judgements_right ON judgements (right_id)")
     db.execute("CREATE INDEX judgements_versions ON judgements (left_version, right_version)")
+
+
+@migrations()
+def m012_conversation_leaf(db: Database) -> None:
+    # The message a conversation's current branch ends at: every new message becomes it, and a chat moves
+    # it when the agent picks one of two blind answers (or another answer of the same question), so the
+    # conversation reopens where it went on. NULL (conversations from before, or its message erased): the
+    # newest message, as before.
+    db.execute("ALTER TABLE conversations ADD COLUMN leaf_id INTEGER REFERENCES messages (id) ON DELETE SET NULL")

@@ -231,6 +231,9 @@ class AssistantApp(App):
         backend = self.backend
         if backend is None or self.settings.adapter:
             return
+        pair = self.chat.pair
+        if pair is not None and len(pair.ended) < 2:
+            return  # a blind pair is being written: both answers come from the versions it started with
         try:
             record = self.store.active_adapter()
         except AssistantError as exc:
@@ -262,6 +265,7 @@ class AssistantApp(App):
 
     def on_adapter_swapped(self, event: AdapterSwapped) -> None:
         self.swaps.succeeded()
+        self.chat.ab_refused.clear()  # a candidate refused beside the old version may load beside this one
         log.info("now serving adapter %s (was %s)", event.identity.adapter, event.previous)
         self.chat.query_one(StatusBar).loaded(event.identity)
         self.notify(swapped_text(event.record, event.previous), markup=False)

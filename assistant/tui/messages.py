@@ -102,6 +102,7 @@ class PairUnavailable(Message):
     key: int
     version: str
     reason: str
+    refused: bool = True  # False: it could not be asked (the model server unreachable): tried again later
 
 
 @dataclass

@@ -231,6 +231,31 @@ def test_regenerated_reply_is_a_sibling_and_branches_can_be_followed(store: Stor
     assert store.latest_descendant(answer.id) == answer.id
 
 
+def test_the_conversation_goes_on_from_the_answer_picked(store: Store) -> None:
+    conversation = store.create_conversation("ann", "sys")
+    question = store.add_message(conversation.id, "user", "Is the hub waterproof?")
+    picked = store.add_message(conversation.id, "assistant", "Splash-proof.", parent_id=question.id)
+    other = store.add_message(conversation.id, "assistant", "Dive with it.", parent_id=question.id)
+    assert store.thread(conversation.id)[-1].id == other.id  # the newest, until one is picked
+    store.set_leaf(conversation.id, picked.id)
+    assert [m.id for m in store.thread(conversation.id)] == [question.id, picked.id]
+    # Another app adds below the picked answer: the branch's newest message ends it.
+    follow = store.add_message(conversation.id, "user", "And the charger?", parent_id=picked.id)
+    assert store.thread(conversation.id)[-1].id == follow.id
+    # An answer regenerated elsewhere is the newest message: it is shown.
+    again = store.add_message(conversation.id, "assistant", "IP44.", parent_id=question.id)
+    assert store.thread(conversation.id)[-1].id == again.id
+    other_conversation = store.create_conversation("ann", "sys")
+    with pytest.raises(NotFoundError):
+        store.set_leaf(other_conversation.id, picked.id)
+    # The answer picked, erased: the newest message again.
+    store.set_leaf(conversation.id, picked.id)
+    store.db.execute("DELETE FROM messages WHERE id = ?", [follow.id])
+    store.db.execute("DELETE FROM messages WHERE id = ?", [picked.id])
+    store.db.conn.commit()
+    assert store.thread(conversation.id)[-1].id == again.id
+
+
 def test_thread_of_empty_conversation_is_empty(store: Store) -> None:
     conversation = store.create_conversation("ann", "sys")
     assert store.thread(conversation.id) == []

@@ -69,7 +69,11 @@ class Scripted:
     def load_alternate(self, version: str | None, path: Path | None) -> ModelIdentity | None:
         self.loads.append(version)
         if version in self.refuse:
-            raise ModelError(self.refuse[version])
+            refusal = self.refuse[version]
+            if isinstance(refusal, Exception):
+                del self.refuse[version]  # once: the server is back the next time
+                raise refusal
+            raise ModelError(refusal)
         self._alternate = version
         return self.alternate
 
@@ -215,6 +219,8 @@ async def test_b_answers_a_reply_again_twice_blind_and_the_pick_continues_the_co
 
         await pick(pilot, candidate_key(pilot))
         [judgement] = store.judgements()
+        # Reopened (another window, a restart), the conversation goes on from the answer picked.
+        assert store.thread(store.conversations()[0].id)[-1].id == app.chat.thread[-1].id
         assert judgement.outcome == ("left" if candidate_side == 0 else "right") and judgement.user == "ann"
         versions = (judgement.left_version, judgement.right_version)
         assert versions[candidate_side] == "v0002" and versions[1 - candidate_side] == "v0001"
@@ -259,7 +265,9 @@ async def test_ab_share_answers_questions_twice_and_a_tie_goes_on_with_the_versi
         await pilot.pause()
         assert app.chat.composer.text == "Third question"
         assert any("Pick the better answer first" in n for n in notifications(app))
-        await pilot.press("escape")  # both answers written: Esc skips the pick
+        await pilot.press("escape")  # from the input: to the pair
+        assert app.focused is app.chat.pair.widget and app.chat.pair is not None
+        await pilot.press("escape")  # on the pair: no pick
         await wait_for(pilot, lambda: app.chat.pair is None, what="the skip")
         assert len(two_versions.judgements()) == 1  # skipped: no judgement
         assert app.chat.thread[-1].adapter == "v0001"
@@ -395,3 +403,39 @@ async def test_a_candidate_that_cannot_be_loaded_gets_one_answer_and_is_not_trie
         await pilot.press("escape", "b")
         await pilot.pause()
         assert any("v0002 could not be loaded" in n for n in notifications(app))
+
+
+async def test_typing_ahead_never_picks_and_a_promotion_waits_for_the_pair(settings, two_versions) -> None:  # noqa: ANN001
+    answers = {"v0001": " ".join(["word"] * 30), "v0002": "Unplug it and call us."}
+    backend = Scripted(answers, slow=["v0001", "v0002"])
+    app = ab_app(settings, two_versions, backend, ab_share=1.0)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_serving(pilot, "v0001")
+        await send(pilot, "My thermostat is off")
+        await wait_for(pilot, lambda: app.chat.active is not None and app.chat.active.reply is not None, what="writing")
+        # Meanwhile the candidate is promoted elsewhere: the chat keeps both versions until both are written.
+        two_versions.promote("v0002", actor="bob", reason="by hand")
+        await pilot.press(*"thanks")  # typed ahead, into the input
+        await pilot.pause(0.3)
+        assert backend.swaps == ["v0001"]
+        await wait_for(pilot, lambda: app.chat.pair is not None and len(app.chat.pair.ended) == 2, what="both answers")
+        await pilot.pause()
+        assert app.chat.composer.text == "thanks" and app.focused is app.chat.composer
+        assert {m.adapter for m in app.chat.pair.ended.values()} == {"v0001", "v0002"}
+        assert two_versions.judgements() == []  # nothing picked by the typing
+        await wait_for(pilot, lambda: backend.swaps == ["v0001", "v0002"], what="the promotion to reach the chat")
+
+
+async def test_an_unreachable_server_is_not_a_refusal_the_next_question_compares(settings, two_versions) -> None:  # noqa: ANN001
+    from assistant.errors import ServerError
+
+    backend = Scripted(ANSWERS, refuse={"v0002": ServerError("cannot reach the model server at 127.0.0.1:8000")})
+    app = ab_app(settings, two_versions, backend, ab_share=1.0)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_serving(pilot, "v0001")
+        await send(pilot, "My thermostat is off")
+        await wait_reply_done(pilot)
+        assert app.chat.pair is None and app.chat.thread[-1].adapter == "v0001"
+        await send(pilot, "And now?")
+        await wait_pick(pilot)
+        assert backend.loads == ["v0002", "v0002"]

@@ -38,7 +38,7 @@ from assistant.chat import (
     too_long_for_the_model,
 )
 from assistant.engine.base import Backend, GenerationParams, ModelIdentity, Reply
-from assistant.errors import AssistantError, InputError
+from assistant.errors import AssistantError, InputError, ServerError
 from assistant.store import Conversation, Message, ReplyRecord
 from assistant.text import one_line, terminal_safe
 from assistant.tui.messages import (
@@ -69,7 +69,7 @@ MAX_CHUNK_INTERVAL_S = 0.25
 CHARS_PER_SECOND = 20_000  # a reply of n characters is redrawn at most every n / 20,000 s
 TYPING_QUIET_S = 0.3  # a key typed this recently means the user is typing
 TYPING_CHUNK_INTERVAL_S = 0.5
-PICK_FIRST = "Pick the better answer first: a, b, t (tie) or n (both bad); Esc skips the pick."
+PICK_FIRST = "Pick the better answer first: Esc, then a, b, t (tie) or n (both bad); Esc again skips the pick."
 OUTCOME_TEXT = {"left": "A is better", "right": "B is better", "tie": "a tie", "both_bad": "both bad"}
 
 
@@ -94,6 +94,8 @@ class ActiveReply:
     blind: bool = False  # one answer of a blind A/B pair (the pair decides what the thread continues with)
 
     def cancel(self) -> None:
+        if self.reply is not None and self.reply.stats is not None:
+            return  # written already: the cancel event may be the next reply's (a pair's second answer)
         self.cancelled = True
         if self.reply is not None:
             self.reply.cancel()
@@ -113,6 +115,7 @@ class PairState:
     widget: ABPair | None
     ended: dict[int, Message | None]  # side -> its stored reply (None: not stored), once it ended
     judging: bool = False
+    abandoned: bool = False  # the app is quitting: the answer not started is not asked for
 
     def side_of(self, active: ActiveReply) -> int | None:
         return next((i for i, side in enumerate(self.sides) if side is active), None)
@@ -278,6 +281,8 @@ class ChatScreen(AppScreen):
         A/B pair is not judged then: its answers are written and stored, and the thread goes on as stored."""
         if self.pair is not None:
             pair = self.pair
+            if pair.widget is not None and len(pair.ended) == 2 and not pair.judging:
+                self.notify("The blind comparison was left without a pick.", markup=False)
             pair.widget = None
             for side in pair.sides:
                 side.view = None
@@ -677,7 +682,7 @@ class ChatScreen(AppScreen):
             self.active.cancel()
             return
         if self.pair is not None and self.pair.widget is not None and len(self.pair.ended) == 2:
-            self.run_worker(self._skip_pick(self.pair), group="pick")
+            self.pair.widget.focus()  # Esc there again skips the pick
             return
         if self.waiting is not None:
             self.waiting = None
@@ -690,7 +695,10 @@ class ChatScreen(AppScreen):
             self.messages.highlight_latest_reply()
 
     def save_reply_in_progress(self, wait_s: float = 1.0) -> None:
-        """The app is closing: stop the reply being written and store what it has so far."""
+        """The app is closing: stop the reply being written and store what it has so far (of a blind pair,
+        the answer not started is not asked for)."""
+        if self.pair is not None:
+            self.pair.abandoned = True
         active = self.active
         if active is None or active.reply is None or active.discarded:
             return
@@ -805,6 +813,8 @@ class ChatScreen(AppScreen):
             return
         position = self.messages.highlighted
         leaf = self.store.latest_descendant(siblings[index].id)
+        with self.reported("Could not remember the answer shown"):
+            self.store.set_leaf(self.conversation.id, leaf)  # reopened later, the conversation shows it
         await self.open_conversation(self.conversation.id, leaf)
         self.messages.highlighted = position
 
@@ -849,6 +859,9 @@ class ChatScreen(AppScreen):
 
     async def action_compare(self) -> None:
         """`b` on a reply: its question answered again, by the version serving and by the candidate, blind."""
+        if self.pair is not None and self.pair.widget is not None and len(self.pair.ended) == 2:
+            self.pair.widget.focus()  # the pick waits
+            return
         view = self._highlighted_reply()
         if view is None or self._busy():
             return
@@ -893,8 +906,9 @@ class ChatScreen(AppScreen):
         )
         first = sides[0]
         first.stream = widget.sides[0].stream()
+        widget.sides[0].writing = True
+        widget.sides[0].refresh_header()
         self.active = first
-        widget.focus()
         self.status.set_streaming(True)
         self._consume_pair(self.pair, backend, messages, params)
 
@@ -907,9 +921,12 @@ class ChatScreen(AppScreen):
                 backend.load_alternate(pair.candidate, self.settings.layout.version(pair.candidate))
         except Exception as exc:  # the question is answered once instead; the log has the details
             log.warning("could not load %s for a blind A/B pair: %s", pair.candidate, exc)
-            self.post_message(PairUnavailable(pair.key, pair.candidate, str(exc)))
+            refused = not isinstance(exc, ServerError)  # an unreachable server may answer next time
+            self.post_message(PairUnavailable(pair.key, pair.candidate, str(exc), refused))
             return
         for index, side in enumerate(pair.sides):
+            if pair.abandoned:
+                return
             alternate = index == pair.alternate_side
             identity = backend.alternate if alternate else backend.identity
             if identity is not None:
@@ -922,7 +939,8 @@ class ChatScreen(AppScreen):
             return
         self.pair, self.active = None, None
         self.status.set_streaming(False)
-        self.ab_refused[event.version] = event.reason
+        if event.refused:
+            self.ab_refused[event.version] = event.reason
         self.notify(f"Could not compare with {event.version}: {one_line(event.reason, 160)}. The version answering "
                     "answers alone.", severity="warning", markup=False, timeout=10)  # fmt: skip
         if pair.widget is not None:
@@ -952,17 +970,29 @@ class ChatScreen(AppScreen):
                 following.view.refresh_header()
             self.status.set_streaming(True)
             return
-        if pair.widget is None or any(side.discarded for side in pair.sides):
-            self.pair = None  # left behind (another conversation opened) or deleted: not judged
+        if any(side.discarded for side in pair.sides):
+            self.pair = None  # its conversation was deleted
             return
-        usable = [i for i, message in pair.ended.items() if message is not None and message.finish_reason != "error"]
+        if pair.widget is None:  # left behind (another conversation opened): not judged
+            self.pair = None
+            if self.conversation is not None and self.conversation.id == pair.conversation_id and self.active is None:
+                with self.reported("Could not show the conversation"):
+                    await self.open_conversation(pair.conversation_id)  # came back meanwhile: both are there now
+            return
+        usable = [i for i, m in sorted(pair.ended.items()) if m is not None and m.finish_reason != "error" and m.content.strip()]
         if len(usable) < 2:
             self.notify("Not both answers could be written: no comparison this time.", severity="warning",
                         markup=False)  # fmt: skip
             await self._continue_with(pair, usable[0] if usable else None)
             return
+        if pair.ended[0].adapter == pair.ended[1].adapter:  # a promotion or rollback came between the two
+            self.notify("The version answering changed while the two answers were written: no comparison this time.",
+                        severity="warning", markup=False)  # fmt: skip
+            await self._continue_with(pair, 1 - pair.alternate_side)
+            return
         pair.widget.ready()
-        if self.focused is None or self.focused is pair.widget or not self.composer.text.strip():
+        focused = self.focused
+        if focused is None or focused is self.messages or (focused is self.composer and not self.composer.text.strip()):
             pair.widget.focus()
 
     def action_ab_pick(self, outcome: str) -> None:
@@ -999,6 +1029,9 @@ class ChatScreen(AppScreen):
         self.post_message(PairJudged(key, outcome, verdict=verdict, why=why))
 
     async def on_pair_judged(self, event: PairJudged) -> None:
+        if event.verdict is not None:
+            self.notify(one_line(event.why, 300), markup=False, timeout=15)
+            self.app.check_active_adapter()  # a promotion: this chat swaps to it now
         pair = self.pair
         if pair is None or pair.key != event.key:
             return
@@ -1008,17 +1041,18 @@ class ChatScreen(AppScreen):
             return
         serving = 1 - pair.alternate_side
         kept = {"left": 0, "right": 1}.get(event.outcome, serving)
-        who = [pair.sides[i].identity.adapter or "the base model" for i in (0, 1)]
+        who = [(m.adapter if m is not None else None) or "the base model" for m in (pair.ended[0], pair.ended[1])]
         roles = ["candidate" if i == pair.alternate_side else "answering now" for i in (0, 1)]
         self.notify(f"Saved: {OUTCOME_TEXT[event.outcome]}. A was {who[0]} ({roles[0]}), B was {who[1]} ({roles[1]}).",
                     markup=False, timeout=8)  # fmt: skip
-        if event.verdict is not None:
-            self.notify(one_line(event.why, 300), markup=False, timeout=15)
-            self.app.check_active_adapter()  # a promotion: this chat swaps to it now
         await self._continue_with(pair, kept)
         if event.outcome == "both_bad":
             self.messages.highlight_latest_reply()
             self.action_feedback()  # a correction for the answer the conversation goes on with
+
+    def action_ab_skip(self) -> None:
+        if self.pair is not None and self.pair.widget is not None and len(self.pair.ended) == 2:
+            self.run_worker(self._skip_pick(self.pair), group="pick")
 
     async def _skip_pick(self, pair: PairState) -> None:
         """Esc with both answers written: no pick; the version answering now goes on."""
@@ -1036,6 +1070,8 @@ class ChatScreen(AppScreen):
         if self.conversation is None or self.conversation.id != pair.conversation_id:
             return
         leaf = message.id if message is not None else pair.question.id
+        with self.reported("Could not remember the answer picked"):
+            self.store.set_leaf(pair.conversation_id, leaf)  # reopened later, it goes on from there
         self.thread = self.store.thread(pair.conversation_id, leaf)
         await self.messages.show(self._views(self.thread))
         self.messages.highlight_latest_reply()

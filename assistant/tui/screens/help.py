@@ -47,11 +47,11 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
     (
         "Blind A/B pair",
         [
-            ("a / left / 1", "answer A is better"),
-            ("b / right / 2", "answer B is better"),
-            ("t / 3", "a tie"),
-            ("n / x / 4", "both bad: the feedback dialog opens for a better answer"),
-            ("esc", "stop the answer being written; once both are written, skip the pick"),
+            ("a", "answer A is better"),
+            ("b", "answer B is better"),
+            ("t", "a tie"),
+            ("n", "both bad: the feedback dialog opens for a better answer"),
+            ("esc", "skip the pick (from the input: to the pair; while written: stop the answer being written)"),
         ],
     ),
     (

@@ -18,13 +18,15 @@ PROMPT = "Which answer is better?  a: A · b: B · t: tie · n: both bad"
 
 
 class ABPair(Vertical, can_focus=True):
-    """Two blind answers and the pick. The keys call the screen's `ab_pick`."""
+    """Two blind answers and the pick. The keys call the screen's `ab_pick` (letters only: arrows and
+    digits move or type elsewhere, and a pick is for good); Esc skips the pick."""
 
     BINDINGS = [
-        Binding("a,left,1", "screen.ab_pick('left')", "A better"),
-        Binding("b,right,2", "screen.ab_pick('right')", "B better"),
-        Binding("t,3", "screen.ab_pick('tie')", "Tie"),
-        Binding("n,x,4", "screen.ab_pick('both_bad')", "Both bad"),
+        Binding("a", "screen.ab_pick('left')", "A better"),
+        Binding("b", "screen.ab_pick('right')", "B better"),
+        Binding("t", "screen.ab_pick('tie')", "Tie"),
+        Binding("n", "screen.ab_pick('both_bad')", "Both bad"),
+        Binding("escape", "screen.ab_skip", "Skip"),
         Binding("enter,i", "screen.focus_composer", "Write", show=False),
     ]
 
