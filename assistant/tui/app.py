@@ -231,7 +231,10 @@ class AssistantApp(App):
         backend = self.backend
         if backend is None or self.settings.adapter:
             return
-        pair = self.chat.pair
+        chats = [screen for screen in self.screen_stack if isinstance(screen, ChatScreen)]
+        if not chats:
+            return  # the app is closing: its screens are gone before this timer stops
+        pair = chats[0].pair
         if pair is not None and len(pair.ended) < 2:
             return  # a blind pair is being written: both answers come from the versions it started with
         try:

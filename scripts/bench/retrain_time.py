@@ -5,11 +5,14 @@ rated up and approved (about 270 training rows; what a curator does with `assist
 `assistant review`); then `retrain` runs as a user runs it and each stage is timed from its status
 line: dataset snapshot, preflight, training (steps, seconds per step), the gate, publishing. The
 sample replay is off by default (`sample_training = "off"`), so the rows are all the team's: with it
-on, the imported samples would be dropped as duplicates of the replayed ones.
+on, the imported samples would be dropped as duplicates of the replayed ones. `--distinct` imports them
+with every question prefixed (so they are the team's own rows, as long as real ones) and turns the
+replay on: a team's first few hundred rows beside the replayed samples, what a demo data dir trains.
 
     PYTHONPATH=. python scripts/bench/retrain_time.py                        # the demo model
     PYTHONPATH=. python scripts/bench/retrain_time.py --model DIR             # any local model (SmolLM2...)
     PYTHONPATH=. python scripts/bench/retrain_time.py --set 'epochs = 3'      # a config.toml line on top
+    PYTHONPATH=. python scripts/bench/retrain_time.py --distinct              # 270 rows of its own + replay
 
 Targets (issue 13): within 2 minutes on the demo model, within 10 on SmolLM2-135M, on 2 cores.
 """
@@ -34,6 +37,8 @@ def main() -> int:
     parser.add_argument("--models", type=Path, default=DEFAULT_MODELS, help="Where the demo model is built once and reused.")
     parser.add_argument("--data-dir", type=Path, help="A fresh data dir (default: a temporary one).")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="A config.toml line.")
+    parser.add_argument("--distinct", action="store_true",
+                        help="Import the samples reworded (a prefix on every question) and replay the samples beside them.")
     parser.add_argument("--target", type=float, help="Seconds to meet (default: 120 for the demo model, 600 otherwise).")
     args = parser.parse_args()
 
@@ -46,7 +51,7 @@ def main() -> int:
 
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="retrain-time-")) / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    lines = ['user = "bench"', 'hub_model = ""', 'sample_training = "off"']
+    lines = ['user = "bench"', 'hub_model = ""', f'sample_training = "{"on" if args.distinct else "off"}"']
     if args.model is None:
         from assistant.demo.build import ensure_demo_model
 
@@ -62,7 +67,7 @@ def main() -> int:
     settings = load_settings(data_dir=data_dir, environ={}).settings
 
     store = Store.open(settings.db_path)
-    conversations, approved = import_samples_approved(store, settings.system_prompt)
+    conversations, approved = import_samples_approved(store, settings.system_prompt, "Team:" if args.distinct else "")
     print(f"imported {conversations} conversations, approved {approved} replies", flush=True)
 
     stages: list[tuple[str, float]] = []
@@ -81,7 +86,12 @@ def main() -> int:
     store.close()
 
     named = {"Building the dataset snapshot": "dataset", "Preflight": "preflight", "Training": "training"}
-    marks = [(named.get(text, "gate" if text.startswith("Eval gate") else None), at) for text, at in stages]
+    def stage(text: str) -> str | None:
+        if text.startswith("Training"):
+            return "training" if text == "Training (SFT)" or text == "Training" else "preference"
+        return named.get(text, "gate" if text.startswith("Eval gate") else None)
+
+    marks = [(stage(text), at) for text, at in stages]
     marks = [(name, at) for name, at in marks if name] + [("publish", time.perf_counter())]
     pre = result.preflight or {}
     print(f"model: {settings.model or 'demo'}; {pre.get('train_examples')} train, {pre.get('eval_examples')} eval rows")

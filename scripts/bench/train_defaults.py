@@ -47,14 +47,22 @@ def prepare(data_dir: Path, model: Path):  # noqa: ANN201 - (settings, snapshot)
     return settings, snapshot
 
 
-def import_samples_approved(store, system_prompt: str) -> tuple[int, int]:  # noqa: ANN001
+def import_samples_approved(store, system_prompt: str, prefix: str = "") -> tuple[int, int]:  # noqa: ANN001
     """The sample conversations as a team's own, every reply rated up and approved (what a curator does
-    with `assistant import` and `assistant review`): (conversations, approved replies)."""
+    with `assistant import` and `assistant review`): (conversations, approved replies). `prefix`: put
+    before every customer message, so that the rows are not the samples' (the builder's deduplication
+    would drop them beside the replayed samples) while their lengths, and the answers, stay those of
+    real support chats."""
     from assistant.demo.samples import load_samples
     from assistant.store import ImportedMessage
 
+    def text(role: str, content: str) -> str:
+        return f"{prefix} {content}" if prefix and role == "user" else content
+
     conversations = [
-        (c[0]["content"][:60], [ImportedMessage(m["role"], m["content"], {"rating": 1} if m["role"] == "assistant" else None) for m in c])
+        (text("user", c[0]["content"])[:60],
+         [ImportedMessage(m["role"], text(m["role"], m["content"]), {"rating": 1} if m["role"] == "assistant" else None)
+          for m in c])
         for c in load_samples()
     ]
     store.import_conversations(conversations, user="bench", default_system_prompt=system_prompt)

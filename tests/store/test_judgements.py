@@ -163,7 +163,7 @@ def test_a_database_from_before_judgements_is_upgraded(tmp_path: Path, clock) ->
 
     store = Store.open(path, clock=clock)
     try:
-        assert store.applied_migrations()[-1] == "m011_judgements"
+        assert "m011_judgements" in store.applied_migrations()
         _, left, right = pair(store, "v0002", None)
         assert store.judge(left, right, "left", "bob").left_version == "v0002"
     finally:
