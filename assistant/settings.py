@@ -387,7 +387,7 @@ class Settings:
     learning_rate: float = setting(
         0.0,
         "training",
-        "Peak learning rate; 0: 2e-4, 1e-3 for SmolLM2-135M, or 3e-3 for the built-in demo model.",
+        "Peak learning rate; 0: 2e-4, 2e-3 for SmolLM2-135M, or 3e-3 for the built-in demo model.",
         check=zero_or_more,
     )
     lr_scheduler_type: str = setting(
