@@ -521,17 +521,25 @@ class ChatScreen(AppScreen):
             messages = context(conversation, self.store.thread(conversation.id, question.id))
             view = None
         params = generation_params(self.settings)
-        self.active = ActiveReply(
+        self.active = self._new_reply(backend, params, question, view)
+        self.active.stream = view.stream() if view is not None else None
+        self.status.set_streaming(True)
+        self._consume(self.active, backend, messages, params)
+
+    def _new_reply(
+        self, backend: Backend, params: GenerationParams, question: Message, view: MessageView | None, *, blind: bool = False
+    ) -> ActiveReply:
+        """A reply to `question` about to be asked for (its stream, if shown, attached by the caller)."""
+        return ActiveReply(
             key=next(self._keys),
             identity=backend.identity,
             params=params,
             conversation_id=question.conversation_id,
             question=question,
             view=view,
-            stream=view.stream() if view is not None else None,
+            stream=None,
+            blind=blind,
         )
-        self.status.set_streaming(True)
-        self._consume(self.active, backend, messages, params)
 
     async def model_ready(self) -> None:
         if self.conversation is None and not self.thread:
@@ -881,19 +889,7 @@ class ChatScreen(AppScreen):
         widget = ABPair()
         await self.messages.append(*[w for w in (shown_with, widget) if w is not None])
         params = generation_params(self.settings)
-        sides = tuple(
-            ActiveReply(
-                key=next(self._keys),
-                identity=backend.identity,
-                params=params,
-                conversation_id=question.conversation_id,
-                question=question,
-                view=view,
-                stream=None,
-                blind=True,
-            )
-            for view in widget.sides
-        )
+        sides = tuple(self._new_reply(backend, params, question, view, blind=True) for view in widget.sides)
         self.pair = PairState(
             key=next(self._keys),
             conversation_id=question.conversation_id,
