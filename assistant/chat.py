@@ -6,13 +6,17 @@ recorded (model identity, settings, timings), and the whole turn for callers wit
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 from assistant.engine.base import TOO_LONG, Backend, ChatMessage, GenerationParams, ModelIdentity, Reply
 from assistant.errors import AssistantError, InputError
+from assistant.references import References, count_for, grounded, last_question
 from assistant.settings import Settings
 from assistant.store import Conversation, Message, ReplyRecord, Store
 from assistant.text import is_utf8
+
+log = logging.getLogger(__name__)
 
 
 def generation_params(settings: Settings) -> GenerationParams:
@@ -30,6 +34,32 @@ def context(conversation: Conversation, thread: Sequence[Message]) -> list[ChatM
     messages = [ChatMessage("system", conversation.system_prompt)] if conversation.system_prompt.strip() else []
     messages += [ChatMessage(m.role, m.content) for m in thread if not _failed_empty(m)]
     return messages
+
+
+def with_references(
+    messages: Sequence[ChatMessage], references: References | None, settings: Settings, backend: Backend, params: GenerationParams
+) -> list[ChatMessage]:
+    """`messages` with the curated answers closest to the newest question added to the system prompt
+    (`references`), as many as the `references` setting says for this model; unchanged when none is
+    found, or when the question would not fit the model with them. May block (the index is built on
+    first use, the backend counts tokens): call it off the event loop."""
+    count = count_for(settings.references, backend.identity.is_demo)
+    if references is None or not count:
+        return list(messages)
+    try:
+        found = references.find(last_question(messages), count)
+    except Exception:  # a broken snapshot must not stop a reply
+        log.exception("finding curated answers for a question failed; answering without them")
+        return list(messages)
+    if not found:
+        return list(messages)
+    extended = grounded(messages, found)
+    newest = next((i for i in range(len(extended) - 1, -1, -1) if extended[i].role == "user"), len(extended) - 1)
+    try:
+        backend.check_prompt([extended[0], *extended[newest:]], params)
+    except InputError:
+        return list(messages)
+    return extended
 
 
 def _failed_empty(message: Message) -> bool:
@@ -128,6 +158,7 @@ def run_turn(
     *,
     conversation_id: int | None = None,
     on_text: Callable[[str], None] | None = None,
+    references: References | None = None,
 ) -> tuple[Conversation, Message, Message]:
     """Store the user's message, stream the reply, store it. Ctrl+C keeps the partial reply; a reply
     that fails (the model server down, a stream broken off) is stored as failed, and the error raised."""
@@ -146,7 +177,8 @@ def run_turn(
         raise
     params = generation_params(settings)
     try:
-        reply = backend.stream(context(conversation, [*thread, question]), params)
+        messages = with_references(context(conversation, [*thread, question]), references, settings, backend, params)
+        reply = backend.stream(messages, params)
     except AssistantError as exc:
         failed = failed_record(backend.identity, params, str(exc))
         store.add_message(conversation.id, "assistant", "", parent_id=question.id, reply=failed)

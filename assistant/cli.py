@@ -87,6 +87,7 @@ def review(state: Context) -> None:
 def ask(state: Context, question: str, conversation_id: int | None, as_json: bool) -> None:
     """Ask one question without the UI; logged like a chat turn."""
     from assistant.chat import check_fits, check_message, generation_params, run_turn
+    from assistant.references import References
 
     settings = state.settings
     check_message(question, settings)
@@ -101,7 +102,13 @@ def ask(state: Context, question: str, conversation_id: int | None, as_json: boo
     check_fits(backend, system_prompt, question, generation_params(settings))  # before anything is stored
     stream_to = None if as_json else _echo_chunk
     conversation, _question, answer = run_turn(
-        store, backend, settings, question, conversation_id=conversation_id, on_text=stream_to
+        store,
+        backend,
+        settings,
+        question,
+        conversation_id=conversation_id,
+        on_text=stream_to,
+        references=References(store, settings.data_dir),
     )
     if as_json:
         click.echo(

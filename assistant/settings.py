@@ -109,6 +109,12 @@ SERVE_PRECISIONS = ("auto", "4bit", "bf16")
 PREFERENCE_MODES = ("auto", "dpo", "kto", "off")
 
 
+def reference_count(value: str) -> str | None:
+    if value in ("auto", "off") or (value.isdigit() and 1 <= int(value) <= 10):
+        return None
+    return f"must be auto, off or a number from 1 to 10, got {value!r}"
+
+
 def setting(default: Any, section: str, help: str, *, check: Check | None = None) -> Any:  # noqa: A002
     """A configurable field: its default, its section (a config file may group keys under `[section]`),
     its help text (shown by `assistant doctor -v`) and its check."""
@@ -242,6 +248,15 @@ class Settings:
         "Share of questions (0 to 1) answered twice in the chat, blind, by the version answering and the newest "
         "candidate, for the agent to pick the better answer (`b` on a reply asks for it any time); 0: only on demand.",
         check=share,
+    )
+    references: str = setting(
+        "auto",
+        "chat",
+        "How many curated answers to similar questions the model sees with each new question, found in the "
+        "newest dataset snapshot (what a retrain learns from: approved answers and corrections, scrubbed, and "
+        "the replayed samples): a number from 1 to 10, off, or auto (2; none for the demo model, which was "
+        "built from the samples and answers them from memory). Retrains of a model that sees them train with them.",
+        check=reference_count,
     )
     max_message_chars: int = setting(
         100_000,
@@ -404,7 +419,7 @@ class Settings:
     epochs: float = setting(
         0.0,
         "training",
-        "Passes over the training set; 0: 3, 1 for SmolLM2-135M, or for the demo model one over the replayed samples "
+        "Passes over the training set; 0: 3, 1 for SmolLM2-135M (0.3 for the first version a chat starts), or for the demo model one over the replayed samples "
         "and about 30 over the team's rows (each repeated).",
         check=zero_or_more,
     )

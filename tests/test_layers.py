@@ -24,6 +24,7 @@ CORE = [
     "assistant.engine.resolve",
     "assistant.engine.packaged",  # fetching and converting import torch/transformers only when they run
     "assistant.chat",
+    "assistant.references",
     "assistant.curation",
     "assistant.data.builder",
     "assistant.data.snapshot",

@@ -31,6 +31,7 @@ from assistant.errors import BusyError, GateRejected
 from assistant.settings import Settings
 from assistant.store import Store
 from assistant.store.records import TrainingConversation, TrainingMessage
+from assistant.train.config import FIRST_VERSION_EPOCHS
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,8 @@ class FirstVersion:
         if self.config_file:
             command += ["--config", str(self.config_file)]
         env = {**os.environ, "ASSISTANT_SAMPLE_TRAINING": "on"}  # `wanted` decided for this chat's model
+        if not settings.epochs:  # a short first run, unless epochs are set (train/config.py)
+            env["ASSISTANT_EPOCHS"] = str(FIRST_VERSION_EPOCHS)
         if settings.model:
             command += ["--model", settings.model]  # the model this chat serves, however it was given
         elif self.is_fallback:

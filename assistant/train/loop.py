@@ -319,6 +319,12 @@ def train_adapter(
     train_rows = training_rows(
         dataset_dir, config.repeat_new, replay_held_out=config.replay_held_out, balance=config.small_data_schedule
     )
+    if config.references:
+        from assistant.references import augment_rows, snapshot_index
+
+        train_rows = augment_rows(
+            train_rows, snapshot_index(dataset_dir), config.references, seed=config.seed, max_chars=2 * config.max_length
+        )
     eval_rows = read_rows(dataset_dir / "eval.jsonl")
     if not train_rows:
         raise TrainingError(f"the dataset {dataset_dir.name} has no training examples")

@@ -36,6 +36,7 @@ from textual.widgets import Static
 from assistant.demo.teach import FirstVersion, first_version_text, run_progress
 from assistant.engine.base import Backend, ModelIdentity
 from assistant.errors import AssistantError, ServerError
+from assistant.references import References
 from assistant.settings import Settings
 from assistant.store import AdapterRecord, Store
 from assistant.text import one_line
@@ -92,6 +93,7 @@ class AssistantApp(App):
         self.backend_problem: str | None = None  # why the backend cannot answer now, if it cannot
         self.swaps = SwapPolicy()
         self.ab_random = random.Random()  # which questions are answered twice (ab_share), and on which side
+        self.references = References(store, settings.data_dir)  # curated answers shown with each question
 
     def on_mount(self) -> None:
         self.push_screen(ChatScreen())

@@ -45,17 +45,25 @@ def read_rephrasings(path: Path = REPHRASINGS) -> list[Rephrasing]:
     return [Rephrasing(row["question"], row["answer"], row["source"]) for row, _ in read_jsonl(path)]
 
 
-def answer_rephrasings(backend, params, system_prompt: str = "") -> list[tuple[float, Rephrasing, str]]:  # noqa: ANN001
-    """Each rephrasing asked alone (after the system prompt, if any), greedily: (ROUGE-L F1, item, answer)."""
+def answer_rephrasings(
+    backend, params, system_prompt: str = "", references=None, count: int = 0  # noqa: ANN001
+) -> list[tuple[float, Rephrasing, str]]:
+    """Each rephrasing asked alone (after the system prompt, if any), greedily: (ROUGE-L F1, item, answer).
+    `references` (an `assistant.references.References` or `Index`): the `count` closest curated answers
+    shown with each question, as the chat shows them."""
     from rouge_score import rouge_scorer
 
     from assistant.engine.base import ChatMessage
+    from assistant.references import grounded
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
     system = [ChatMessage("system", system_prompt)] if system_prompt else []
     results = []
     for item in read_rephrasings():
-        text = "".join(backend.stream([*system, ChatMessage("user", item.question)], params))
+        messages = [*system, ChatMessage("user", item.question)]
+        if references is not None and count:
+            messages = grounded(messages, references.find(item.question, count))
+        text = "".join(backend.stream(messages, params))
         results.append((scorer.score(item.answer, text)["rougeL"].fmeasure, item, text))
     return results
 
@@ -71,6 +79,12 @@ def main() -> int:
     parser.add_argument("--rephrasings", action="store_true", help="Also score the held-out rephrasings.")
     parser.add_argument("--limit", type=int, help="Score only the first N sample turns (0: none).")
     parser.add_argument("--max-new-tokens", type=int, default=200)
+    parser.add_argument(
+        "--references",
+        type=int,
+        default=0,
+        help="Show each rephrasing the N closest sample answers, as the chat shows curated answers (default 0: none).",
+    )
     parser.add_argument("--show", type=int, default=3, help="Print the N worst answers.")
     args = parser.parse_args()
 
@@ -136,7 +150,13 @@ def main() -> int:
         from assistant.settings import DEFAULT_SYSTEM_PROMPT
 
         system_prompt = DEFAULT_SYSTEM_PROMPT if args.model is not None else ""
-        for score, item, text in answer_rephrasings(backend, params, system_prompt):
+        index = None
+        if args.references:
+            from assistant.demo.samples import load_samples
+            from assistant.references import Index, Reference
+
+            index = Index([Reference(c[i - 1]["content"], c[i]["content"]) for c in load_samples() for i in range(1, len(c)) if c[i]["role"] == "assistant"])
+        for score, item, text in answer_rephrasings(backend, params, system_prompt, index, args.references):
             rephrased.append(score)
             worst.append((score, item.question, item.answer, text))
     rephrased_s = time.perf_counter() - rephrased_s

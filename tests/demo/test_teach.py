@@ -225,3 +225,24 @@ def test_what_a_chat_says_when_the_retrain_it_started_ends(settings, code: int, 
     message = first.ended()
     assert (message is None) if said is None else (said in message)
     assert first.ended() is None  # said once
+
+
+def test_the_first_version_is_a_short_run_unless_epochs_are_set(settings, monkeypatch) -> None:  # noqa: ANN001
+    """0.3 of a pass teaches SmolLM2 to use the curated answers beside a question within a first start's
+    5 minutes (docs/BENCHMARKS.md); epochs set by the user are theirs."""
+    from assistant.demo import teach
+    from assistant.train.config import FIRST_VERSION_EPOCHS
+
+    environments = []
+
+    class Started:  # records how the retrain would start; no process
+        def __init__(self, args: list[str], **options: object) -> None:
+            environments.append(options["env"])
+            self.args, self.pid = args, 2**30  # no such process: renicing it fails quietly
+
+    monkeypatch.setattr(teach.subprocess, "Popen", Started)
+    monkeypatch.delenv("ASSISTANT_EPOCHS", raising=False)
+    FirstVersion(dataclasses.replace(settings, epochs=0.0)).start()
+    FirstVersion(dataclasses.replace(settings, epochs=2.0)).start()
+    assert environments[0]["ASSISTANT_EPOCHS"] == str(FIRST_VERSION_EPOCHS)
+    assert "ASSISTANT_EPOCHS" not in environments[1]

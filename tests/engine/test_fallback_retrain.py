@@ -38,6 +38,7 @@ def test_retrain_on_the_converted_fallback_model_learns_the_samples_beside_the_c
     assert (choice.source, choice.name) == ("package (converted)", PACKAGE.name)  # fetched and converted by the retrain
     meta = json.loads((settings.layout.version(result.version) / "meta.json").read_text(encoding="utf-8"))
     assert meta["base_model"]["name"] == PACKAGE.name
+    assert meta["training_config"]["references"] == 2  # a real model trains with the curated answers the chat shows it
     manifest = json.loads((settings.layout.datasets / result.dataset_id / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["counts"]["sources"]["approved_sample"] > 200  # the samples, beside the curated replies
     assert manifest["counts"]["sources"]["approved_correction"] == 12

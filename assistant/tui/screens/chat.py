@@ -36,6 +36,7 @@ from assistant.chat import (
     generation_params,
     reply_record,
     too_long_for_the_model,
+    with_references,
 )
 from assistant.engine.base import Backend, GenerationParams, ModelIdentity, Reply
 from assistant.errors import AssistantError, InputError, ServerError
@@ -569,6 +570,7 @@ class ChatScreen(AppScreen):
         """
         key = active.key
         try:
+            messages = with_references(messages, self.app.references, self.settings, backend, params)
             reply = backend.stream(messages, params, alternate=True) if alternate else backend.stream(messages, params)
         except Exception as exc:  # reported in the UI; the app keeps running
             self.post_message(ReplyFailed(key, None, str(exc)))
