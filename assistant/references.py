@@ -149,7 +149,7 @@ class References:
         if key != self._key:
             try:
                 self._index = snapshot_index(path)
-            except (AssistantError, OSError) as exc:
+            except Exception as exc:  # a damaged snapshot: said once, then answered without references
                 log.warning("no references from dataset snapshot %s: %s", record.id, exc)
                 self._index = None
             self._key = key
@@ -237,9 +237,11 @@ def augment_rows(
     return out
 
 
-def snapshot_index(dataset_dir: Path) -> Index:
-    """The references of one dataset snapshot: its train and eval rows."""
-    return Index([r for name in ("train.jsonl", "eval.jsonl") if (dataset_dir / name).is_file() for r in pairs_of(dataset_dir / name)])
+def snapshot_index(dataset_dir: Path, splits: Sequence[str] = ("train", "eval")) -> Index:
+    """The references of one dataset snapshot: its train and eval rows (a retrain: its train rows only,
+    so that no held-out answer the gate scores is in a training prompt)."""
+    paths = [dataset_dir / f"{split}.jsonl" for split in splits]
+    return Index([r for path in paths if path.is_file() for r in pairs_of(path)])
 
 
 def last_question(messages: Sequence[ChatMessage]) -> str:

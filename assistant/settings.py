@@ -110,7 +110,7 @@ PREFERENCE_MODES = ("auto", "dpo", "kto", "off")
 
 
 def reference_count(value: str) -> str | None:
-    if value in ("auto", "off") or (value.isdigit() and 1 <= int(value) <= 10):
+    if value in ("auto", "off") or (value.isascii() and value.isdigit() and 1 <= int(value) <= 10):
         return None
     return f"must be auto, off or a number from 1 to 10, got {value!r}"
 
@@ -419,7 +419,7 @@ class Settings:
     epochs: float = setting(
         0.0,
         "training",
-        "Passes over the training set; 0: 3, 1 for SmolLM2-135M (0.3 for the first version a chat starts), or for the demo model one over the replayed samples "
+        "Passes over the training set; 0: 3, 1 for SmolLM2-135M (0.3 for the first version a chat starts for the fallback model while it is shown curated answers), or for the demo model one over the replayed samples "
         "and about 30 over the team's rows (each repeated).",
         check=zero_or_more,
     )

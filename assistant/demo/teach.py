@@ -28,6 +28,7 @@ from pathlib import Path
 from assistant.demo.samples import load_samples
 from assistant.engine.resolve import ModelChoice
 from assistant.errors import BusyError, GateRejected
+from assistant.references import count_for
 from assistant.settings import Settings
 from assistant.store import Store
 from assistant.store.records import TrainingConversation, TrainingMessage
@@ -109,7 +110,9 @@ class FirstVersion:
         if self.config_file:
             command += ["--config", str(self.config_file)]
         env = {**os.environ, "ASSISTANT_SAMPLE_TRAINING": "on"}  # `wanted` decided for this chat's model
-        if not settings.epochs:  # a short first run, unless epochs are set (train/config.py)
+        if self.is_fallback and not settings.epochs and count_for(settings.references, is_demo=False):
+            # A short first run that teaches the fallback model to use the curated answers shown beside a
+            # question (train/config.py), unless epochs are set or no answers are shown.
             env["ASSISTANT_EPOCHS"] = str(FIRST_VERSION_EPOCHS)
         if settings.model:
             command += ["--model", settings.model]  # the model this chat serves, however it was given

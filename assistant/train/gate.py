@@ -2,7 +2,8 @@
 
 The candidate, the active adapter (if any) and the bare base model are scored as they are served:
 the base as a chat loads it (4-bit on CUDA; on a CPU full precision unless `cpu_load_in_4bit`) with
-the adapter unmerged on top. Each gets
+the adapter unmerged on top, each on the same rows, without the curated answers a chat shows beside
+a question (`references.py`): the model alone. Each gets
 
 - its loss on the eval split of the candidate's dataset (assistant tokens only, token-weighted);
 - its loss on a regression set: eval examples of earlier snapshots that still exist and are not

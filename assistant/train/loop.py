@@ -323,7 +323,7 @@ def train_adapter(
         from assistant.references import augment_rows, snapshot_index
 
         train_rows = augment_rows(
-            train_rows, snapshot_index(dataset_dir), config.references, seed=config.seed, max_chars=2 * config.max_length
+            train_rows, snapshot_index(dataset_dir, ("train",)), config.references, seed=config.seed, max_chars=2 * config.max_length
         )
     eval_rows = read_rows(dataset_dir / "eval.jsonl")
     if not train_rows:

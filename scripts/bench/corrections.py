@@ -79,18 +79,27 @@ def _choice(model: Path, is_demo: bool):  # noqa: ANN202
 
 
 def score(settings, model: Path, adapter: Path | None, corrected: list[Rephrasing], untouched: list[tuple[str, str]], *, is_demo: bool = True) -> Scores:  # noqa: ANN001
+    """Greedy answers as the chat asks: after the system prompt, with the curated answers the
+    `references` setting shows this model (none for the demo model), from the newest snapshot."""
     from rouge_score import rouge_scorer
 
+    from assistant.chat import with_references
     from assistant.engine.base import ChatMessage, GenerationParams
     from assistant.engine.local import load_local_backend
+    from assistant.references import References
+    from assistant.store import Store
 
     backend = load_local_backend(_choice(model, is_demo), device="cpu", cpu_load_in_4bit=settings.cpu_load_in_4bit,
                                  adapter=str(adapter or ""))
     params = GenerationParams(max_new_tokens=200, temperature=0.0)
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 
+    store = Store.open(settings.db_path)
+    references = References(store, settings.data_dir)
+
     def answer(question: str) -> str:
-        return "".join(backend.stream([ChatMessage("system", settings.system_prompt), ChatMessage("user", question)], params))
+        messages = [ChatMessage("system", settings.system_prompt), ChatMessage("user", question)]
+        return "".join(backend.stream(with_references(messages, references, settings, backend, params), params))
 
     def rouge(text: str, expected: str) -> float:
         return scorer.score(expected, text)["rougeL"].fmeasure
@@ -104,6 +113,7 @@ def score(settings, model: Path, adapter: Path | None, corrected: list[Rephrasin
         )
     finally:
         backend.close()
+        store.close()
 
 
 def run_count(count: int, root: Path, model: Path, extra: list[str], seed: int, untouched_limit: int, *, is_demo: bool) -> tuple[bool, str]:

@@ -61,7 +61,7 @@ def test_how_many_a_model_is_shown() -> None:
     assert count_for("5", is_demo=True) == 5
 
 
-@pytest.mark.parametrize("value", ["0", "11", "three", "-1"])
+@pytest.mark.parametrize("value", ["0", "11", "three", "-1", "²"])
 def test_a_bad_references_setting_is_refused(data_dir: Path, value: str) -> None:
     from assistant.errors import ConfigError
     from assistant.settings import load_settings

@@ -227,9 +227,10 @@ def test_what_a_chat_says_when_the_retrain_it_started_ends(settings, code: int, 
     assert first.ended() is None  # said once
 
 
-def test_the_first_version_is_a_short_run_unless_epochs_are_set(settings, monkeypatch) -> None:  # noqa: ANN001
-    """0.3 of a pass teaches SmolLM2 to use the curated answers beside a question within a first start's
-    5 minutes (docs/BENCHMARKS.md); epochs set by the user are theirs."""
+def test_the_first_version_is_a_short_run_unless_epochs_are_set(settings, store: Store, monkeypatch) -> None:  # noqa: ANN001
+    """0.3 of a pass teaches the fallback model to use the curated answers beside a question within a
+    first start's 5 minutes (docs/BENCHMARKS.md); epochs set by the user are theirs, and without
+    references shown (or for another model) the first version is a whole run."""
     from assistant.demo import teach
     from assistant.train.config import FIRST_VERSION_EPOCHS
 
@@ -242,7 +243,12 @@ def test_the_first_version_is_a_short_run_unless_epochs_are_set(settings, monkey
 
     monkeypatch.setattr(teach.subprocess, "Popen", Started)
     monkeypatch.delenv("ASSISTANT_EPOCHS", raising=False)
-    FirstVersion(dataclasses.replace(settings, epochs=0.0)).start()
-    FirstVersion(dataclasses.replace(settings, epochs=2.0)).start()
+    on = dataclasses.replace(settings, sample_training="on", epochs=0.0)
+    cases = [(on, True), (dataclasses.replace(on, epochs=2.0), True), (dataclasses.replace(on, references="off"), True),
+             (on, False)]  # fmt: skip
+    for case, is_fallback in cases:
+        first = FirstVersion(case)
+        assert first.wanted(store, is_fallback=is_fallback)
+        first.start()
     assert environments[0]["ASSISTANT_EPOCHS"] == str(FIRST_VERSION_EPOCHS)
-    assert "ASSISTANT_EPOCHS" not in environments[1]
+    assert all("ASSISTANT_EPOCHS" not in env for env in environments[1:])

@@ -560,7 +560,13 @@ class ChatScreen(AppScreen):
         self._read_reply(active, backend, messages, params)
 
     def _read_reply(
-        self, active: ActiveReply, backend: Backend, messages: list, params: GenerationParams, alternate: bool = False
+        self,
+        active: ActiveReply,
+        backend: Backend,
+        messages: list,
+        params: GenerationParams,
+        alternate: bool = False,
+        grounded: bool = False,
     ) -> None:
         """Start a reply and read it (in a thread worker); hand the text over in batches.
 
@@ -570,7 +576,8 @@ class ChatScreen(AppScreen):
         """
         key = active.key
         try:
-            messages = with_references(messages, self.app.references, self.settings, backend, params)
+            if not grounded:  # the curated answers closest to the question (`references`), where they fit
+                messages = with_references(messages, self.app.references, self.settings, backend, params)
             reply = backend.stream(messages, params, alternate=True) if alternate else backend.stream(messages, params)
         except Exception as exc:  # reported in the UI; the app keeps running
             self.post_message(ReplyFailed(key, None, str(exc)))
@@ -922,6 +929,7 @@ class ChatScreen(AppScreen):
             refused = not isinstance(exc, ServerError)  # an unreachable server may answer next time
             self.post_message(PairUnavailable(pair.key, pair.candidate, str(exc), refused))
             return
+        messages = with_references(messages, self.app.references, self.settings, backend, params)  # one prompt for both
         for index, side in enumerate(pair.sides):
             if pair.abandoned:
                 return
@@ -929,7 +937,7 @@ class ChatScreen(AppScreen):
             identity = backend.alternate if alternate else backend.identity
             if identity is not None:
                 side.identity = identity
-            self._read_reply(side, backend, messages, params, alternate=alternate)
+            self._read_reply(side, backend, messages, params, alternate=alternate, grounded=True)
 
     async def on_pair_unavailable(self, event: PairUnavailable) -> None:
         pair = self.pair
