@@ -8,8 +8,9 @@ is timed as the chat app runs it:
    package index, converted to safetensors) and loads it: the chat answers from here on;
 2. the first version: `assistant retrain` started as the chat starts it (`demo.teach.FirstVersion`),
    with the chat's model loaded and idle beside it, until v0001 is active (the chats swap it in).
-Then, unless --no-score, the held-out rephrasings are answered greedily by SmolLM2 + v0001 and scored
-with ROUGE-L against the sample answers (scripts/bench/demo_quality.py; target >= 0.5).
+Then, unless --no-score, the held-out rephrasings are answered greedily by SmolLM2 + v0001, as the chat
+asks them (with the curated answers `references` shows, from the newest snapshot; `--compare`: without
+them too), and scored with ROUGE-L against the sample answers (scripts/bench/demo_quality.py; target >= 0.5).
 """
 
 from __future__ import annotations
