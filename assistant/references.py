@@ -122,6 +122,15 @@ class Index:
         return found
 
 
+def _signature(path: Path) -> tuple[int, int] | None:
+    """What tells a file's contents changed (its modification time and size); None when it is gone."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
 class References:
     """The curated answers of a data dir's newest dataset snapshot, found for a question, from any thread
     (`store` is only reopened, never used itself)."""
@@ -145,7 +154,7 @@ class References:
         finally:
             store.close()
         files = [path / "train.jsonl", path / "eval.jsonl"]
-        key = (record.id, *[(f.stat().st_mtime_ns, f.stat().st_size) if f.is_file() else None for f in files])
+        key = (record.id, *map(_signature, files))
         if key != self._key:
             try:
                 self._index = snapshot_index(path)

@@ -152,10 +152,10 @@ def main() -> int:
         system_prompt = DEFAULT_SYSTEM_PROMPT if args.model is not None else ""
         index = None
         if args.references:
-            from assistant.demo.samples import load_samples
+            from assistant.demo.samples import load_samples, sample_questions
             from assistant.references import Index, Reference
 
-            index = Index([Reference(c[i - 1]["content"], c[i]["content"]) for c in load_samples() for i in range(1, len(c)) if c[i]["role"] == "assistant"])
+            index = Index([Reference(context[-1]["content"], answer) for context, answer in sample_questions(load_samples())])
         for score, item, text in answer_rephrasings(backend, params, system_prompt, index, args.references):
             rephrased.append(score)
             worst.append((score, item.question, item.answer, text))
