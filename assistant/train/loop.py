@@ -188,6 +188,39 @@ def _length_grouping() -> dict[str, Any]:
     return {"group_by_length": True} if "group_by_length" in names else {}
 
 
+def score_answers_only_on_cpu() -> None:
+    """Make TRL's fused LM head score only the answer tokens on a CPU too, as it does on CUDA.
+
+    TRL's trainers (1.16: SFT, KTO, DPO) compute each step's loss through `add_fused_lm_head`, which
+    projects through the LM head only the positions with a label where Triton runs (CUDA, XPU): on other
+    devices every position is scored, prompt and padding included, so that the tile shapes stay fixed
+    for compilers (Neuron). A CPU compiles nothing, and there that is most of a step: for SmolLM2
+    (49,152 tokens) a batch of 4 x 411 tokens with 292 answer tokens spends 3.3 s in the head, against
+    0.4 s for its answer tokens alone (docs/BENCHMARKS.md, "Retrain time"). The losses are the same
+    (tests/train/test_cpu_scoring.py). Applied only where TRL's code is the one this was measured on
+    (its one use of `_use_triton` decides what is scored); elsewhere nothing changes."""
+    import inspect
+
+    from trl.trainer import utils as trl_utils
+
+    decide = getattr(trl_utils, "_use_triton", None)
+    if decide is None or getattr(decide, "answers_only_on_cpu", False):
+        return
+    try:
+        source = inspect.getsource(trl_utils)
+    except (OSError, TypeError):
+        return
+    if source.count("_use_triton(") != 1 or "compact = _use_triton(hidden_states.device)" not in source:
+        return
+
+    def compact(device: Any) -> bool:
+        return device.type == "cpu" or decide(device)
+
+    compact.answers_only_on_cpu = True  # type: ignore[attr-defined]
+    compact.__wrapped__ = decide  # type: ignore[attr-defined]
+    trl_utils._use_triton = compact
+
+
 def save_adapter(model: Any, out: Path) -> Path:
     """The trained adapter (only the one named "default": a preference stage also holds its frozen
     reference) written beside `out` and renamed into place."""
@@ -385,6 +418,7 @@ def train_adapter(
         fp16=False,
         dataloader_num_workers=0,
     )
+    score_answers_only_on_cpu()
     try:
         trainer = SFTTrainer(
             model=model,

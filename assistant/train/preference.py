@@ -40,6 +40,7 @@ from assistant.train.loop import (
     resume_point,
     run_trainer,
     save_adapter,
+    score_answers_only_on_cpu,
 )
 
 STAGE_DIR = "preference"
@@ -213,6 +214,7 @@ def train_preference(
         fp16=False,
         dataloader_num_workers=0,
     )
+    score_answers_only_on_cpu()
     try:
         if chosen.kind == "dpo":
             from trl import DPOConfig, DPOTrainer
