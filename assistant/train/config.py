@@ -62,7 +62,7 @@ DEMO = Automatic(
 SMOLLM2_135M = Automatic(learning_rate=2e-3, epochs=1.0, load_in_4bit=False, evaluations=2, new_passes=16.0, repeat_budget=120)
 # The first version a chat starts for the fallback model (demo/teach.py) passes 0.3 times over the samples:
 # it learns to use the curated answers shown beside a question (references.py), which carry the facts, and
-# the chat knows Nimbus Home within 5 minutes of a first start (18 steps: v0001 active after 279 s, 0.57
+# the chat knows Nimbus Home within 5 minutes of a first start (18 steps: v0001 active after 160 s, 0.57
 # ROUGE-L on the held-out rephrasings with references; docs/BENCHMARKS.md). Later retrains take the
 # profile's schedule.
 FIRST_VERSION_EPOCHS = 0.3
