@@ -204,7 +204,7 @@ def score_answers_only_on_cpu() -> None:
     from trl.trainer import utils as trl_utils
 
     decide = getattr(trl_utils, "_use_triton", None)
-    if decide is None or getattr(decide, "answers_only_on_cpu", False):
+    if decide is None or hasattr(decide, "__wrapped__"):  # absent, or already this
         return
     try:
         source = inspect.getsource(trl_utils)
@@ -216,7 +216,6 @@ def score_answers_only_on_cpu() -> None:
     def compact(device: Any) -> bool:
         return device.type == "cpu" or decide(device)
 
-    compact.answers_only_on_cpu = True  # type: ignore[attr-defined]
     compact.__wrapped__ = decide  # type: ignore[attr-defined]
     trl_utils._use_triton = compact
 
